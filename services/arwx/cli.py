@@ -1,0 +1,151 @@
+"""``arwx``: run the services and manage API keys.
+
+    arwx server                  all three services in one process (embedded)
+    arwx gateway|consumer|query  one service each (distributed: Kafka + ClickHouse)
+    arwx keys create|list|revoke API keys, straight on the store
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from arwx.config import ConfigError, Settings, add_arguments, resolve
+from arwx.server import ALL_ROLES, Server
+
+_SERVICE_HELP = {
+    "server": "run gateway, consumer and query service in one process (embedded by default)",
+    "gateway": "run the ingest gateway (HTTP → log)",
+    "consumer": "run a consumer (log → ClickHouse)",
+    "query": "run the query service (history, receipts)",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="arwx", description="arwx metrics ingest pipeline")
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, help_ in _SERVICE_HELP.items():
+        add_arguments(sub.add_parser(name, help=help_, description=help_))
+    keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)
+    store_opts = ["data_dir", "clickhouse_url", "log_level"]
+    c = keys.add_parser("create", help="create a key (and its organization if new); prints the secret once")
+    c.add_argument("--org", default="default", help="organization name (created if missing)")
+    c.add_argument("--name", default="", help="a label for the key")
+    add_arguments(c, store_opts)
+    ls = keys.add_parser("list", help="list keys (never their secrets)")
+    ls.add_argument("--org", default=None, help="only this organization")
+    add_arguments(ls, store_opts)
+    r = keys.add_parser("revoke", help="revoke a key by id")
+    r.add_argument("key_id")
+    add_arguments(r, store_opts)
+    return p
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+
+
+async def _run_service(settings: Settings, roles: frozenset[str]) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    server = Server(settings, roles)
+    try:
+        await server.start()
+    except Exception as e:
+        await server.stop()
+        print(f"arwx: could not start: {e}", file=sys.stderr)
+        return 1
+    mode = "kafka" if settings.kafka_bootstrap else "embedded log"
+    store = "ClickHouse server" if settings.clickhouse_url else f"chDB in {settings.data_path}"
+    if server.url:
+        print(f"arwx {'+'.join(sorted(roles))} listening on {server.url} ({mode}, {store})", flush=True)
+    else:
+        print(f"arwx {'+'.join(sorted(roles))} running ({mode}, {store})", flush=True)
+    if server.first_key:
+        print(
+            "First start: created organization 'default' and an API key (shown only now):\n"
+            f"  export ARWANDB_BASE_URL={server.url}\n"
+            f"  export ARWANDB_API_KEY={server.first_key}",
+            flush=True,
+        )
+    await stop.wait()
+    print("arwx: stopping (finishing requests, flushing the consumer)", flush=True)
+    await server.stop()
+    return 0
+
+
+async def _keys(args: argparse.Namespace, settings: Settings) -> int:
+    from arwx.store.base import open_store
+    from arwx.store.schema import apply_schema
+    from arwx.tenancy import Tenancy
+
+    store = open_store(settings.clickhouse_url or None, str(settings.data_path))
+    try:
+        await store.start()
+    except Exception as e:
+        print(
+            f"arwx keys: cannot open the store ({e}).\n"
+            "If `arwx server` is running on this data directory, stop it first or use the HTTP API "
+            "(POST/GET/DELETE /v1/keys) with a key.",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        await apply_schema(store)
+        tenancy = Tenancy(store)
+        if args.keys_command == "create":
+            org = await tenancy.find_org(args.org) or await tenancy.create_org(args.org)
+            key, secret = await tenancy.create_key(org, args.name)
+            print(f"id: {key.key_id}\norg: {args.org} ({org})\nkey: {secret}\n(the key is shown only now)")
+        elif args.keys_command == "list":
+            names = dict(await tenancy.orgs())
+            org = None
+            if args.org:
+                org = await tenancy.find_org(args.org)
+                if org is None:
+                    print(f"arwx keys: no organization named {args.org!r}", file=sys.stderr)
+                    return 1
+            for k in await tenancy.list_keys(org):
+                state = "revoked" if k.revoked_at_ms is not None else "active"
+                print(f"{k.key_id}\t{names.get(k.org, k.org)}\t{k.prefix}…\t{state}\t{k.name}")
+        else:
+            key = await tenancy.revoke_key(None, args.key_id)
+            if key is None:
+                print(f"arwx keys: no key with id {args.key_id!r}", file=sys.stderr)
+                return 1
+            print(f"revoked {key.key_id}")
+        return 0
+    finally:
+        await store.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = resolve(args)
+    except ConfigError as e:
+        print(f"arwx: bad configuration: {e}", file=sys.stderr)
+        return 2
+    _setup_logging(settings.log_level)
+    if args.command == "keys":
+        return asyncio.run(_keys(args, settings))
+    roles = ALL_ROLES if args.command == "server" else frozenset({args.command})
+    if args.command != "server" and not (settings.kafka_bootstrap and settings.clickhouse_url):
+        print(
+            f"arwx {args.command}: distributed mode needs --kafka and --clickhouse "
+            "(ARWX_KAFKA_BOOTSTRAP, ARWX_CLICKHOUSE_URL); for Kafka on one host use `arwx server --kafka`",
+            file=sys.stderr,
+        )
+        return 2
+    return asyncio.run(_run_service(settings, roles))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

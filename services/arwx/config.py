@@ -1,0 +1,126 @@
+"""Every setting, once: its flag, its ``ARWX_*`` variable, its default, its check.
+
+The CLI builds its flags from ``OPTIONS``; ``docs/configuration.md`` is the
+same table (a test keeps them in agreement). A flag wins over the variable,
+which wins over the default. Bad values stop the start with a clear error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """A setting has a value that cannot work."""
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str
+    type: type
+    default: object
+    help: str
+
+    @property
+    def env(self) -> str:
+        return "ARWX_" + self.name.upper()
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+def _port(v: int) -> int:
+    if not 0 <= v <= 65535:
+        raise ConfigError(f"port {v} is not in 0..65535")
+    return v
+
+
+OPTIONS: list[Option] = [
+    Option("host", str, "127.0.0.1", "address to listen on"),
+    Option("port", int, 8090, "HTTP port (0: pick a free one)"),
+    Option("data_dir", str, "~/.arwx", "embedded mode: where the log and the chDB store live"),
+    Option("kafka_bootstrap", str, "", "Kafka bootstrap servers; set: the log is Kafka, else the embedded log"),
+    Option("kafka_topic", str, "arwx.points", "Kafka topic of point messages"),
+    Option("kafka_partitions", int, 12, "partitions when the topic is created"),
+    Option("kafka_replication", int, 1, "replication factor when the topic is created"),
+    Option("consumer_group", str, "arwx-consumer", "consumer group id"),
+    Option("clickhouse_url", str, "", "ClickHouse server, e.g. http://user:pass@host:8123/db; else chDB in data_dir"),
+    Option("max_body_bytes", int, 16 << 20, "largest JSON ingest body (bigger: 413; use the stream)"),
+    Option("max_line_bytes", int, 1 << 20, "largest NDJSON line on the stream (bigger: that line is rejected)"),
+    Option("key_refresh_s", float, 2.0, "how often API keys are re-read from the store (revocation bound)"),
+    Option("send_timeout_s", float, 10.0, "bound on a log append before answering 503"),
+    Option("log_level", str, "info", "debug, info, warning or error"),
+]
+
+_ALIASES = {"kafka_bootstrap": ["--kafka"], "clickhouse_url": ["--clickhouse"]}
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str
+    port: int
+    data_dir: str
+    kafka_bootstrap: str
+    kafka_topic: str
+    kafka_partitions: int
+    kafka_replication: int
+    consumer_group: str
+    clickhouse_url: str
+    max_body_bytes: int
+    max_line_bytes: int
+    key_refresh_s: float
+    send_timeout_s: float
+    log_level: str
+
+    def validate(self) -> Settings:
+        _port(self.port)
+        if self.kafka_partitions < 1:
+            raise ConfigError("kafka_partitions must be at least 1")
+        if self.max_body_bytes < 1024 or self.max_line_bytes < 1024:
+            raise ConfigError("max_body_bytes and max_line_bytes must be at least 1024")
+        if self.key_refresh_s <= 0 or self.send_timeout_s <= 0:
+            raise ConfigError("key_refresh_s and send_timeout_s must be positive")
+        if self.log_level.lower() not in ("debug", "info", "warning", "error"):
+            raise ConfigError(f"log_level {self.log_level!r} is not debug, info, warning or error")
+        if self.clickhouse_url and not self.clickhouse_url.startswith(("http://", "https://", "clickhouse://")):
+            raise ConfigError(f"clickhouse_url {self.clickhouse_url!r} must start with http:// or https://")
+        return self
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser()
+
+
+def add_arguments(parser: argparse.ArgumentParser, names: list[str] | None = None) -> None:
+    """Add the flags for ``names`` (all by default); defaults come later from the env."""
+    for opt in OPTIONS:
+        if names is not None and opt.name not in names:
+            continue
+        parser.add_argument(
+            opt.flag, *_ALIASES.get(opt.name, []), dest=opt.name, default=None, metavar=opt.type.__name__.upper(),
+            help=f"{opt.help} (env {opt.env}, default {opt.default!r})",
+        )
+
+
+def resolve(args: argparse.Namespace | None = None, env: dict[str, str] | None = None) -> Settings:
+    """Flags over ``ARWX_*`` variables over defaults, converted and validated."""
+    env = os.environ if env is None else env
+    values = {}
+    for opt in OPTIONS:
+        raw = getattr(args, opt.name, None) if args is not None else None
+        source = opt.flag
+        if raw is None and opt.env in env:
+            raw, source = env[opt.env], opt.env
+        if raw is None:
+            values[opt.name] = opt.default
+            continue
+        try:
+            values[opt.name] = opt.type(raw)
+        except ValueError:
+            raise ConfigError(f"{source}={raw!r} is not a valid {opt.type.__name__}") from None
+    assert {f.name for f in fields(Settings)} == set(values)
+    return Settings(**values).validate()

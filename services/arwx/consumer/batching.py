@@ -1,0 +1,138 @@
+"""Decoded log messages accumulate into one columnar batch for the store."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from arwx.log.base import LogMessage
+from arwx.wire import LogBatch
+
+
+def _ms_timestamps(seconds: list[float]) -> pa.Array:
+    ms = pc.floor(pc.multiply(pa.array(seconds, pa.float64()), 1000.0))
+    return ms.cast(pa.int64()).cast(pa.timestamp("ms", tz="UTC"))
+
+
+@dataclass
+class Batch:
+    """Points and ledger rows of consecutive log messages, plus their positions."""
+
+    started: float = field(default_factory=time.monotonic)
+    nbytes: int = 0
+    messages: int = 0
+    # points columns
+    org: list[str] = field(default_factory=list)
+    run_id: list[str] = field(default_factory=list)
+    key: list[str] = field(default_factory=list)
+    writer_id: list[str] = field(default_factory=list)
+    seq: list[int] = field(default_factory=list)
+    step: list[int] = field(default_factory=list)
+    ts: list[float] = field(default_factory=list)
+    value: list[float] = field(default_factory=list)
+    log_partition: list[int] = field(default_factory=list)
+    log_offset: list[int] = field(default_factory=list)
+    # one ledger row per (message, writer)
+    ledger: list[tuple] = field(default_factory=list)
+    # (topic, partition) -> (first offset, last offset) in this batch
+    ranges: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.seq)
+
+    def age(self) -> float:
+        return time.monotonic() - self.started
+
+    def add(self, msg: LogMessage, b: LogBatch) -> None:
+        n = len(b.seq)
+        self.messages += 1
+        self.nbytes += len(msg.payload)
+        self.org.extend([b.org] * n)
+        self.run_id.extend([b.run_id] * n)
+        self.key.extend(b.key)
+        self.writer_id.extend(b.writer_id)
+        self.seq.extend(b.seq)
+        self.step.extend(b.step)
+        self.ts.extend(b.ts)
+        self.value.extend(b.value)
+        self.log_partition.extend([msg.partition] * n)
+        self.log_offset.extend([msg.offset] * n)
+        for writer, (lo, hi, count, skipped) in _per_writer(b).items():
+            self.ledger.append(
+                (b.org, b.run_id, writer, lo, hi, count, skipped, msg.topic, msg.partition, msg.offset)
+            )
+        tp = (msg.topic, msg.partition)
+        first, _ = self.ranges.get(tp, (msg.offset, msg.offset))
+        self.ranges[tp] = (first, msg.offset)
+
+    def token(self, prefix: str) -> str:
+        """Insert dedup token from the batch's log offset ranges: a retry of
+        this very batch is then a no-op in ClickHouse."""
+        parts = [f"{t}:{p}:{a}-{b}" for (t, p), (a, b) in sorted(self.ranges.items())]
+        return f"{prefix}:" + ",".join(parts)
+
+    def positions(self) -> dict[tuple[str, int], int]:
+        """What to commit once this batch is stored: next offset per partition."""
+        return {tp: last + 1 for tp, (_, last) in self.ranges.items()}
+
+    def points_table(self, ingested_at_ms: int) -> pa.Table:
+        n = len(self.seq)
+        return pa.table(
+            {
+                "org": pa.array(self.org, pa.string()),
+                "run_id": pa.array(self.run_id, pa.string()),
+                "key": pa.array(self.key, pa.string()),
+                "writer_id": pa.array(self.writer_id, pa.string()),
+                "seq": pa.array(self.seq, pa.uint64()),
+                "step": pa.array(self.step, pa.uint64()),
+                "ts": _ms_timestamps(self.ts),
+                "value": pa.array(self.value, pa.float64()),
+                "log_partition": pa.array(self.log_partition, pa.uint32()),
+                "log_offset": pa.array(self.log_offset, pa.uint64()),
+                "ingested_at": pa.array([ingested_at_ms] * n, pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
+            }
+        )
+
+    def ledger_table(self, committed_at_ms: int) -> pa.Table:
+        cols = list(zip(*self.ledger)) if self.ledger else [[]] * 10
+        n = len(self.ledger)
+        return pa.table(
+            {
+                "org": pa.array(cols[0], pa.string()),
+                "run_id": pa.array(cols[1], pa.string()),
+                "writer_id": pa.array(cols[2], pa.string()),
+                "seq_min": pa.array(cols[3], pa.uint64()),
+                "seq_max": pa.array(cols[4], pa.uint64()),
+                "points": pa.array(cols[5], pa.uint32()),
+                "skipped": pa.array(cols[6], pa.uint32()),
+                "log_topic": pa.array(cols[7], pa.string()),
+                "log_partition": pa.array(cols[8], pa.uint32()),
+                "log_offset": pa.array(cols[9], pa.uint64()),
+                "committed_at": pa.array([committed_at_ms] * n, pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
+            }
+        )
+
+
+def _per_writer(b: LogBatch) -> dict[str, tuple[int, int, int, int]]:
+    """(seq_min, seq_max, count, skipped) per writer of one message."""
+    writers = set(b.writer_id)
+    if len(writers) == 1:  # the common case: one SDK writer per request
+        skipped = sum(1 for v in b.value if v != v)
+        return {b.writer_id[0]: (min(b.seq), max(b.seq), len(b.seq), skipped)}
+    out: dict[str, list[int]] = {}
+    for w, s, v in zip(b.writer_id, b.seq, b.value):
+        acc = out.get(w)
+        if acc is None:
+            out[w] = [s, s, 1, int(math.isnan(v))]
+        else:
+            if s < acc[0]:
+                acc[0] = s
+            if s > acc[1]:
+                acc[1] = s
+            acc[2] += 1
+            acc[3] += int(math.isnan(v))
+    return {w: tuple(a) for w, a in out.items()}

@@ -1,0 +1,76 @@
+"""Write-side routes: runs (create, finish), ingest, API keys."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from arwx.gateway.errors import json_error
+from arwx.gateway.ingest import ingest_batch, ingest_stream
+from arwx.wire import MAX_ID_LEN, BadInput, KeyCreate, RunCreate, RunFinish, decode_body
+
+MAX_SMALL_BODY = 1 << 20
+
+
+async def _small_body(request: web.Request) -> bytes:
+    body = await request.content.read(MAX_SMALL_BODY + 1)
+    if len(body) > MAX_SMALL_BODY:
+        raise BadInput(f"body is over the {MAX_SMALL_BODY}-byte limit")
+    return body
+
+
+async def create_run(request: web.Request) -> web.Response:
+    org = request["key"].org
+    try:
+        req = decode_body(await _small_body(request), RunCreate)
+    except BadInput as e:
+        return json_error(400, f"bad input: {e}")
+    fingerprint = {k: v for k, v in (("commit", req.commit), ("diff_sha", req.diff_sha)) if v}
+    run, created = await request.app["runs"].create(
+        org, req.id, req.project, req.name, req.config, req.writer_ids, fingerprint
+    )
+    return web.json_response(run.public(), status=201 if created else 200)
+
+
+async def finish_run(request: web.Request) -> web.Response:
+    org = request["key"].org
+    run_id = request.match_info["run_id"]
+    try:
+        req = decode_body(await _small_body(request), RunFinish)
+    except BadInput as e:
+        return json_error(400, f"bad input: {e}")
+    run = await request.app["runs"].finish(org, run_id, req.status, dict(req.writer_totals))
+    if run is None:
+        return json_error(404, f"unknown run {run_id!r}")
+    return web.json_response(run.public())
+
+
+async def create_key(request: web.Request) -> web.Response:
+    try:
+        req = decode_body(await _small_body(request), KeyCreate)
+    except BadInput as e:
+        return json_error(400, f"bad input: {e}")
+    key, secret = await request.app["tenancy"].create_key(request["key"].org, req.name)
+    return web.json_response({**key.public(), "key": secret}, status=201)
+
+
+async def list_keys(request: web.Request) -> web.Response:
+    keys = await request.app["tenancy"].list_keys(request["key"].org)
+    return web.json_response({"keys": [k.public() for k in keys]})
+
+
+async def revoke_key(request: web.Request) -> web.Response:
+    key_id = request.match_info["key_id"][:MAX_ID_LEN]
+    key = await request.app["tenancy"].revoke_key(request["key"].org, key_id)
+    if key is None:
+        return json_error(404, f"unknown key {key_id!r}")
+    return web.json_response(key.public())
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/runs", create_run)
+    app.router.add_post("/v1/runs/{run_id}/finish", finish_run)
+    app.router.add_post("/v1/ingest", ingest_batch)
+    app.router.add_post("/v1/ingest/stream", ingest_stream)
+    app.router.add_post("/v1/keys", create_key)
+    app.router.add_get("/v1/keys", list_keys)
+    app.router.add_delete("/v1/keys/{key_id}", revoke_key)

@@ -1,0 +1,84 @@
+"""The event log interface shared by the embedded (SQLite) log and Kafka.
+
+A log holds *messages*: one per validated request chunk of one run, carrying
+many points (see ``arwx.wire.LogBatch``). The gateway appends; the consumer
+reads from its committed position, writes to the store, then commits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class LogUnavailable(Exception):
+    """The log cannot take an append right now (down, full, timed out).
+
+    The gateway answers 503 with ``Retry-After``; the client retries.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """Where a message landed, durably."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class LogMessage:
+    """One message read back from the log, with its coordinates."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str
+    payload: bytes
+
+
+class EventLog(Protocol):
+    """Producer side: durable appends."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def append(self, key: str, payloads: list[bytes]) -> list[Appended]:
+        """Append messages for one key (a run id), in order.
+
+        Returns only once every message is durable (SQLite commit, Kafka
+        ``acks=all``). Raises ``LogUnavailable`` on timeout or when full.
+        """
+        ...
+
+    async def pending(self, key: str) -> int:
+        """Messages for ``key`` appended but not yet committed by the consumer group.
+
+        Exact for the embedded log; for Kafka, the lag of the partition the
+        key hashes to (an upper bound).
+        """
+        ...
+
+
+class LogReader(Protocol):
+    """Consumer side: read from the committed position, commit after the store has it."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def read(self, max_messages: int, timeout_s: float) -> list[LogMessage]:
+        """Up to ``max_messages`` messages after what was already read, waiting
+        at most ``timeout_s`` for the first one. Empty list on timeout."""
+        ...
+
+    async def commit(self, positions: dict[tuple[str, int], int]) -> None:
+        """Commit ``{(topic, partition): next_offset_to_read}``."""
+        ...
+
+    def set_revoke_hook(self, hook) -> None:  # noqa: ANN001
+        """``hook(partitions)`` is awaited before partitions are taken away,
+        so the consumer can flush and commit what it holds for them."""
+        ...

@@ -1,0 +1,271 @@
+"""The embedded event log: SQLite (standard library) in WAL mode.
+
+Appends from concurrent requests are group-committed by one writer thread: a
+request's messages are acknowledged only after the transaction holding them
+has committed with ``synchronous=FULL``. The consumer group's position lives
+in the same file, so a restart resumes exactly where the last commit left off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from arwx.log.base import Appended, LogMessage, LogUnavailable
+
+log = logging.getLogger(__name__)
+
+TOPIC = "embedded"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS log (
+    offset   INTEGER PRIMARY KEY,
+    key      TEXT NOT NULL,
+    payload  BLOB NOT NULL,
+    appended REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS log_by_key ON log (key, offset);
+CREATE TABLE IF NOT EXISTS consumer_offsets (
+    group_id    TEXT PRIMARY KEY,
+    next_offset INTEGER NOT NULL
+);
+"""
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    return conn
+
+
+class _Append:
+    __slots__ = ("key", "payloads", "future", "loop")
+
+    def __init__(self, key: str, payloads: list[bytes], future: asyncio.Future, loop) -> None:  # noqa: ANN001
+        self.key = key
+        self.payloads = payloads
+        self.future = future
+        self.loop = loop
+
+
+class SqliteLog:
+    """Both sides of the embedded log (``EventLog`` and ``LogReader``).
+
+    ``max_pending_bytes`` bounds what waits for the writer thread; beyond it
+    appends fail fast with ``LogUnavailable`` (the gateway answers 503).
+    ``retention_s``: committed messages older than this are deleted.
+    """
+
+    def __init__(
+        self,
+        data_dir: str,
+        group_id: str = "arwx-consumer",
+        max_pending_bytes: int = 256 << 20,
+        retention_s: float = 3600.0,
+    ) -> None:
+        self.path = str(Path(data_dir) / "log.sqlite3")
+        self.group_id = group_id
+        self.max_pending_bytes = max_pending_bytes
+        self.retention_s = retention_s
+        self._queue: queue.SimpleQueue[_Append | None] = queue.SimpleQueue()
+        self._pending_bytes = 0
+        self._pending_lock = threading.Lock()
+        self._writer: threading.Thread | None = None
+        self._reader_conn: sqlite3.Connection | None = None
+        self._rlock = threading.Lock()  # the reader connection is used from worker threads
+        self._read_pos: int | None = None
+        self._new_data: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._last_trim = 0.0
+        self._stopped = False
+
+    # -- lifecycle --------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._writer is not None:
+            return
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._loop = asyncio.get_running_loop()
+        self._new_data = asyncio.Event()
+        conn = _connect(self.path)
+        conn.executescript(_SCHEMA)
+        self._reader_conn = conn
+        self._writer = threading.Thread(target=self._write_loop, name="arwx-log-writer", daemon=True)
+        self._writer.start()
+
+    async def stop(self) -> None:
+        if self._writer is None or self._stopped:
+            return
+        self._stopped = True
+        self._queue.put(None)
+        await asyncio.to_thread(self._writer.join, 30)
+        if self._reader_conn is not None:
+            self._reader_conn.close()
+
+    # -- producer side ----------------------------------------------------
+
+    async def append(self, key: str, payloads: list[bytes]) -> list[Appended]:
+        if self._stopped or self._writer is None:
+            raise LogUnavailable("the log is shutting down")
+        size = sum(len(p) for p in payloads)
+        with self._pending_lock:
+            if self._pending_bytes + size > self.max_pending_bytes and self._pending_bytes > 0:
+                raise LogUnavailable("log append queue is full")
+            self._pending_bytes += size
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._queue.put(_Append(key, payloads, fut, loop))
+        try:
+            return await fut
+        finally:
+            with self._pending_lock:
+                self._pending_bytes -= size
+
+    def _write_loop(self) -> None:
+        conn = _connect(self.path)
+        try:
+            while True:
+                first = self._queue.get()
+                if first is None:
+                    return
+                batch = [first]
+                # Group commit: take everything queued meanwhile into one transaction.
+                while True:
+                    try:
+                        nxt = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if nxt is None:
+                        self._queue.put(None)
+                        break
+                    batch.append(nxt)
+                self._commit_batch(conn, batch)
+        finally:
+            conn.close()
+
+    def _commit_batch(self, conn: sqlite3.Connection, batch: list[_Append]) -> None:
+        now = time.time()
+        results: list[list[Appended]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for a in batch:
+                out = []
+                for p in a.payloads:
+                    cur = conn.execute("INSERT INTO log (key, payload, appended) VALUES (?, ?, ?)", (a.key, p, now))
+                    out.append(Appended(TOPIC, 0, cur.lastrowid))
+                results.append(out)
+            conn.execute("COMMIT")
+        except sqlite3.Error as e:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            log.warning("embedded log append failed: %s", e)
+            err = LogUnavailable(f"log append failed: {e}")
+            for a in batch:
+                a.loop.call_soon_threadsafe(_set_exception, a.future, err)
+            return
+        for a, res in zip(batch, results):
+            a.loop.call_soon_threadsafe(_set_result, a.future, res)
+        if self._loop is not None and self._new_data is not None:
+            self._loop.call_soon_threadsafe(self._new_data.set)
+
+    async def pending(self, key: str) -> int:
+        def q() -> int:
+            with self._rlock:
+                (n,) = self._reader_conn.execute(
+                    "SELECT count(*) FROM log WHERE key = ? AND offset >= ?", (key, self._committed())
+                ).fetchone()
+            return n
+
+        return await asyncio.to_thread(q)
+
+    def _committed(self) -> int:
+        row = self._reader_conn.execute(
+            "SELECT next_offset FROM consumer_offsets WHERE group_id = ?", (self.group_id,)
+        ).fetchone()
+        return row[0] if row else 0
+
+    # -- consumer side ----------------------------------------------------
+
+    def set_revoke_hook(self, hook) -> None:  # noqa: ANN001
+        """One consumer owns the embedded log: nothing is ever revoked."""
+
+    async def read(self, max_messages: int, timeout_s: float) -> list[LogMessage]:
+        assert self._new_data is not None
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self._new_data.clear()
+            msgs = await asyncio.to_thread(self._read_some, max_messages)
+            if msgs:
+                return msgs
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return []
+            try:
+                await asyncio.wait_for(self._new_data.wait(), left)
+            except asyncio.TimeoutError:
+                return []
+
+    def _read_some(self, max_messages: int) -> list[LogMessage]:
+        with self._rlock:
+            if self._read_pos is None:
+                self._read_pos = self._committed()
+            rows = self._reader_conn.execute(
+                "SELECT offset, key, payload FROM log WHERE offset >= ? ORDER BY offset LIMIT ?",
+                (self._read_pos, max_messages),
+            ).fetchall()
+        if rows:
+            self._read_pos = rows[-1][0] + 1
+        return [LogMessage(TOPIC, 0, off, key, bytes(payload)) for off, key, payload in rows]
+
+    async def commit(self, positions: dict[tuple[str, int], int]) -> None:
+        nxt = positions.get((TOPIC, 0))
+        if nxt is None:
+            return
+        await asyncio.to_thread(self._commit, nxt)
+
+    def _commit(self, next_offset: int) -> None:
+        with self._rlock:
+            self._commit_locked(next_offset)
+
+    def _commit_locked(self, next_offset: int) -> None:
+        conn = self._reader_conn
+        conn.execute(
+            "INSERT INTO consumer_offsets (group_id, next_offset) VALUES (?, ?) "
+            "ON CONFLICT (group_id) DO UPDATE SET next_offset = max(next_offset, excluded.next_offset)",
+            (self.group_id, next_offset),
+        )
+        now = time.time()
+        if now - self._last_trim > 60:
+            self._last_trim = now
+            # Consumed and old: the store has it and the ledger records it.
+            conn.execute(
+                "DELETE FROM log WHERE offset < ? AND appended < ?", (next_offset, now - self.retention_s)
+            )
+
+    async def lag(self) -> int:
+        """Messages appended but not yet committed (all keys)."""
+
+        def q() -> int:
+            with self._rlock:
+                (n,) = self._reader_conn.execute(
+                    "SELECT count(*) FROM log WHERE offset >= ?", (self._committed(),)
+                ).fetchone()
+            return n
+
+        return await asyncio.to_thread(q)
+
+
+def _set_result(fut: asyncio.Future, value: object) -> None:
+    if not fut.done():
+        fut.set_result(value)
+
+
+def _set_exception(fut: asyncio.Future, exc: BaseException) -> None:
+    if not fut.done():
+        fut.set_exception(exc)

@@ -1,0 +1,106 @@
+"""The integrity receipt: the durability ledger checked against the store.
+
+- ``points_committed``: points in log messages the consumer wrote (ledger).
+- ``points_stored``: distinct points stored (FINAL: replays collapsed).
+- ``duplicates_collapsed``: committed minus stored (client re-sends, replays).
+- per writer: expected points = max(what the client said it sent at finish,
+  the highest committed seq + 1); holes in the stored seq range are listed.
+- ``pending``: log messages of this run acknowledged but not yet consumed;
+  while any are pending, missing points count as pending, not lost.
+- ``intact``: nothing missing and nothing pending.
+"""
+
+from __future__ import annotations
+
+from arwx.log.base import EventLog
+from arwx.runs import Run
+from arwx.store.base import Store
+
+MAX_GAPS_LISTED = 10
+
+_RUN = "org = {org:String} AND run_id = {run:String}"
+
+
+async def receipt(store: Store, log: EventLog, run: Run) -> dict:
+    p = {"org": run.org, "run": run.run_id}
+    ledger = {
+        w: (int(n), int(sk), int(lo), int(hi))
+        for w, n, sk, lo, hi in await store.rows(
+            "SELECT writer_id, sum(points), sum(skipped), min(seq_min), max(seq_max)"
+            f" FROM ledger FINAL WHERE {_RUN} GROUP BY writer_id",
+            p,
+        )
+    }
+    stored = {
+        w: (int(n), int(uniq), int(lo), int(hi))
+        for w, n, uniq, lo, hi in await store.rows(
+            "SELECT writer_id, count(), uniqExact(seq), min(seq), max(seq)"
+            f" FROM points FINAL WHERE {_RUN} GROUP BY writer_id",
+            p,
+        )
+    }
+    pending = await log.pending(f"{run.org}/{run.run_id}")
+    writers = []
+    missing_total = 0
+    for w in sorted(set(ledger) | set(stored) | set(run.writer_totals)):
+        committed, skipped, _, l_hi = ledger.get(w, (0, 0, 0, -1))
+        n_stored, uniq, s_lo, s_hi = stored.get(w, (0, 0, 0, -1))
+        sent = run.writer_totals.get(w)
+        expected = max(sent or 0, l_hi + 1, s_hi + 1)
+        missing = max(0, expected - uniq)
+        missing_total += missing
+        writers.append(
+            {
+                "writer_id": w,
+                "sent": sent,
+                "committed": committed,
+                "stored": n_stored,
+                "skipped": skipped,
+                "seq_min": s_lo if n_stored else None,
+                "seq_max": s_hi if n_stored else None,
+                "expected": expected,
+                "missing": missing,
+                "gaps": [],
+            }
+        )
+    if missing_total:
+        await _fill_gaps(store, p, writers)
+    committed = sum(v[0] for v in ledger.values())
+    n_stored = sum(v[0] for v in stored.values())
+    lost = 0 if pending else missing_total
+    return {
+        "run_id": run.run_id,
+        "status": run.status,
+        "points_committed": committed,
+        "points_stored": n_stored,
+        "duplicates_collapsed": max(0, committed - n_stored),
+        "skipped": sum(v[1] for v in ledger.values()),
+        "lost": lost,
+        "pending": pending,
+        "pending_points": missing_total if pending else 0,
+        "intact": missing_total == 0 and pending == 0,
+        "writers": writers,
+        "fingerprint": run.fingerprint or None,
+    }
+
+
+async def _fill_gaps(store: Store, p: dict, writers: list[dict]) -> None:
+    """List the first holes of each writer's seq range, in ClickHouse."""
+    rows = await store.rows(
+        "SELECT writer_id, if(rn = 1, 0, prev + 1) AS gap_from, seq - 1 AS gap_to FROM ("
+        "  SELECT writer_id, seq,"
+        "    lagInFrame(seq, 1, toUInt64(0)) OVER w AS prev, row_number() OVER w AS rn"
+        f"  FROM (SELECT DISTINCT writer_id, seq FROM points FINAL WHERE {_RUN})"
+        "  WINDOW w AS (PARTITION BY writer_id ORDER BY seq ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)"
+        ") WHERE (rn = 1 AND seq > 0) OR (rn > 1 AND seq > prev + 1)"
+        " ORDER BY writer_id, gap_from LIMIT {n:UInt32} BY writer_id",
+        {**p, "n": MAX_GAPS_LISTED},
+    )
+    by_writer = {w["writer_id"]: w for w in writers}
+    for w, a, b in rows:
+        by_writer[w]["gaps"].append([int(a), int(b)])
+    for w in writers:
+        # A tail the store never saw: after the last stored seq up to what was expected.
+        last = w["seq_max"] if w["seq_max"] is not None else -1
+        if w["expected"] - 1 > last and len(w["gaps"]) < MAX_GAPS_LISTED:
+            w["gaps"].append([last + 1, w["expected"] - 1])

@@ -1,0 +1,134 @@
+"""Assembles the services of one process: which roles, which log, which store.
+
+``arwx server`` runs all three roles (gateway, consumer, query) in one process;
+``arwx gateway|consumer|query`` run one each. The same code serves both ways:
+only the log (embedded SQLite or Kafka) and the store (chDB or a ClickHouse
+server) differ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from arwx.app import build_app
+from arwx.config import Settings
+from arwx.consumer.runner import Consumer
+from arwx.log.base import EventLog, LogReader
+from arwx.runs import Runs
+from arwx.store.base import Store, open_store
+from arwx.store.schema import apply_schema
+from arwx.tenancy import Tenancy
+
+log = logging.getLogger("arwx")
+
+ALL_ROLES = frozenset({"gateway", "consumer", "query"})
+
+
+@dataclass
+class Server:
+    """The running parts of one process; ``start()``/``stop()`` in that order."""
+
+    settings: Settings
+    roles: frozenset[str] = ALL_ROLES
+    store: Store | None = None
+    log: EventLog | None = None
+    reader: LogReader | None = None
+    consumer: Consumer | None = None
+    runs: Runs | None = None
+    tenancy: Tenancy | None = None
+    runner: web.AppRunner | None = None
+    url: str = ""
+    first_key: str | None = None
+    _closers: list = field(default_factory=list)
+
+    async def start(self) -> None:
+        s = self.settings
+        if not s.kafka_bootstrap:
+            s.data_path.mkdir(parents=True, exist_ok=True)
+        self.store = open_store(s.clickhouse_url or None, str(s.data_path))
+        await self.store.start()
+        self._closers.append(self.store.stop)
+        await apply_schema(self.store)
+        self.tenancy = Tenancy(self.store, refresh_s=s.key_refresh_s)
+        self.runs = Runs(self.store)
+        self.log, self.reader = await self._open_log()
+        if "consumer" in self.roles:
+            self.consumer = Consumer(self.reader, self.store)
+            await self.consumer.start()
+            self._closers.append(self.consumer.stop)
+        if self.roles & {"gateway", "query"}:
+            if self.roles == ALL_ROLES and not s.clickhouse_url:
+                await self._bootstrap()
+            components = {
+                "config": s,
+                "store": self.store,
+                "log": self.log,
+                "runs": self.runs,
+                "tenancy": self.tenancy,
+            }
+            app = build_app(components, set(self.roles))
+            self.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=10)
+            await self.runner.setup()
+            site = web.TCPSite(self.runner, s.host, s.port, reuse_address=True)
+            await site.start()
+            port = self.runner.addresses[0][1]
+            self.url = f"http://{s.host}:{port}"
+            # Stop accepting first; then the consumer drains; the log and the store close last.
+            self._closers.append(self.runner.cleanup)
+
+    async def _open_log(self) -> tuple[EventLog, LogReader | None]:
+        s = self.settings
+        if s.kafka_bootstrap:
+            from arwx.log.kafka_log import KafkaLog, KafkaLogReader
+
+            producer = KafkaLog(
+                s.kafka_bootstrap,
+                topic=s.kafka_topic,
+                partitions=s.kafka_partitions,
+                send_timeout_s=s.send_timeout_s,
+                replication_factor=s.kafka_replication,
+                group_id=s.consumer_group,
+            )
+            await producer.start()
+            self._closers.append(producer.stop)
+            reader = None
+            if "consumer" in self.roles:
+                reader = KafkaLogReader(s.kafka_bootstrap, topic=s.kafka_topic, group_id=s.consumer_group)
+                await reader.start()
+                self._closers.append(reader.stop)
+            return producer, reader
+        from arwx.log.sqlite_log import SqliteLog
+
+        sqlite_log = SqliteLog(str(s.data_path), group_id=s.consumer_group)
+        await sqlite_log.start()
+        self._closers.append(sqlite_log.stop)
+        return sqlite_log, sqlite_log
+
+    async def _bootstrap(self) -> None:
+        """First start of an embedded server: an organization and a key to use."""
+        assert self.tenancy is not None
+        if await self.tenancy.orgs():
+            return
+        org = await self.tenancy.create_org("default")
+        _, self.first_key = await self.tenancy.create_key(org, "first key")
+
+    async def stop(self) -> None:
+        """Reverse order of start: stop accepting, drain the consumer, close."""
+        while self._closers:
+            closer = self._closers.pop()
+            try:
+                await closer()
+            except Exception:
+                log.exception("error while stopping")
+
+
+async def serve_forever(server: Server, stop: asyncio.Event) -> None:
+    await server.start()
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()

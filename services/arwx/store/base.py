@@ -1,0 +1,65 @@
+"""The store interface: run SQL with parameters, insert an Arrow batch.
+
+Both implementations run the same SQL text (ClickHouse query parameters such
+as ``{run:String}``, never string formatting of values).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+Params = dict[str, Any]
+
+# Dedup tokens are built by the consumer from log coordinates only; checked so
+# nothing else can ever reach the SETTINGS clause.
+_TOKEN_RE = re.compile(r"^[A-Za-z0-9:._,@-]{1,512}$")
+
+
+class StoreUnavailable(Exception):
+    """The store cannot be reached (an outage, not bad data): pause and retry."""
+
+
+def check_token(token: str) -> str:
+    if not _TOKEN_RE.match(token):
+        raise ValueError(f"bad insert dedup token {token!r}")
+    return token
+
+
+class Store(Protocol):
+    """A ClickHouse engine: chDB in-process or a server."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def rows(self, sql: str, params: Params | None = None) -> list[tuple]:
+        """Run a query and return its rows as tuples (numbers and strings only)."""
+        ...
+
+    async def arrow(self, sql: str, params: Params | None = None) -> pa.Table:
+        """Run a query and return an Arrow table (for bulk reads)."""
+        ...
+
+    async def command(self, sql: str, params: Params | None = None) -> None:
+        """Run a statement that returns nothing."""
+        ...
+
+    async def insert(self, table: str, data: pa.Table, dedup_token: str | None = None) -> None:
+        """Insert a batch as one block; ``dedup_token`` makes a retry a no-op."""
+        ...
+
+    async def ping(self) -> bool: ...
+
+
+def open_store(clickhouse_url: str | None, data_dir: str) -> Store:
+    """A server store when a URL is given, else chDB in ``data_dir``."""
+    if clickhouse_url:
+        from arwx.store.clickhouse_store import ClickHouseStore
+
+        return ClickHouseStore(clickhouse_url)
+    from arwx.store.chdb_store import ChdbStore
+
+    return ChdbStore(data_dir)

@@ -1,0 +1,88 @@
+"""The embedded store: the ClickHouse engine in-process (chDB).
+
+One data path and one session per process, every call serialized behind one
+lock and run off the event loop: two chDB connections running parameterized
+queries at once were reproduced returning wrong values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import msgspec
+import pyarrow as pa
+
+from arwx.store.base import Params, StoreUnavailable, check_token
+
+_SETTINGS = "output_format_json_quote_64bit_integers=0, output_format_json_quote_denormals=0"
+
+
+class ChdbStore:
+    """``Store`` on chDB, data under ``<data_dir>/clickhouse``."""
+
+    def __init__(self, data_dir: str) -> None:
+        self.path = str(Path(data_dir) / "clickhouse")
+        self._session = None
+        self._lock = threading.Lock()  # held in worker threads, not on the loop
+
+    async def start(self) -> None:
+        from chdb import session
+
+        Path(self.path).mkdir(parents=True, exist_ok=True)
+        self._session = await asyncio.to_thread(session.Session, self.path)
+
+    async def stop(self) -> None:
+        if self._session is not None:
+            s, self._session = self._session, None
+            await asyncio.to_thread(self._locked, s.close)
+
+    def _locked(self, fn, *args, **kwargs):  # noqa: ANN001, ANN202
+        with self._lock:
+            return fn(*args, **kwargs)
+
+    def _query(self, sql: str, fmt: str, params: Params | None):  # noqa: ANN202
+        if self._session is None:
+            raise StoreUnavailable("chDB store is not open")
+        with self._lock:
+            if params:
+                return self._session.query(sql, fmt, params=params)
+            return self._session.query(sql, fmt)
+
+    async def rows(self, sql: str, params: Params | None = None) -> list[tuple]:
+        res = await asyncio.to_thread(self._query, f"{sql}\nSETTINGS {_SETTINGS}", "JSONCompact", params)
+        raw = res.bytes()
+        if not raw:
+            return []
+        return [tuple(r) for r in msgspec.json.decode(raw)["data"]]
+
+    async def arrow(self, sql: str, params: Params | None = None) -> pa.Table:
+        res = await asyncio.to_thread(self._query, sql, "ArrowStream", params)
+        raw = res.bytes()
+        if not raw:
+            return pa.table({})
+        return pa.ipc.open_stream(raw).read_all()
+
+    async def command(self, sql: str, params: Params | None = None) -> None:
+        await asyncio.to_thread(self._query, sql, "CSV", params)
+
+    async def insert(self, table: str, data: pa.Table, dedup_token: str | None = None) -> None:
+        cols = ", ".join(data.column_names)
+        settings = f" SETTINGS insert_deduplication_token='{check_token(dedup_token)}'" if dedup_token else ""
+        sql = f"INSERT INTO {table} ({cols}){settings} SELECT {cols} FROM Python(arwx_batch)"
+        await asyncio.to_thread(self._insert, sql, data)
+
+    def _insert(self, sql: str, arwx_batch: pa.Table) -> None:  # noqa: ANN001
+        # chDB's Python() table function finds the table by its variable name
+        # in this frame.
+        if self._session is None:
+            raise StoreUnavailable("chDB store is not open")
+        with self._lock:
+            self._session.query(sql, "CSV")
+
+    async def ping(self) -> bool:
+        try:
+            return (await self.rows("SELECT 1")) == [(1,)]
+        except Exception:
+            return False
