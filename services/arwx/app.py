@@ -9,6 +9,7 @@ import uuid
 from aiohttp import web
 
 from arwx import metrics
+from arwx.appkeys import API_KEY, CONFIG, LOG, RUNS, STORE, TENANCY
 from arwx.gateway import routes as gateway_routes
 from arwx.gateway.errors import json_error
 from arwx.query import routes as query_routes
@@ -48,10 +49,10 @@ async def authenticate(request: web.Request, handler) -> web.StreamResponse:  # 
     scheme, _, secret = header.partition(" ")
     key = None
     if scheme.lower() == "bearer" and secret:
-        key = await request.app["tenancy"].authenticate(secret.strip())
+        key = await request.app[TENANCY].authenticate(secret.strip())
     if key is None:
         return json_error(401, "missing, invalid or revoked API key", {"WWW-Authenticate": 'Bearer realm="arwx"'})
-    request["key"] = key
+    request[API_KEY] = key
     return await handler(request)
 
 
@@ -65,8 +66,11 @@ def build_app(components: dict, roles: set[str]) -> web.Application:
     ``components`` holds config, store, log, runs and tenancy.
     """
     app = web.Application(middlewares=[observe, authenticate], client_max_size=components["config"].max_body_bytes)
-    for name, value in components.items():
-        app[name] = value
+    app[CONFIG] = components["config"]
+    app[STORE] = components["store"]
+    app[LOG] = components["log"]
+    app[RUNS] = components["runs"]
+    app[TENANCY] = components["tenancy"]
     app.router.add_get("/health", health)
     if "gateway" in roles:
         gateway_routes.add_routes(app)

@@ -148,7 +148,12 @@ class Consumer:
     async def _write_loop(self) -> None:
         self._writing = False
         while True:
-            batch = await self._queue.get()
+            try:
+                batch = await asyncio.wait_for(self._queue.get(), self.config.commit_interval_s)
+            except asyncio.TimeoutError:
+                # Quiet: the throttled commit of the last batches is due now.
+                await self.committer.maybe_commit()
+                continue
             if batch is None:
                 await self.committer.maybe_commit(force=True)
                 return

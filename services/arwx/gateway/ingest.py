@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from arwx import metrics
+from arwx.appkeys import API_KEY, CONFIG, LOG, RUNS
+from arwx.gateway.body import BodyTooLarge, read_body
 from arwx.gateway.errors import json_error
 from arwx.log.base import Appended, EventLog, LogUnavailable
 from arwx.runs import Runs
@@ -147,20 +149,19 @@ def _unavailable(result: IngestResult) -> web.Response:
 
 async def ingest_batch(request: web.Request) -> web.Response:
     """``POST /v1/ingest``: a JSON batch, all or nothing."""
-    org = request["key"].org
-    cfg = request.app["config"]
-    if request.content_length is not None and request.content_length > cfg.max_body_bytes:
-        return json_error(413, f"body of {request.content_length} bytes is over the {cfg.max_body_bytes} limit")
-    body = await request.content.read(cfg.max_body_bytes + 1)
-    if len(body) > cfg.max_body_bytes:
-        return json_error(413, f"body is over the {cfg.max_body_bytes}-byte limit; use /v1/ingest/stream")
+    org = request[API_KEY].org
+    cfg = request.app[CONFIG]
+    try:
+        body = await read_body(request, cfg.max_body_bytes)
+    except BodyTooLarge as e:
+        return json_error(413, f"{e}; send large batches to /v1/ingest/stream")
     try:
         batch = decode_batch(body)
     except BadInput as e:
         metrics.POINTS_REJECTED.labels(reason="bad_request").inc()
         return json_error(400, f"bad input: {e}")
     result = IngestResult()
-    chunker = Chunker(org, request.app["log"], request.app["runs"], result)
+    chunker = Chunker(org, request.app[LOG], request.app[RUNS], result)
     try:
         resolved = [_ids(p, batch.run_id, batch.writer_id, f"points[{i}]") for i, p in enumerate(batch.points)]
         running: set[tuple[str, str]] = set()  # checked once; a finished run checks every seq
@@ -189,10 +190,10 @@ async def ingest_batch(request: web.Request) -> web.Response:
 
 async def ingest_stream(request: web.Request) -> web.Response:
     """``POST /v1/ingest/stream``: NDJSON, any length, bounded memory."""
-    org = request["key"].org
-    cfg = request.app["config"]
+    org = request[API_KEY].org
+    cfg = request.app[CONFIG]
     result = IngestResult()
-    chunker = Chunker(org, request.app["log"], request.app["runs"], result)
+    chunker = Chunker(org, request.app[LOG], request.app[RUNS], result)
     lineno = 0
 
     def reject(reason: str) -> None:

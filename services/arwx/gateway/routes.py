@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from arwx.appkeys import API_KEY, RUNS, TENANCY
+from arwx.gateway.body import BodyTooLarge, read_body
 from arwx.gateway.errors import json_error
 from arwx.gateway.ingest import ingest_batch, ingest_stream
 from arwx.wire import MAX_ID_LEN, BadInput, KeyCreate, RunCreate, RunFinish, decode_body
@@ -12,33 +14,33 @@ MAX_SMALL_BODY = 1 << 20
 
 
 async def _small_body(request: web.Request) -> bytes:
-    body = await request.content.read(MAX_SMALL_BODY + 1)
-    if len(body) > MAX_SMALL_BODY:
-        raise BadInput(f"body is over the {MAX_SMALL_BODY}-byte limit")
-    return body
+    try:
+        return await read_body(request, MAX_SMALL_BODY)
+    except BodyTooLarge as e:
+        raise BadInput(str(e)) from None
 
 
 async def create_run(request: web.Request) -> web.Response:
-    org = request["key"].org
+    org = request[API_KEY].org
     try:
         req = decode_body(await _small_body(request), RunCreate)
     except BadInput as e:
         return json_error(400, f"bad input: {e}")
     fingerprint = {k: v for k, v in (("commit", req.commit), ("diff_sha", req.diff_sha)) if v}
-    run, created = await request.app["runs"].create(
+    run, created = await request.app[RUNS].create(
         org, req.id, req.project, req.name, req.config, req.writer_ids, fingerprint
     )
     return web.json_response(run.public(), status=201 if created else 200)
 
 
 async def finish_run(request: web.Request) -> web.Response:
-    org = request["key"].org
+    org = request[API_KEY].org
     run_id = request.match_info["run_id"]
     try:
         req = decode_body(await _small_body(request), RunFinish)
     except BadInput as e:
         return json_error(400, f"bad input: {e}")
-    run = await request.app["runs"].finish(org, run_id, req.status, dict(req.writer_totals))
+    run = await request.app[RUNS].finish(org, run_id, req.status, dict(req.writer_totals))
     if run is None:
         return json_error(404, f"unknown run {run_id!r}")
     return web.json_response(run.public())
@@ -49,18 +51,18 @@ async def create_key(request: web.Request) -> web.Response:
         req = decode_body(await _small_body(request), KeyCreate)
     except BadInput as e:
         return json_error(400, f"bad input: {e}")
-    key, secret = await request.app["tenancy"].create_key(request["key"].org, req.name)
+    key, secret = await request.app[TENANCY].create_key(request[API_KEY].org, req.name)
     return web.json_response({**key.public(), "key": secret}, status=201)
 
 
 async def list_keys(request: web.Request) -> web.Response:
-    keys = await request.app["tenancy"].list_keys(request["key"].org)
+    keys = await request.app[TENANCY].list_keys(request[API_KEY].org)
     return web.json_response({"keys": [k.public() for k in keys]})
 
 
 async def revoke_key(request: web.Request) -> web.Response:
     key_id = request.match_info["key_id"][:MAX_ID_LEN]
-    key = await request.app["tenancy"].revoke_key(request["key"].org, key_id)
+    key = await request.app[TENANCY].revoke_key(request[API_KEY].org, key_id)
     if key is None:
         return json_error(404, f"unknown key {key_id!r}")
     return web.json_response(key.public())

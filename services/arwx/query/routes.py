@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from arwx.appkeys import API_KEY, LOG, RUNS, STORE
 from arwx.gateway.errors import json_error
 from arwx.query.history import MAX_LIMIT, history, parse_cursor
 from arwx.query.integrity import receipt
@@ -13,7 +14,7 @@ from arwx.wire import MAX_SEQ
 
 async def _run(request: web.Request) -> Run | None:
     # 404 for a run of another org too: existence must not leak.
-    return await request.app["runs"].get(request["key"].org, request.match_info["run_id"])
+    return await request.app[RUNS].get(request[API_KEY].org, request.match_info["run_id"])
 
 
 def _int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
@@ -50,7 +51,7 @@ async def get_metrics(request: web.Request) -> web.Response:
             after = parse_cursor(request.query["cursor"])
         except ValueError:
             return json_error(400, "cursor is not one this service gave out")
-    page = await history(request.app["store"], run.org, run.run_id, keys, min_step, max_step, limit, after)
+    page = await history(request.app[STORE], run.org, run.run_id, keys, min_step, max_step, limit, after)
     return web.json_response(page)
 
 
@@ -58,7 +59,7 @@ async def get_integrity(request: web.Request) -> web.Response:
     run = await _run(request)
     if run is None:
         return json_error(404, f"unknown run {request.match_info['run_id']!r}")
-    return web.json_response(await receipt(request.app["store"], request.app["log"], run))
+    return web.json_response(await receipt(request.app[STORE], request.app[LOG], run))
 
 
 def add_routes(app: web.Application) -> None:

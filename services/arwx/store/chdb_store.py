@@ -18,6 +18,49 @@ from arwx.store.base import Params, StoreUnavailable, check_token
 
 _SETTINGS = "output_format_json_quote_64bit_integers=0, output_format_json_quote_denormals=0"
 
+# One session and one lock per data path for the whole process, whichever
+# ChdbStore objects use it (e.g. an embedded and a Kafka-mode server in one
+# test process): path -> [session, lock, users].
+_OPEN: dict[str, list] = {}
+_OPEN_LOCK = threading.Lock()
+
+
+def _quote(v: object) -> str:
+    if isinstance(v, str):
+        return "'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return str(v)
+
+
+def _params(params: Params | None) -> Params | None:
+    """chDB takes array parameters in ClickHouse's text form (still a
+    parameter, parsed by the type's parser, never as SQL)."""
+    if not params:
+        return params
+    return {k: "[" + ",".join(_quote(x) for x in v) + "]" if isinstance(v, (list, tuple)) else v for k, v in params.items()}
+
+
+def _acquire(path: str) -> tuple[object, threading.Lock]:
+    from chdb import session
+
+    with _OPEN_LOCK:
+        entry = _OPEN.get(path)
+        if entry is None:
+            entry = _OPEN[path] = [session.Session(path), threading.Lock(), 0]
+        entry[2] += 1
+        return entry[0], entry[1]
+
+
+def _release(path: str) -> None:
+    with _OPEN_LOCK:
+        entry = _OPEN.get(path)
+        if entry is None:
+            return
+        entry[2] -= 1
+        if entry[2] == 0:
+            del _OPEN[path]
+            with entry[1]:
+                entry[0].close()
+
 
 class ChdbStore:
     """``Store`` on chDB, data under ``<data_dir>/clickhouse``."""
@@ -25,29 +68,24 @@ class ChdbStore:
     def __init__(self, data_dir: str) -> None:
         self.path = str(Path(data_dir) / "clickhouse")
         self._session = None
-        self._lock = threading.Lock()  # held in worker threads, not on the loop
+        self._lock = threading.Lock()  # replaced by the path's shared lock on start
 
     async def start(self) -> None:
-        from chdb import session
-
         Path(self.path).mkdir(parents=True, exist_ok=True)
-        self._session = await asyncio.to_thread(session.Session, self.path)
+        self.path = str(Path(self.path).resolve())
+        self._session, self._lock = await asyncio.to_thread(_acquire, self.path)
 
     async def stop(self) -> None:
         if self._session is not None:
-            s, self._session = self._session, None
-            await asyncio.to_thread(self._locked, s.close)
-
-    def _locked(self, fn, *args, **kwargs):  # noqa: ANN001, ANN202
-        with self._lock:
-            return fn(*args, **kwargs)
+            self._session = None
+            await asyncio.to_thread(_release, self.path)
 
     def _query(self, sql: str, fmt: str, params: Params | None):  # noqa: ANN202
         if self._session is None:
             raise StoreUnavailable("chDB store is not open")
         with self._lock:
             if params:
-                return self._session.query(sql, fmt, params=params)
+                return self._session.query(sql, fmt, params=_params(params))
             return self._session.query(sql, fmt)
 
     async def rows(self, sql: str, params: Params | None = None) -> list[tuple]:

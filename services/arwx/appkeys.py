@@ -1,0 +1,18 @@
+"""Typed keys for what the aiohttp app and its requests carry."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from arwx.config import Settings
+from arwx.log.base import EventLog
+from arwx.runs import Runs
+from arwx.store.base import Store
+from arwx.tenancy import ApiKey, Tenancy
+
+CONFIG = web.AppKey("config", Settings)
+STORE = web.AppKey("store", Store)
+LOG = web.AppKey("log", EventLog)
+RUNS = web.AppKey("runs", Runs)
+TENANCY = web.AppKey("tenancy", Tenancy)
+API_KEY = web.RequestKey("api_key", ApiKey)

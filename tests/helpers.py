@@ -1,0 +1,226 @@
+"""Test helpers: a small sync HTTP client, servers in a thread or a process, bounded waits."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from arwx.config import resolve
+from arwx.server import ALL_ROLES, Server
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def wait_for(cond: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05, what: str = "condition") -> Any:
+    """Poll ``cond`` until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            v = cond()
+            if v:
+                return v
+        except Exception as e:  # the thing may not be up yet
+            last_exc = e
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last_exc})")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Api:
+    """Just enough HTTP for tests; one kept-alive connection per thread."""
+
+    def __init__(self, url: str, key: str | None) -> None:
+        self.url = url
+        self.key = key
+        parts = urlsplit(url)
+        self.host, self.port = parts.hostname, parts.port
+        self._local = threading.local()
+
+    def with_key(self, key: str | None) -> Api:
+        return Api(self.url, key)
+
+    def _conn(self) -> http.client.HTTPConnection:
+        c = getattr(self._local, "conn", None)
+        if c is None:
+            c = self._local.conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
+        return c
+
+    def request(
+        self, method: str, path: str, body: Any = None, raw: bytes | None = None, params: dict | None = None,
+        headers: dict | None = None,
+    ) -> tuple[int, Any]:
+        if params:
+            path += "?" + urlencode(params)
+        hdrs = dict(headers or {})
+        if self.key:
+            hdrs["Authorization"] = f"Bearer {self.key}"
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        for attempt in range(2):
+            conn = self._conn()
+            try:
+                conn.request(method, path, body=data, headers=hdrs)
+                resp = conn.getresponse()
+                payload = resp.read()
+                break
+            except (ConnectionError, http.client.HTTPException, OSError):
+                conn.close()
+                self._local.conn = None
+                if attempt:
+                    raise
+        try:
+            return resp.status, json.loads(payload) if payload else None
+        except ValueError:
+            return resp.status, payload.decode(errors="replace")
+
+    def get(self, path: str, **params: Any) -> tuple[int, Any]:
+        return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})
+
+    def post(self, path: str, body: Any = None, **kw: Any) -> tuple[int, Any]:
+        return self.request("POST", path, body=body, **kw)
+
+    def ok(self, method: str, path: str, body: Any = None, **kw: Any) -> Any:
+        status, out = self.request(method, path, body=body, **kw)
+        assert 200 <= status < 300, f"{method} {path} -> {status}: {out}"
+        return out
+
+    def receipt(self, run_id: str) -> dict:
+        return self.ok("GET", f"/v1/runs/{run_id}/integrity")
+
+    def wait_intact(self, run_id: str, expected: int, timeout: float = 60.0) -> dict:
+        """The receipt once every expected point is stored and nothing is pending."""
+
+        def done() -> dict | None:
+            r = self.receipt(run_id)
+            return r if r["intact"] and r["points_stored"] >= expected and r["pending"] == 0 else None
+
+        return wait_for(done, timeout, 0.1, f"an intact receipt with {expected} points for {run_id}")
+
+
+def points(run_id: str, writer: str, seqs: range, key: str = "loss", ts0: float = 1.7e9) -> list[dict]:
+    """Points as the SDK makes them: step == seq, a deterministic value."""
+    return [
+        {"run_id": run_id, "writer_id": writer, "seq": s, "step": s, "key": key, "value": s * 0.5, "ts": ts0 + s}
+        for s in seqs
+    ]
+
+
+def ndjson(pts: list[dict]) -> bytes:
+    return b"".join(json.dumps(p).encode() + b"\n" for p in pts)
+
+
+class ServerThread:
+    """A ``Server`` on its own event loop in a thread, for in-process tests."""
+
+    def __init__(self, roles: frozenset[str] = ALL_ROLES, **settings: Any) -> None:
+        settings.setdefault("port", 0)
+        args = type("Args", (), {k: str(v) for k, v in settings.items()})()
+        self.settings = resolve(args, env={})
+        self.server = Server(self.settings, roles)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="arwx-test-server")
+        self.thread.start()
+        self.call(self.server.start())
+        self.url = self.server.url
+
+    def call(self, coro: Any, timeout: float = 60.0) -> Any:
+        """Run a coroutine on the server's loop and return its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def new_org_key(self, name: str = "test") -> str:
+        """A fresh organization and a key for it: tests never share data."""
+        tenancy = self.server.tenancy
+
+        async def make() -> str:
+            org = await tenancy.create_org(name)
+            return (await tenancy.create_key(org, name))[1]
+
+        return self.call(make())
+
+    def stop(self) -> None:
+        self.call(self.server.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+class ServerProcess:
+    """``arwx server`` as a real process: for kill -9 and restart tests."""
+
+    def __init__(self, data_dir: Path, port: int | None = None, extra: list[str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self.extra = extra or []
+        self.proc: subprocess.Popen | None = None
+        self.key: str | None = None
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.output = ""
+
+    def start(self, timeout: float = 90.0) -> ServerProcess:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = str(ROOT / "services") + os.pathsep + env.get("PYTHONPATH", "")
+        env["PYTHONUNBUFFERED"] = "1"
+        cmd = [sys.executable, "-m", "arwx.cli", "server", "--port", str(self.port), "--data-dir", str(self.data_dir)]
+        self.proc = subprocess.Popen(
+            cmd + self.extra, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True
+        )
+        lines: list[str] = []
+
+        def pump() -> None:
+            assert self.proc is not None and self.proc.stdout is not None
+            for line in self.proc.stdout:
+                lines.append(line)
+
+        threading.Thread(target=pump, daemon=True).start()
+
+        def up() -> bool:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited {self.proc.returncode}: {''.join(lines)}")
+            return any("listening on" in ln for ln in lines)
+
+        wait_for(up, timeout, 0.05, "arwx server to listen")
+        self.output = "".join(lines)
+        m = re.search(r"ARWANDB_API_KEY=(arwx_live_\S+)", self.output)
+        if m:
+            self.key = m.group(1)
+        self._lines = lines
+        return self
+
+    def api(self) -> Api:
+        return Api(self.url, self.key)
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+
+    def terminate(self) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return self.proc.returncode
+
+    def logs(self) -> str:
+        return "".join(getattr(self, "_lines", []))
