@@ -224,3 +224,20 @@ class ServerProcess:
 
     def logs(self) -> str:
         return "".join(getattr(self, "_lines", []))
+
+
+def send_until_acked(api: Api, path: str, body: Any = None, raw: bytes | None = None, timeout: float = 120.0) -> Any:
+    """What the SDK does: resend until the gateway acknowledges (server down, 503)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            status, out = api.request("POST", path, body=body, raw=raw)
+            if 200 <= status < 300:
+                return out
+            if status < 500 and status != 429:
+                raise AssertionError(f"POST {path} -> {status}: {out}")
+        except OSError:
+            pass  # refused or reset while the server restarts
+        if time.monotonic() > deadline:
+            raise AssertionError(f"POST {path} not acknowledged within {timeout}s")
+        time.sleep(0.05)

@@ -1,0 +1,91 @@
+"""Fail-closed auth and tenancy: 401 without a valid key, 404 across organizations."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers import Api, points
+
+
+def _routes(embedded) -> list[tuple[str, str]]:
+    app = embedded.server.runner.app
+    out = []
+    for r in app.router.routes():
+        path = r.resource.canonical
+        if r.method != "HEAD":
+            out.append((r.method, path.replace("{run_id}", "somerun").replace("{key_id}", "key_x")))
+    return out
+
+
+def test_every_route_but_health_needs_a_key(embedded, api: Api) -> None:
+    routes = _routes(embedded)
+    assert len(routes) >= 10
+    revoked = api.ok("POST", "/v1/keys", {"name": "to revoke"})
+    api.ok("DELETE", f"/v1/keys/{revoked['id']}")
+    for key in (None, "", "arwx_live_wrong", "Basic abc", revoked["key"]):
+        client = api.with_key(key)
+        for method, path in routes:
+            status, body = client.request(method, path, body={})
+            if path == "/health":
+                assert status == 200
+            else:
+                assert status == 401, (key, method, path, status, body)
+                assert body == {"error": "missing, invalid or revoked API key"}
+
+
+def test_revoked_key_stops_at_once_and_keys_are_listed_without_secrets(api: Api) -> None:
+    made = api.ok("POST", "/v1/keys", {"name": "ci"})
+    assert made["key"].startswith("arwx_live_") and made["prefix"] == made["key"][:14]
+    other = api.with_key(made["key"])
+    assert other.get("/v1/keys")[0] == 200
+    listed = api.ok("GET", "/v1/keys")["keys"]
+    assert made["id"] in [k["id"] for k in listed]
+    assert all("key" not in k and "key_hash" not in k for k in listed)
+    assert api.ok("DELETE", f"/v1/keys/{made['id']}")["revoked"] is True
+    assert other.get("/v1/keys")[0] == 401
+    assert api.request("DELETE", "/v1/keys/key_nope")[0] == 404
+
+
+def test_keys_are_stored_hashed(embedded, api: Api) -> None:
+    made = api.ok("POST", "/v1/keys", {"name": "hashed"})
+    rows = embedded.call(embedded.server.store.rows("SELECT key_hash, prefix FROM api_keys"))
+    assert all(made["key"] not in (h, p) for h, p in rows)
+    assert any(len(h) == 64 and p == made["prefix"] for h, p in rows)
+
+
+@pytest.fixture
+def two_orgs(embedded) -> tuple[Api, Api]:
+    return Api(embedded.url, embedded.new_org_key("a")), Api(embedded.url, embedded.new_org_key("b"))
+
+
+def test_an_org_never_sees_or_writes_another_orgs_run(two_orgs: tuple[Api, Api]) -> None:
+    a, b = two_orgs
+    a.ok("POST", "/v1/runs", {"id": "secret-run"})
+    a.ok("POST", "/v1/ingest", {"points": points("secret-run", "w", range(10))})
+    a.wait_intact("secret-run", 10)
+    for path in ("/v1/runs/secret-run", "/v1/runs/secret-run/metrics", "/v1/runs/secret-run/integrity"):
+        status, body = b.get(path)
+        assert status == 404 and "unknown run" in body["error"], path
+    assert b.post("/v1/runs/secret-run/finish", {})[0] == 404
+    assert b.post("/v1/ingest", {"points": points("secret-run", "w", range(10, 20))})[0] == 404
+    assert b.post("/v1/ingest/stream", raw=b'{"run_id":"secret-run","writer_id":"w","seq":99,"step":0,"key":"k","value":1}\n')[0] == 400
+    # b may use the same run id for its own run: a different run.
+    assert b.post("/v1/runs", {"id": "secret-run"})[0] == 201
+    assert b.receipt("secret-run")["points_stored"] == 0
+    assert a.receipt("secret-run")["points_stored"] == 10
+    # Keys of one org cannot be listed or revoked by another.
+    a_key = a.ok("POST", "/v1/keys", {"name": "a2"})
+    assert a_key["id"] not in [k["id"] for k in b.ok("GET", "/v1/keys")["keys"]]
+    assert b.request("DELETE", f"/v1/keys/{a_key['id']}")[0] == 404
+    assert a.with_key(a_key["key"]).get("/v1/keys")[0] == 200
+
+
+def test_sql_metacharacters_are_data(api: Api) -> None:
+    nasty = "x'); DROP TABLE points; --\\"
+    api.ok("POST", "/v1/runs", {"id": "meta", "name": nasty, "config": {nasty: nasty}})
+    api.ok("POST", "/v1/ingest", {"points": points("meta", "w", range(3), key=nasty)})
+    api.wait_intact("meta", 3)
+    run = api.ok("GET", "/v1/runs/meta")
+    assert run["name"] == nasty and run["config"] == {nasty: nasty}
+    page = api.ok("GET", "/v1/runs/meta/metrics", params={"keys": nasty})
+    assert [r[nasty] for r in page["rows"]] == [0.0, 0.5, 1.0]
