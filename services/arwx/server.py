@@ -103,7 +103,7 @@ class Server:
             return producer, reader
         from arwx.log.sqlite_log import SqliteLog
 
-        sqlite_log = SqliteLog(str(s.data_path), group_id=s.consumer_group)
+        sqlite_log = SqliteLog(str(s.data_path), group_id=s.consumer_group, send_timeout_s=s.send_timeout_s)
         await sqlite_log.start()
         self._closers.append(sqlite_log.stop)
         return sqlite_log, sqlite_log

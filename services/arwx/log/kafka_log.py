@@ -59,12 +59,19 @@ async def _bounded(aw: Awaitable[T], timeout_s: float, what: str) -> T:
         raise LogUnavailable(f"kafka: {what} failed: {e!r}") from e
 
 
+def _drop_result(fut: asyncio.Future) -> None:
+    if not fut.cancelled():
+        fut.exception()
+
+
 def partition_for_key(key: str, num_partitions: int) -> int:
     """The partition aiokafka's ``DefaultPartitioner`` picks for ``key`` (Java-compatible murmur2)."""
     return (murmur2(key.encode()) & 0x7FFFFFFF) % num_partitions
 
 
-async def ensure_topic(admin: AIOKafkaAdminClient, topic: str, partitions: int, replication_factor: int) -> None:
+async def ensure_topic(
+    admin: AIOKafkaAdminClient, topic: str, partitions: int, replication_factor: int
+) -> None:
     """Create ``topic`` unless it exists (an existing topic is left as it is)."""
     resp = await admin.create_topics(
         [
@@ -138,8 +145,9 @@ class KafkaLog:
             if client is None:
                 continue
             try:
-                await asyncio.wait_for(client.stop() if hasattr(client, "stop") else client.close(),
-                                       CALL_TIMEOUT_S)
+                await asyncio.wait_for(
+                    client.stop() if hasattr(client, "stop") else client.close(), CALL_TIMEOUT_S
+                )
             except Exception:  # noqa: BLE001 - shutting down; nothing better to do
                 log.warning("kafka: error stopping %s", type(client).__name__, exc_info=True)
         self._producer = self._offsets_consumer = self._admin = None
@@ -172,6 +180,10 @@ class KafkaLog:
             # asyncio.wait, not wait_for: do not cancel the delivery futures on timeout.
             _, not_done = await asyncio.wait(futures, timeout=max(deadline - loop.time(), 0.001))
             if not_done:
+                # They may still complete later; retrieve their outcome so asyncio does
+                # not warn about exceptions that were never retrieved.
+                for f in not_done:
+                    f.add_done_callback(_drop_result)
                 raise asyncio.TimeoutError
             metas = [f.result() for f in futures]
         except MessageSizeTooLargeError as e:
@@ -192,7 +204,9 @@ class KafkaLog:
         committed = await self._committed(tp)
         if committed < 0:
             # Nothing committed: the group starts at the earliest retained offset.
-            committed = (await _bounded(consumer.beginning_offsets([tp]), CALL_TIMEOUT_S, "beginning offsets"))[tp]
+            committed = (
+                await _bounded(consumer.beginning_offsets([tp]), CALL_TIMEOUT_S, "beginning offsets")
+            )[tp]
         return max(end - committed, 0)
 
     async def _committed(self, tp: TopicPartition, retry: bool = True) -> int:
@@ -220,8 +234,9 @@ class KafkaLog:
         async with self._offsets_lock:
             if self._offsets_consumer is None:
                 # No group: it only asks for offsets, it never joins or commits.
-                consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None,
-                                            enable_auto_commit=False)
+                consumer = AIOKafkaConsumer(
+                    bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False
+                )
                 await _bounded(consumer.start(), CALL_TIMEOUT_S, "offsets consumer start")
                 self._offsets_consumer = consumer
             return self._offsets_consumer

@@ -68,11 +68,13 @@ class SqliteLog:
         group_id: str = "arwx-consumer",
         max_pending_bytes: int = 256 << 20,
         retention_s: float = 3600.0,
+        send_timeout_s: float = 10.0,
     ) -> None:
         self.path = str(Path(data_dir) / "log.sqlite3")
         self.group_id = group_id
         self.max_pending_bytes = max_pending_bytes
         self.retention_s = retention_s
+        self.send_timeout_s = send_timeout_s
         self._queue: queue.SimpleQueue[_Append | None] = queue.SimpleQueue()
         self._pending_bytes = 0
         self._pending_lock = threading.Lock()
@@ -122,7 +124,11 @@ class SqliteLog:
         fut = loop.create_future()
         self._queue.put(_Append(key, payloads, fut, loop))
         try:
-            return await fut
+            # A commit that takes this long (a stalled disk) answers 503; if it
+            # lands later anyway, the client's retry collapses in the store.
+            return await asyncio.wait_for(asyncio.shield(fut), self.send_timeout_s)
+        except asyncio.TimeoutError:
+            raise LogUnavailable(f"log append not durable within {self.send_timeout_s}s") from None
         finally:
             with self._pending_lock:
                 self._pending_bytes -= size
