@@ -112,7 +112,10 @@ class Api:
             r = self.receipt(run_id)
             return r if r["intact"] and r["points_stored"] >= expected and r["pending"] == 0 else None
 
-        return wait_for(done, timeout, 0.1, f"an intact receipt with {expected} points for {run_id}")
+        try:
+            return wait_for(done, timeout, 0.1, f"an intact receipt with {expected} points for {run_id}")
+        except AssertionError as e:
+            raise AssertionError(f"{e}; last receipt: {self.receipt(run_id)}") from None
 
 
 def points(run_id: str, writer: str, seqs: range, key: str = "loss", ts0: float = 1.7e9) -> list[dict]:

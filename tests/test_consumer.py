@@ -43,8 +43,8 @@ async def test_poison_message_is_dead_lettered_and_the_rest_written(embedded, tm
     (good2,) = await log.append(f"{org}/r", [_message(org, "r", "w", range(100, 200))])
     await _consume_all(log, store)
     dead = await store.rows(
-        "SELECT log_offset, reason FROM dead_letters FINAL WHERE log_topic = 'embedded' AND log_offset = {o:UInt64}",
-        {"o": bad.offset},
+        "SELECT log_offset, reason FROM dead_letters FINAL WHERE log_topic = {t:String} AND log_offset = {o:UInt64}",
+        {"t": bad.topic, "o": bad.offset},
     )
     assert len(dead) == 1 and "undecodable" in dead[0][1]
     r = await receipt(store, log, _run(org, "r"))
@@ -117,3 +117,19 @@ async def test_store_outage_pauses_and_retries_never_dead_letters(embedded, tmp_
     )
     assert n[0] == 0
     await log.stop()
+
+
+async def test_a_recreated_log_never_aliases_the_old_ones_offsets(embedded, tmp_path: Path) -> None:
+    """Regression: dedup tokens made of offsets alone made ClickHouse drop the
+    first batches of a new log whose offsets matched an earlier log's."""
+    store = embedded.server.store
+    orgs = ["org_alias_a_" + secrets.token_hex(3), "org_alias_b_" + secrets.token_hex(3)]
+    for i, org in enumerate(orgs):
+        log = SqliteLog(str(tmp_path / f"log{i}"))  # both logs start at offset 1
+        await log.start()
+        (a,) = await log.append(f"{org}/r", [_message(org, "r", "w", range(0, 300))])
+        assert a.offset == 1
+        await _consume_all(log, store)
+        r = await receipt(store, log, _run(org, "r"))
+        assert (r["points_stored"], r["intact"]) == (300, True), org
+        await log.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ class Batch:
     """Points and ledger rows of consecutive log messages, plus their positions."""
 
     started: float = field(default_factory=time.monotonic)
+    digest: hashlib.blake2b = field(default_factory=lambda: hashlib.blake2b(digest_size=16))
     nbytes: int = 0
     messages: int = 0
     # points columns
@@ -51,6 +53,7 @@ class Batch:
         n = len(b.seq)
         self.messages += 1
         self.nbytes += len(msg.payload)
+        self.digest.update(msg.payload)
         self.org.extend([b.org] * n)
         self.run_id.extend([b.run_id] * n)
         self.key.extend(b.key)
@@ -70,10 +73,17 @@ class Batch:
         self.ranges[tp] = (first, msg.offset)
 
     def token(self, prefix: str) -> str:
-        """Insert dedup token from the batch's log offset ranges: a retry of
-        this very batch is then a no-op in ClickHouse."""
-        parts = [f"{t}:{p}:{a}-{b}" for (t, p), (a, b) in sorted(self.ranges.items())]
-        return f"{prefix}:" + ",".join(parts)
+        """Insert dedup token: a retry of this very batch is a no-op in ClickHouse.
+
+        Built from the log offset ranges *and* the bytes of the messages, so
+        two different batches can never share a token (ClickHouse silently
+        drops an insert whose token it has seen: offsets alone collide when a
+        log or topic is recreated).
+        """
+        h = self.digest.copy()
+        for (t, p), (a, b) in sorted(self.ranges.items()):
+            h.update(f"|{t}:{p}:{a}-{b}".encode())
+        return f"{prefix}:{h.hexdigest()}"
 
     def positions(self) -> dict[tuple[str, int], int]:
         """What to commit once this batch is stored: next offset per partition."""

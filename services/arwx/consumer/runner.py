@@ -74,11 +74,19 @@ class Consumer:
 
     async def _read_loop(self) -> None:
         cfg = self.config
+        read_delay = 0.1
         try:
             while not self._stopping.is_set():
                 batch = self._batch
                 wait = cfg.idle_wait_s if len(batch) else min(cfg.max_wait_s, 0.5)
-                msgs = await self.reader.read(cfg.read_messages, wait)
+                try:
+                    msgs = await self.reader.read(cfg.read_messages, wait)
+                    read_delay = 0.1
+                except Exception as e:  # the log is down: keep what we hold, retry
+                    log.warning("log read failed (%s); retrying in %.1fs", e, read_delay)
+                    await asyncio.sleep(read_delay)
+                    read_delay = min(read_delay * 2, 5.0)
+                    msgs = []
                 for m in msgs:
                     await self._add(m)
                 caught_up = not msgs
@@ -119,10 +127,12 @@ class Consumer:
 
     async def _on_revoke(self, partitions: list[tuple[str, int]]) -> None:
         """Before partitions move to another consumer: store and commit what we hold."""
+        if not self._tasks:  # stopped: everything was stored and committed then
+            return
         if len(self._batch) or self._batch.ranges:
             await self._flush()
         await self.drain()
-        await self.committer.maybe_commit(force=True)
+        await self._commit(force=True)
         self.committer.forget(partitions)
 
     async def drain(self, timeout_s: float = 30.0) -> None:
@@ -139,11 +149,17 @@ class Consumer:
         while True:
             await asyncio.wait_for(self._idle.wait(), max(0.01, deadline - time.monotonic()))
             await self.drain(max(0.01, deadline - time.monotonic()))
-            await self.committer.maybe_commit(force=True)
+            await self._commit(force=True)
             if self._idle.is_set():
                 return
 
     # -- writing ------------------------------------------------------------
+
+    async def _commit(self, force: bool = False) -> None:
+        try:
+            await self.committer.maybe_commit(force=force)
+        except Exception as e:  # the log is down: the position is kept and committed later
+            log.warning("offset commit failed (%s); will retry", e)
 
     async def _write_loop(self) -> None:
         self._writing = False
@@ -152,17 +168,17 @@ class Consumer:
                 batch = await asyncio.wait_for(self._queue.get(), self.config.commit_interval_s)
             except asyncio.TimeoutError:
                 # Quiet: the throttled commit of the last batches is due now.
-                await self.committer.maybe_commit()
+                await self._commit()
                 continue
             if batch is None:
-                await self.committer.maybe_commit(force=True)
+                await self._commit(force=True)
                 return
             self._writing = True
             try:
                 if len(batch):
                     await self._store(batch)
                 self.committer.stored(batch.positions())
-                await self.committer.maybe_commit()
+                await self._commit()
             finally:
                 self._writing = False
 

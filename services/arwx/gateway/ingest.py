@@ -86,8 +86,10 @@ class Chunker:
         if run is None:
             raise RunRejected(404, f"unknown run {run_id!r}")
         if run.status != "running":
+            # Ranks finish one by one: a writer that has not reported its
+            # total yet is still running and keeps writing.
             total = run.writer_totals.get(writer_id)
-            if total is None or seq >= total:
+            if total is not None and seq >= total:
                 raise RunRejected(
                     409, f"run {run_id!r} is {run.status}; writer {writer_id!r} seq {seq} is past what it sent"
                 )

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import queue
+import secrets
 import sqlite3
 import threading
 import time
@@ -21,8 +22,8 @@ from arwx.log.base import Appended, LogMessage, LogUnavailable
 
 log = logging.getLogger(__name__)
 
-TOPIC = "embedded"
 _SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS log (
     offset   INTEGER PRIMARY KEY,
     key      TEXT NOT NULL,
@@ -86,6 +87,10 @@ class SqliteLog:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._last_trim = 0.0
         self._stopped = False
+        # "embedded.<id>": a log file made anew (data wiped, store kept) is a
+        # different topic, so its offsets never alias the old one's in the
+        # ledger.
+        self.topic = "embedded"
 
     # -- lifecycle --------------------------------------------------------
 
@@ -97,6 +102,9 @@ class SqliteLog:
         self._new_data = asyncio.Event()
         conn = _connect(self.path)
         conn.executescript(_SCHEMA)
+        conn.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('log_id', ?)", (secrets.token_hex(4),))
+        (log_id,) = conn.execute("SELECT value FROM meta WHERE name = 'log_id'").fetchone()
+        self.topic = f"embedded.{log_id}"
         self._reader_conn = conn
         self._writer = threading.Thread(target=self._write_loop, name="arwx-log-writer", daemon=True)
         self._writer.start()
@@ -164,7 +172,7 @@ class SqliteLog:
                 out = []
                 for p in a.payloads:
                     cur = conn.execute("INSERT INTO log (key, payload, appended) VALUES (?, ?, ?)", (a.key, p, now))
-                    out.append(Appended(TOPIC, 0, cur.lastrowid))
+                    out.append(Appended(self.topic, 0, cur.lastrowid))
                 results.append(out)
             conn.execute("COMMIT")
         except sqlite3.Error as e:
@@ -227,10 +235,10 @@ class SqliteLog:
             ).fetchall()
         if rows:
             self._read_pos = rows[-1][0] + 1
-        return [LogMessage(TOPIC, 0, off, key, bytes(payload)) for off, key, payload in rows]
+        return [LogMessage(self.topic, 0, off, key, bytes(payload)) for off, key, payload in rows]
 
     async def commit(self, positions: dict[tuple[str, int], int]) -> None:
-        nxt = positions.get((TOPIC, 0))
+        nxt = positions.get((self.topic, 0))
         if nxt is None:
             return
         await asyncio.to_thread(self._commit, nxt)
