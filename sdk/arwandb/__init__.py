@@ -1,0 +1,135 @@
+"""arwandb: the arwx Python SDK. W&B-style ``init`` / ``log`` / ``finish`` with an on-disk spool.
+
+``import arwandb as wandb`` works for the common W&B calls; only the base URL changes.
+Pure standard library; ``log()`` is a memory-only append and never blocks on disk or network.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from arwandb.config import Settings, resolve
+from arwandb.run import Run
+from arwandb.sync import sync as _sync
+
+__version__ = "1.3.1"
+__all__ = ["Run", "Settings", "finish", "init", "log", "run", "sync", "__version__"]
+
+logging.getLogger("arwandb").addHandler(logging.NullHandler())
+
+run: Run | None = None
+_runs: list[Run] = []
+_lock = threading.Lock()
+
+
+def init(
+    project: str | None = None,
+    name: str | None = None,
+    config: Mapping[str, Any] | None = None,
+    writer_id: str | None = None,
+    system_metrics: bool | None = None,
+    system_interval: float | None = None,
+    mode: str | None = None,
+    id: str | None = None,
+    dir: str | None = None,
+    flush_interval: float = 1.0,
+    finish_timeout: float = 30.0,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    **kwargs: Any,
+) -> Run:
+    """Start (or resume) a run and return it. Never touches the network on the caller's thread.
+
+    Args:
+        project: project name (default ``ARWANDB_PROJECT`` / ``WANDB_PROJECT``).
+        name: display name (default: the run id).
+        config: hyperparameters, stored with the run.
+        writer_id: this process's writer id, e.g. ``f"rank{RANK}"`` (default ``ARWANDB_WRITER_ID`` or random).
+        system_metrics: collect ``system/*`` telemetry (default on; ``ARWANDB_SYSTEM_METRICS=off`` disables).
+        system_interval: seconds between system samples (default 15, floor 1).
+        mode: ``online`` | ``offline`` | ``disabled`` (default ``ARWANDB_MODE`` / ``WANDB_MODE`` / online).
+        id: run id shared by all ranks (default ``ARWANDB_RUN_ID`` / ``WANDB_RUN_ID`` or random). Re-using
+            an id and writer id in the same ``dir`` resumes that writer's spool and step counter.
+        dir: where the spool lives (``<dir>/arwandb``; default ``ARWANDB_DIR`` / ``WANDB_DIR`` / cwd).
+        flush_interval: upload at least this often (seconds) even below a full batch.
+        finish_timeout: how long ``finish()`` waits for the upload; the rest stays in the spool.
+        base_url, api_key: override ``ARWANDB_BASE_URL`` / ``ARWANDB_API_KEY``.
+        **kwargs: other W&B arguments (entity, group, tags, reinit, resume, settings ...) are accepted and ignored.
+    """
+    global run
+    settings = resolve(
+        project=project,
+        name=name,
+        config=dict(config) if config else None,
+        writer_id=writer_id,
+        system_metrics=system_metrics,
+        system_interval=system_interval,
+        mode=mode,
+        id=id,
+        dir=dir,
+        base_url=base_url,
+        api_key=api_key,
+        flush_interval=flush_interval,
+        finish_timeout=finish_timeout,
+    )
+    settings.extra = kwargs
+    with _lock:
+        previous = run
+    if previous is not None:
+        previous.finish()  # one active run per process, like W&B in a script
+    r = Run(settings)
+    with _lock:
+        run = r
+        _runs.append(r)
+    return r
+
+
+def log(data: Mapping[str, Any], step: int | None = None, commit: bool | None = None) -> None:
+    """Log to the active run (see :meth:`Run.log`). Without a run it warns once and does nothing."""
+    r = run
+    if r is None:
+        _warn_no_run()
+        return
+    r.log(data, step, commit)
+
+
+def finish(status: str = "finished", exit_code: int | None = None, timeout: float | None = None) -> None:
+    """Finish the active run (see :meth:`Run.finish`). ``exit_code`` != 0 means ``failed`` (W&B style)."""
+    global run
+    r = run
+    if r is None:
+        return
+    if exit_code:
+        status = "failed"
+    r.finish(status, timeout=timeout)
+    with _lock:
+        if run is r:
+            run = None
+
+
+def sync(path: str | None = None, **kwargs: Any) -> dict[str, Any]:
+    """Upload spools under ``path`` (a run folder, an ``arwandb`` folder or its parent; default
+    ``$ARWANDB_DIR`` or cwd) exactly once. Returns a summary dict."""
+    return _sync(path, **kwargs)
+
+
+_warned = False
+
+
+def _warn_no_run() -> None:
+    global _warned
+    if not _warned:
+        _warned = True
+        logging.getLogger("arwandb").warning("arwandb.log() called before arwandb.init(); ignored")
+
+
+@atexit.register
+def _finish_at_exit() -> None:
+    for r in list(_runs):
+        with contextlib.suppress(Exception):  # interpreter shutdown: never raise
+            r.finish()

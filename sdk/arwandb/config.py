@@ -1,0 +1,140 @@
+"""Settings resolution: explicit arguments > ARWANDB_* env > WANDB_* env > defaults."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_BASE_URL = "http://127.0.0.1:8090"
+ID_RE = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+_B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+_OFF = {"0", "off", "false", "no", "disabled", "disable"}
+
+
+def env(name: str, default: str | None = None) -> str | None:
+    """ARWANDB_<name>, then WANDB_<name> (so W&B scripts work unchanged), then default."""
+    for prefix in ("ARWANDB_", "WANDB_"):
+        v = os.environ.get(prefix + name)
+        if v is not None and v.strip() != "":
+            return v.strip()
+    return default
+
+
+def random_run_id() -> str:
+    """12 random base36 characters (about 62 bits)."""
+    return "".join(secrets.choice(_B36) for _ in range(12))
+
+
+def random_writer_id() -> str:
+    return "w-" + secrets.token_hex(4)
+
+
+def check_id(kind: str, value: str) -> str:
+    if not isinstance(value, str) or not ID_RE.match(value):
+        raise ValueError(f"arwandb: invalid {kind} {value!r}: must match {ID_RE.pattern}")
+    return value
+
+
+def normalize_mode(mode: str | None) -> str:
+    """Map W&B modes onto ours: online | offline | disabled."""
+    m = (mode or "online").strip().lower()
+    if m in ("offline", "dryrun"):
+        return "offline"
+    if m in ("disabled", "off", "noop"):
+        return "disabled"
+    return "online"
+
+
+def env_flag(name: str, default: bool) -> bool:
+    v = env(name)
+    if v is None:
+        return default
+    return v.strip().lower() not in _OFF
+
+
+def env_float(name: str, default: float) -> float:
+    v = env(name)
+    if v is None:
+        return default
+    try:
+        return float(v)
+    except ValueError:
+        return default
+
+
+@dataclass
+class Settings:
+    """Everything a run needs, fully resolved."""
+
+    run_id: str
+    writer_id: str
+    base_url: str
+    api_key: str | None
+    project: str | None
+    name: str | None
+    config: dict[str, Any]
+    mode: str
+    root: str  # <dir>/arwandb: holds one folder per run id
+    system_metrics: bool
+    system_interval: float
+    flush_interval: float = 1.0
+    finish_timeout: float = 30.0
+    batch_size: int = 500
+    stream_threshold: int = 5000
+    spool_interval: float = 0.05
+    request_timeout: float = 15.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def run_dir(self) -> str:
+        return os.path.join(self.root, self.run_id)
+
+
+def spool_root(dir: str | None) -> str:
+    """The directory holding run spools: <dir>/arwandb, dir from arg, ARWANDB_DIR/WANDB_DIR, or cwd."""
+    base = dir or env("DIR") or os.getcwd()
+    base = os.path.abspath(os.path.expanduser(base))
+    return os.path.join(base, "arwandb")
+
+
+def resolve(
+    *,
+    project: str | None,
+    name: str | None,
+    config: dict[str, Any] | None,
+    writer_id: str | None,
+    system_metrics: bool | None,
+    system_interval: float | None,
+    mode: str | None,
+    id: str | None,
+    dir: str | None,
+    base_url: str | None,
+    api_key: str | None,
+    flush_interval: float,
+    finish_timeout: float,
+) -> Settings:
+    run_id = id or env("RUN_ID") or random_run_id()
+    wid = writer_id or env("WRITER_ID") or random_writer_id()
+    check_id("run id", run_id)
+    check_id("writer id", wid)
+    if system_metrics is None:
+        system_metrics = env_flag("SYSTEM_METRICS", True)
+    interval = system_interval if system_interval is not None else env_float("SYSTEM_INTERVAL", 15.0)
+    return Settings(
+        run_id=run_id,
+        writer_id=wid,
+        base_url=(base_url or env("BASE_URL") or DEFAULT_BASE_URL).rstrip("/"),
+        api_key=api_key or env("API_KEY"),
+        project=project or env("PROJECT"),
+        name=name or env("NAME"),
+        config=dict(config or {}),
+        mode=normalize_mode(mode or env("MODE")),
+        root=spool_root(dir),
+        system_metrics=bool(system_metrics),
+        system_interval=max(1.0, float(interval)),
+        flush_interval=max(0.01, float(flush_interval)),
+        finish_timeout=max(0.0, float(finish_timeout)),
+    )

@@ -1,0 +1,286 @@
+"""The Run: a memory-only ``log()`` hot path, a spooler thread and an uploader thread."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import os
+import secrets
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from arwandb.config import Settings
+from arwandb.encode import PointEncoder
+from arwandb.spool import SpoolBusy, WriterSpool, write_json_atomic
+from arwandb.system_metrics import SystemMetricsThread
+from arwandb.uploader import Transport, Uploader
+
+logger = logging.getLogger("arwandb")
+_now = time.time
+_FINISH_STATUSES = {"finished", "failed", "crashed", "killed"}
+
+
+class _Writer:
+    """One (run, writer) stream: the in-memory queue the caller appends to, and its spool."""
+
+    def __init__(self, settings: Settings, writer_id: str) -> None:
+        self.spool = WriterSpool(settings.run_dir, writer_id)
+        self.writer_id = writer_id
+        # deque.append / popleft are atomic under the GIL: the caller never takes a lock
+        self.queue: collections.deque[tuple[int, float, Any]] = collections.deque()
+        self.encoder = PointEncoder(settings.run_id, writer_id)
+        self.step = self.spool.last_step + 1  # a resumed spool continues its step axis
+
+    def drain(self) -> int:
+        """Move everything queued to the spool (spooler thread). Returns points written."""
+        q = self.queue
+        n = len(q)
+        if not n:
+            return 0
+        rows = [q.popleft() for _ in range(n)]
+        data, count, last_step = self.encoder.encode(rows, self.spool.next_seq)
+        self.spool.append(data, count)
+        if last_step >= 0:
+            self.spool.last_step = last_step
+        return count
+
+
+class Run:
+    """A live run. Create it with :func:`arwandb.init`; all methods are safe to call from training code."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.id: str = settings.run_id
+        self.project = settings.project
+        self.name = settings.name or settings.run_id
+        self.config: dict[str, Any] = settings.config
+        self.mode = settings.mode
+        self.dir = settings.run_dir
+        self._finished = False
+        self._pid = os.getpid()
+        self._finish_lock = threading.Lock()
+        self._writers: list[_Writer] = []
+        self._sys: _Writer | None = None
+        self._spooler: threading.Thread | None = None
+        self._upload_thread: threading.Thread | None = None
+        self._sys_thread: SystemMetricsThread | None = None
+        self.uploader: Uploader | None = None
+        self._closing = threading.Event()
+        self._kick = threading.Event()
+        self._step = 0
+        if self.mode == "disabled":
+            self.writer_id = settings.writer_id
+            self._q = collections.deque(maxlen=0)  # log() stays valid and keeps nothing
+            return
+        os.makedirs(self.dir, exist_ok=True)
+        main = self._open_writer(settings.writer_id)
+        self.writer_id = main.writer_id
+        self._main = main
+        self._q = main.queue  # bound once: the hot path is one attribute load and one append
+        self._step = main.step
+        self._writers.append(main)
+        if settings.system_metrics:
+            with contextlib.suppress(Exception):
+                self._sys = self._open_writer(self.writer_id + ".sys")
+                self._writers.append(self._sys)
+        meta = {
+            "id": self.id,
+            "project": self.project,
+            "name": settings.name,
+            "config": self.config,
+            "writer_ids": [w.writer_id for w in self._writers],
+        }
+        write_json_atomic(os.path.join(self.dir, "run.json"), {**meta, "base_url": settings.base_url})
+        self._spooler = threading.Thread(target=self._spool_loop, name="arwandb-spooler", daemon=True)
+        self._spooler.start()
+        if self.mode == "online":
+            self.uploader = Uploader(
+                Transport(settings.base_url, settings.api_key, settings.request_timeout),
+                meta,
+                [w.spool for w in self._writers],
+                batch_size=settings.batch_size,
+                stream_threshold=settings.stream_threshold,
+                flush_interval=settings.flush_interval,
+            )
+            self._upload_thread = threading.Thread(
+                target=self._upload_loop, name="arwandb-uploader", daemon=True
+            )
+            self._upload_thread.start()
+        if self._sys is not None:
+            self._sys_thread = SystemMetricsThread(self._log_system, settings.system_interval, self.dir)
+            self._sys_thread.start()
+
+    def _open_writer(self, writer_id: str) -> _Writer:
+        try:
+            w = _Writer(self.settings, writer_id)
+        except SpoolBusy:
+            # two live processes must not share a writer id (their seqs would collide)
+            new = f"{writer_id}-{secrets.token_hex(3)}"
+            logger.warning(
+                "arwandb: writer id %r is in use by another process here; using %r", writer_id, new
+            )
+            w = _Writer(self.settings, new)
+        w.spool.clear_finish()  # a resumed writer is live again
+        return w
+
+    # -- hot path --------------------------------------------------------------------------------
+    def log(self, data: Mapping[str, Any], step: int | None = None, commit: bool | None = None) -> None:
+        """Record ``data`` (a flat or nested dict of name -> number) at ``step``.
+
+        Memory-only: no network, no disk, no lock. Without ``step`` the run's step goes up by one
+        per call; ``commit=False`` keeps the step for the next call (W&B's way to build one row).
+        NaN/inf/non-numeric values are skipped (counted in :attr:`skipped`), never raised.
+        """
+        if step is None:
+            step = self._step
+        elif type(step) is not int or step < 0:
+            step = self._coerce_step(step)
+        self._step = step if commit is False else step + 1
+        if self._finished:
+            return
+        try:
+            self._q.append((step, _now(), dict(data)))
+        except Exception:  # noqa: BLE001 - a bad argument must not crash training
+            logger.warning("arwandb: log() takes a dict of name -> number, got %s", type(data).__name__)
+
+    def _coerce_step(self, step: Any) -> int:
+        try:
+            s = int(step)
+            if s >= 0:
+                return s
+        except (TypeError, ValueError):
+            pass
+        logger.warning("arwandb: step %r is not a non-negative integer; using step %d", step, self._step)
+        return self._step
+
+    def _log_system(self, sample: dict[str, float]) -> None:
+        w = self._sys
+        if w is not None and not self._finished:
+            w.queue.append((w.step, _now(), sample))
+            w.step += 1
+
+    @property
+    def skipped(self) -> int:
+        """Values skipped so far as NaN/inf/non-numeric (counted once the spooler has seen them)."""
+        return self._main.encoder.skipped if self._writers else 0
+
+    @property
+    def step(self) -> int:
+        """The step the next ``log()`` without a step will use."""
+        return self._step
+
+    # -- background threads ----------------------------------------------------------------------
+    def _spool_loop(self) -> None:
+        interval = self.settings.spool_interval
+        batch = self.settings.batch_size
+        while True:
+            closing = self._closing.is_set()
+            for w in self._writers:
+                try:
+                    w.drain()
+                except Exception:  # noqa: BLE001 - e.g. disk full: keep the rows queued, retry later
+                    logger.warning("arwandb: writing the spool failed; retrying", exc_info=True)
+                    closing = False
+                if self.uploader is not None and w.spool.next_seq - w.spool.acked >= batch:
+                    self.uploader.wake.set()
+            if closing and not any(w.queue for w in self._writers):
+                return
+            self._kick.wait(interval)
+            self._kick.clear()
+
+    def _upload_loop(self) -> None:
+        up = self.uploader
+        assert up is not None
+        idle_wait = min(0.5, max(0.02, self.settings.flush_interval / 2))
+        try:
+            while not up.abort.is_set():
+                drained = up.draining and not (self._spooler and self._spooler.is_alive())
+                if drained and up.pending() == 0 and up.run_created:
+                    break
+                r = up._remaining()
+                if r is not None and r <= self._finish_reserve:
+                    break
+                if not up.step():
+                    up.wake.wait(idle_wait)
+                    up.wake.clear()
+            if up.abort.is_set() or not up.draining:
+                return
+            totals = {w.writer_id: w.spool.next_seq for w in self._writers}
+            if up.finish_run(self._finish_status, totals):
+                for w in self._writers:
+                    w.spool.write_finish(self._finish_status, sent=True)
+        except Exception:  # noqa: BLE001 - never propagate into the interpreter
+            logger.warning("arwandb: uploader stopped", exc_info=True)
+        finally:
+            up.t.close()
+
+    _finish_status = "finished"
+    _finish_reserve = 0.0
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def finish(self, status: str = "finished", timeout: float | None = None) -> None:
+        """Flush and close the run, waiting at most ``timeout`` (default ``finish_timeout``) seconds.
+
+        What is not uploaded by then stays in the spool for ``arwandb sync``. Tells the server how many
+        points each writer sent so the integrity receipt can compare sent, committed and stored.
+        """
+        with self._finish_lock:
+            if self._finished or os.getpid() != self._pid:
+                return
+            self._finished = True
+        if status not in _FINISH_STATUSES:
+            status = "finished"
+        if self.mode == "disabled":
+            return
+        limit = self.settings.finish_timeout if timeout is None else max(0.0, float(timeout))
+        deadline = time.monotonic() + limit
+        if self._sys_thread is not None:
+            self._sys_thread.stop()
+        self._closing.set()
+        self._kick.set()
+        if self._spooler is not None:
+            self._spooler.join(max(0.1, deadline - time.monotonic()))
+        for w in self._writers:
+            with contextlib.suppress(OSError):
+                w.spool.write_finish(status, sent=False)  # sync sends it if we cannot
+        up, th = self.uploader, self._upload_thread
+        if up is not None and th is not None:
+            self._finish_status = status
+            self._finish_reserve = min(2.0, 0.1 * limit)  # keep time to tell the server the totals
+            up.deadline = deadline
+            up.draining = True
+            up.wake.set()
+            th.join(max(0.0, deadline - time.monotonic()) + 0.5)
+            if th.is_alive():
+                up.abort.set()
+                th.join(1.0)
+            if up.pending():
+                logger.warning(
+                    "arwandb: %d point(s) of run %s not uploaded yet; they are in %s (run `arwandb sync`)",
+                    up.pending(),
+                    self.id,
+                    self.dir,
+                )
+        if self._upload_thread is None or not self._upload_thread.is_alive():
+            for w in self._writers:
+                w.spool.close()
+
+    def sync(self, path: str | None = None) -> dict[str, Any]:
+        """Upload spools under ``path`` (default: this run's spool root). See :func:`arwandb.sync`."""
+        from arwandb.sync import sync as _sync
+
+        return _sync(
+            path or self.settings.root, base_url=self.settings.base_url, api_key=self.settings.api_key
+        )
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.finish("failed" if exc_type is not None else "finished")
+
+    def __repr__(self) -> str:
+        return f"<arwandb.Run id={self.id!r} writer_id={self.writer_id!r} mode={self.mode!r}>"
