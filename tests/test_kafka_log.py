@@ -8,9 +8,9 @@ import uuid
 from collections import defaultdict
 
 import pytest
+
 from arwx.log.base import Appended, LogMessage, LogUnavailable
 from arwx.log.kafka_log import KafkaLog, KafkaLogReader, partition_for_key
-
 from tests.kafka_broker import free_port
 
 pytestmark = pytest.mark.kafka

@@ -16,8 +16,9 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import arwandb
 import pytest
+
+import arwandb
 
 SDK = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPO = os.path.dirname(SDK)

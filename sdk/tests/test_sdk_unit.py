@@ -15,10 +15,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-import arwandb
 import pytest
-from arwandb.spool import WriterSpool
 from fake_server import FakeServer
+
+import arwandb
+from arwandb.spool import WriterSpool
 
 SDK = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
