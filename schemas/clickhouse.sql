@@ -117,3 +117,78 @@ CREATE TABLE IF NOT EXISTS api_keys
 )
 ENGINE = ReplacingMergeTree(version)
 ORDER BY key_id
+;
+-- Chart rollups: per (run, key, writer) and power-of-two step cells (tiers
+-- 2^4, 2^6, ... 2^16: a factor 4 apart, so a chart reads at most about 4 cells
+-- per output bucket), finite values only. seq_min/seq_max let a raw read of a
+-- step range prune by the points sort key. Every state here is idempotent
+-- (min, max, and first/last/extreme positions by argMin/argMax on unique
+-- keys), so a replayed or re-sent point never changes a cell: no sum or count
+-- is kept on purpose (see docs/query.md). Rows of one cell from several
+-- inserts are combined by the -Merge reads (and by background merges).
+CREATE TABLE IF NOT EXISTS point_rollups
+(
+    org        LowCardinality(String),
+    run_id     String,
+    key        LowCardinality(String),
+    writer_id  LowCardinality(String),
+    tier       UInt8,
+    bucket     UInt64,
+    step_min   SimpleAggregateFunction(min, UInt64),
+    step_max   SimpleAggregateFunction(max, UInt64),
+    seq_min    SimpleAggregateFunction(min, UInt64),
+    seq_max    SimpleAggregateFunction(max, UInt64),
+    ts_min     SimpleAggregateFunction(min, DateTime64(3, 'UTC')),
+    ts_max     SimpleAggregateFunction(max, DateTime64(3, 'UTC')),
+    vmin       SimpleAggregateFunction(min, Float64),
+    vmax       SimpleAggregateFunction(max, Float64),
+    first      AggregateFunction(argMin, Float64, Tuple(UInt64, UInt64)),
+    last       AggregateFunction(argMax, Float64, Tuple(UInt64, UInt64)),
+    vmin_step  AggregateFunction(argMin, UInt64, Float64),
+    vmax_step  AggregateFunction(argMax, UInt64, Float64)
+)
+ENGINE = AggregatingMergeTree
+ORDER BY (org, run_id, key, writer_id, tier, bucket)
+;
+-- Fills point_rollups on every insert into points: the block is cut into
+-- 16-step cells once, then each cell is folded into every tier.
+CREATE MATERIALIZED VIEW IF NOT EXISTS point_rollups_mv TO point_rollups AS
+SELECT org, run_id, key, writer_id, tier,
+    intDiv(c, bitShiftLeft(toUInt64(1), tier - 4)) AS bucket,
+    min(s_lo) AS step_min, max(s_hi) AS step_max, min(q_lo) AS seq_min, max(q_hi) AS seq_max, min(t_lo) AS ts_min, max(t_hi) AS ts_max,
+    min(lo) AS vmin, max(hi) AS vmax,
+    argMinState(f, fk) AS first, argMaxState(l, lk) AS last,
+    argMinState(lo_step, lo) AS vmin_step, argMaxState(hi_step, hi) AS vmax_step
+FROM
+(
+    SELECT org, run_id, key, writer_id, intDiv(step, 16) AS c,
+        min(step) AS s_lo, max(step) AS s_hi, min(seq) AS q_lo, max(seq) AS q_hi, min(ts) AS t_lo, max(ts) AS t_hi,
+        min(value) AS lo, max(value) AS hi,
+        argMin(value, (step, seq)) AS f, min((step, seq)) AS fk,
+        argMax(value, (step, seq)) AS l, max((step, seq)) AS lk,
+        argMin(step, value) AS lo_step, argMax(step, value) AS hi_step
+    FROM points
+    WHERE isFinite(value)
+    GROUP BY org, run_id, key, writer_id, c
+)
+ARRAY JOIN [4, 6, 8, 10, 12, 14, 16] AS tier
+GROUP BY org, run_id, key, writer_id, tier, bucket
+;
+-- Skipped (non-finite) points per series, as a bitmap of their seqs: exact
+-- and idempotent (a replayed skip is the same seq). Skips are rare, so small.
+CREATE TABLE IF NOT EXISTS point_skips
+(
+    org       LowCardinality(String),
+    run_id    String,
+    key       LowCardinality(String),
+    writer_id LowCardinality(String),
+    seqs      AggregateFunction(groupBitmap, UInt64)
+)
+ENGINE = AggregatingMergeTree
+ORDER BY (org, run_id, key, writer_id)
+;
+CREATE MATERIALIZED VIEW IF NOT EXISTS point_skips_mv TO point_skips AS
+SELECT org, run_id, key, writer_id, groupBitmapState(seq) AS seqs
+FROM points
+WHERE NOT isFinite(value)
+GROUP BY org, run_id, key, writer_id

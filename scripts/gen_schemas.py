@@ -71,6 +71,9 @@ _UNAVAILABLE = {
 }
 
 
+_PROJECT_PARAM = [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}]
+
+
 def openapi() -> dict:
     (_, components) = msgspec.json.schema_components(STRUCTS, ref_template="#/components/schemas/{name}")
     paths = {
@@ -103,6 +106,7 @@ def openapi() -> dict:
                     {"name": "max_step", "in": "query", "schema": {"type": "integer", "minimum": 0}},
                     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100000}},
                     {"name": "cursor", "in": "query", "schema": {"type": "string"}, "description": "`next` of the previous page"},
+                    {"name": "format", "in": "query", "schema": {"enum": ["json", "ndjson"]}, "description": "ndjson: the whole range streamed, one row a line"},
                 ],
                 "responses": {
                     "200": _obj("One page", {"rows": {"type": "array"}, "next": {"type": ["string", "null"]}}),
@@ -110,6 +114,75 @@ def openapi() -> dict:
                     "404": _ERR,
                     **_AUTH,
                 },
+            }
+        },
+        "/v1/runs/{run_id}/metrics/stream": {
+            "get": {
+                "summary": "Run history streamed as NDJSON (one row a line, bounded server memory)",
+                "parameters": _RUN_PARAM
+                + [
+                    {"name": "keys", "in": "query", "schema": {"type": "string"}, "description": "comma-separated"},
+                    {"name": "min_step", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                    {"name": "max_step", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                ],
+                "responses": {"200": {"description": "NDJSON rows", "content": {"application/x-ndjson": {}}}, "404": _ERR, **_AUTH},
+            }
+        },
+        "/v1/projects": {
+            "get": {
+                "summary": "Projects of the key's org (implied by runs), by name",
+                "parameters": [
+                    {"name": "prefix", "in": "query", "schema": {"type": "string"}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                ],
+                "responses": {"200": _obj("One page", {"projects": {"type": "array"}, "next": {"type": ["string", "null"]}}), "400": _ERR, **_AUTH},
+            }
+        },
+        "/v1/projects/{name}": {
+            "get": {
+                "summary": "One project: run counts by status",
+                "parameters": _PROJECT_PARAM,
+                "responses": {"200": _obj("Project"), "404": _ERR, **_AUTH},
+            }
+        },
+        "/v1/projects/{name}/runs": {
+            "get": {
+                "summary": "Runs of a project, newest first, with each run's latest value per key",
+                "parameters": _PROJECT_PARAM
+                + [
+                    {"name": "status", "in": "query", "schema": {"enum": ["running", "finished", "failed", "crashed", "killed"]}},
+                    {"name": "name_prefix", "in": "query", "schema": {"type": "string"}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                ],
+                "responses": {"200": _obj("One page", {"runs": {"type": "array"}, "next": {"type": ["string", "null"]}}), "400": _ERR, "404": _ERR, **_AUTH},
+            }
+        },
+        "/v1/projects/{name}/charts": {
+            "get": {
+                "summary": "Downsampled series per run and key (minmax, lttb, avg, last), from rollups; see docs/query.md",
+                "parameters": _PROJECT_PARAM
+                + [
+                    {"name": n, "in": "query", "schema": sch}
+                    for n, sch in (
+                        ("keys", {"type": "string"}),
+                        ("runs", {"type": "string"}),
+                        ("samples", {"type": "integer", "minimum": 2, "maximum": 10000}),
+                        ("maxDataPoints", {"type": "integer", "minimum": 2, "maximum": 10000}),
+                        ("intervalMs", {"type": "integer", "minimum": 1}),
+                        ("since_step", {"type": "integer", "minimum": 0}),
+                        ("max_step", {"type": "integer", "minimum": 0}),
+                        ("from", {"type": "integer"}),
+                        ("to", {"type": "integer"}),
+                        ("x", {"enum": ["step", "time", "relative"]}),
+                        ("agg", {"enum": ["minmax", "lttb", "avg", "last"]}),
+                        ("writers", {"enum": ["per", "combined"]}),
+                        ("smoothing", {"type": "number", "minimum": 0, "exclusiveMaximum": 1}),
+                        ("format", {"enum": ["json", "grafana"]}),
+                    )
+                ],
+                "responses": {"200": _obj("Series and latest values (or Grafana data frames)"), "400": _ERR, "404": _ERR, **_AUTH},
             }
         },
         "/v1/runs/{run_id}/integrity": {

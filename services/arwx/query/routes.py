@@ -1,4 +1,5 @@
-"""Read-side routes: one run, its history, its integrity receipt."""
+"""Read-side routes: runs, their history (paged or streamed), integrity receipts,
+projects and charts."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ from aiohttp import web
 
 from arwx.appkeys import API_KEY, LOG, RUNS, STORE
 from arwx.gateway.errors import json_error
+from arwx.query import charts as charts_mod
+from arwx.query import projects as projects_mod
 from arwx.query.history import MAX_LIMIT, history, parse_cursor
 from arwx.query.integrity import receipt
-from arwx.runs import Run
+from arwx.query.stream import stream_history
+from arwx.runs import RUN_STATUSES, Run
 from arwx.wire import MAX_SEQ
 
 
@@ -37,13 +41,18 @@ async def get_run(request: web.Request) -> web.Response:
     return web.json_response(run.public())
 
 
-async def get_metrics(request: web.Request) -> web.Response:
+async def get_metrics(request: web.Request) -> web.StreamResponse:
     run = await _run(request)
     if run is None:
         return json_error(404, f"unknown run {request.match_info['run_id']!r}")
     keys = [k for k in request.query.get("keys", "").split(",") if k]
     min_step = _int(request, "min_step", 0, 0, MAX_SEQ)
     max_step = _int(request, "max_step", MAX_SEQ, 0, MAX_SEQ)
+    fmt = request.query.get("format", "json")
+    if fmt not in ("json", "ndjson"):
+        return json_error(400, "format must be json or ndjson")
+    if fmt == "ndjson":
+        return await stream_history(request, request.app[STORE], run.org, run.run_id, keys, min_step, max_step)
     limit = _int(request, "limit", 10_000, 1, MAX_LIMIT)
     after = None
     if request.query.get("cursor"):
@@ -55,6 +64,17 @@ async def get_metrics(request: web.Request) -> web.Response:
     return web.json_response(page)
 
 
+async def get_metrics_stream(request: web.Request) -> web.StreamResponse:
+    """The whole history (or a step range) as NDJSON, streamed with bounded memory."""
+    run = await _run(request)
+    if run is None:
+        return json_error(404, f"unknown run {request.match_info['run_id']!r}")
+    keys = [k for k in request.query.get("keys", "").split(",") if k]
+    min_step = _int(request, "min_step", 0, 0, MAX_SEQ)
+    max_step = _int(request, "max_step", MAX_SEQ, 0, MAX_SEQ)
+    return await stream_history(request, request.app[STORE], run.org, run.run_id, keys, min_step, max_step)
+
+
 async def get_integrity(request: web.Request) -> web.Response:
     run = await _run(request)
     if run is None:
@@ -62,7 +82,107 @@ async def get_integrity(request: web.Request) -> web.Response:
     return web.json_response(await receipt(request.app[STORE], request.app[LOG], run))
 
 
+def _opt_int(request: web.Request, name: str, lo: int, hi: int) -> int | None:
+    return _int(request, name, None, lo, hi) if request.query.get(name) else None  # type: ignore[arg-type]
+
+
+async def list_projects(request: web.Request) -> web.Response:
+    limit = _int(request, "limit", 100, 1, projects_mod.MAX_PAGE)
+    page = await projects_mod.list_projects(
+        request.app[STORE], request[API_KEY].org, request.query.get("prefix", ""), limit, request.query.get("cursor")
+    )
+    return web.json_response(page)
+
+
+async def get_project(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    project = await projects_mod.get_project(request.app[STORE], request[API_KEY].org, name)
+    if project is None:
+        return json_error(404, f"unknown project {name!r}")
+    return web.json_response(project)
+
+
+async def get_project_runs(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    status = request.query.get("status") or None
+    if status is not None and status not in RUN_STATUSES:
+        return json_error(400, f"status must be one of {', '.join(RUN_STATUSES)}")
+    limit = _int(request, "limit", 100, 1, projects_mod.MAX_PAGE)
+    after = None
+    if request.query.get("cursor"):
+        try:
+            after = projects_mod.parse_run_cursor(request.query["cursor"])
+        except ValueError:
+            return json_error(400, "cursor is not one this service gave out")
+    page = await projects_mod.project_runs(
+        request.app[STORE], request[API_KEY].org, name, status, request.query.get("name_prefix", ""), limit, after
+    )
+    if not page["runs"] and after is None and await projects_mod.get_project(request.app[STORE], request[API_KEY].org, name) is None:
+        return json_error(404, f"unknown project {name!r}")
+    return web.json_response(page)
+
+
+MAX_CHART_RUNS = 100
+MAX_CHART_KEYS = 50
+
+
+def _choice(request: web.Request, name: str, options: tuple[str, ...]) -> str:
+    v = request.query.get(name) or options[0]
+    if v not in options:
+        raise web.HTTPBadRequest(text=f'{{"error": "{name} must be one of {", ".join(options)}"}}', content_type="application/json")
+    return v
+
+
+async def get_project_charts(request: web.Request) -> web.Response:
+    """Downsampled series of ``keys`` for the project's runs (see docs/query.md)."""
+    store, org, name = request.app[STORE], request[API_KEY].org, request.match_info["name"]
+    runs = [r for r in request.query.get("runs", "").split(",") if r]
+    if len(runs) > MAX_CHART_RUNS:
+        return json_error(400, f"at most {MAX_CHART_RUNS} runs per chart")
+    keys = [k for k in request.query.get("keys", "").split(",") if k]
+    if len(keys) > MAX_CHART_KEYS:
+        return json_error(400, f"at most {MAX_CHART_KEYS} keys per chart")
+    samples = _int(request, "maxDataPoints", 500, 2, 10_000) if "maxDataPoints" in request.query else _int(request, "samples", 500, 2, 10_000)
+    interval = _opt_int(request, "intervalMs", 1, MAX_SEQ) or _opt_int(request, "interval", 1, MAX_SEQ)
+    try:
+        smoothing = float(request.query.get("smoothing") or 0)
+    except ValueError:
+        return json_error(400, "smoothing must be a number in 0..1")
+    if not 0 <= smoothing < 1:
+        return json_error(400, "smoothing must be a number in 0..1 (1 excluded)")
+    fmt = _choice(request, "format", ("json", "grafana"))
+    req = charts_mod.ChartRequest(
+        org=org, runs=runs, keys=keys, samples=samples, x=_choice(request, "x", charts_mod.AXES),
+        agg=_choice(request, "agg", charts_mod.AGGS), writers=_choice(request, "writers", charts_mod.WRITER_MODES),
+        since_step=_opt_int(request, "since_step", 0, MAX_SEQ), max_step=_opt_int(request, "max_step", 0, MAX_SEQ),
+        from_ms=_opt_int(request, "from", -(2**62), 2**62), to_ms=_opt_int(request, "to", -(2**62), 2**62),
+        interval=interval, smoothing=smoothing,
+    )
+    if req.agg == "lttb" and req.writers == "combined":
+        return json_error(400, "agg=lttb works per writer (writers=per)")
+    project_runs = await projects_mod.project_run_ids(store, org, name, 10_000 if runs else MAX_CHART_RUNS)
+    if not project_runs:
+        return json_error(404, f"unknown project {name!r}")
+    if runs:
+        unknown = sorted(set(runs) - set(project_runs))
+        if unknown:
+            return json_error(404, f"unknown run(s) in project {name!r}: {', '.join(unknown)}")
+    else:
+        req.runs = project_runs
+    result = await charts_mod.chart(store, req)
+    if fmt == "grafana":
+        return web.json_response(charts_mod.grafana_frames(result))
+    result["project"] = name
+    result["runs"] = req.runs
+    return web.json_response(result)
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/runs/{run_id}", get_run)
     app.router.add_get("/v1/runs/{run_id}/metrics", get_metrics)
+    app.router.add_get("/v1/runs/{run_id}/metrics/stream", get_metrics_stream)
+    app.router.add_get("/v1/projects", list_projects)
+    app.router.add_get("/v1/projects/{name}", get_project)
+    app.router.add_get("/v1/projects/{name}/runs", get_project_runs)
+    app.router.add_get("/v1/projects/{name}/charts", get_project_charts)
     app.router.add_get("/v1/runs/{run_id}/integrity", get_integrity)

@@ -31,12 +31,26 @@ def _quote(v: object) -> str:
     return str(v)
 
 
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\\0"})
+
+
+def _escape(v: str) -> str:
+    """A scalar String parameter in ClickHouse's escaped text form (backslash, tab, newline, CR, NUL)."""
+    return v.translate(_ESCAPES)
+
+
 def _params(params: Params | None) -> Params | None:
     """chDB takes array parameters in ClickHouse's text form (still a
     parameter, parsed by the type's parser, never as SQL)."""
     if not params:
         return params
-    return {k: "[" + ",".join(_quote(x) for x in v) + "]" if isinstance(v, (list, tuple)) else v for k, v in params.items()}
+    # Scalar strings are parsed with ClickHouse's escaping rules too: unescaped, "a\\nb" arrived as
+    # a newline and a trailing backslash or a tab was an error (500).
+    return {
+        k: "[" + ",".join(_quote(x) for x in v) + "]" if isinstance(v, (list, tuple))
+        else _escape(v) if isinstance(v, str) else v
+        for k, v in params.items()
+    }
 
 
 def _acquire(path: str) -> tuple[object, threading.Lock]:

@@ -1,0 +1,112 @@
+"""Projects, implied by runs (``runs.project``), always within one org.
+
+Lists are keyset-paginated: ``next`` is an opaque cursor for the next page.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from arwx.query.rollups import extents_sql
+from arwx.store.base import Store
+
+MAX_PAGE = 1000
+
+
+async def list_projects(store: Store, org: str, prefix: str, limit: int, after: str | None) -> dict:
+    """Projects of ``org`` by name, with run counts."""
+    rows = await store.rows(
+        "SELECT project, count(), countIf(status = 'running'), toUnixTimestamp64Milli(min(created_at)),"
+        " toUnixTimestamp64Milli(max(created_at)) FROM runs FINAL"
+        " WHERE org = {org:String} AND startsWith(project, {prefix:String}) AND project > {after:String}"
+        " GROUP BY project ORDER BY project LIMIT {limit:UInt32}",
+        {"org": org, "prefix": prefix, "after": after or "", "limit": limit + 1},
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {
+        "projects": [_project(r) for r in rows],
+        "next": rows[-1][0] if more and rows else None,
+    }
+
+
+def _project(r: tuple) -> dict:
+    return {"name": r[0], "runs": r[1], "running": r[2], "created_at": r[3] / 1000, "last_run_at": r[4] / 1000}
+
+
+async def get_project(store: Store, org: str, name: str) -> dict | None:
+    """One project with its run counts by status, or None (also for another org's)."""
+    rows = await store.rows(
+        "SELECT project, count(), countIf(status = 'running'), toUnixTimestamp64Milli(min(created_at)),"
+        " toUnixTimestamp64Milli(max(created_at)), groupArray(status) FROM runs FINAL"
+        " WHERE org = {org:String} AND project = {name:String} GROUP BY project",
+        {"org": org, "name": name},
+    )
+    if not rows:
+        return None
+    out = _project(rows[0])
+    by_status: dict[str, int] = {}
+    for status in rows[0][5]:
+        by_status[status] = by_status.get(status, 0) + 1
+    out["by_status"] = by_status
+    return out
+
+
+def parse_run_cursor(cursor: str) -> tuple[int, str]:
+    """``"<created_ms>:<run_id>"`` as given in ``next``."""
+    ms, _, run = cursor.partition(":")
+    return int(ms), run
+
+
+async def project_runs(
+    store: Store,
+    org: str,
+    project: str,
+    status: str | None,
+    prefix: str,
+    limit: int,
+    after: tuple[int, str] | None,
+    with_latest: bool = True,
+) -> dict:
+    """Runs of a project, newest first, with each run's latest value per key."""
+    cond = "org = {org:String} AND project = {project:String} AND startsWith(name, {prefix:String})"
+    params: dict = {"org": org, "project": project, "prefix": prefix, "limit": limit + 1}
+    if status:
+        cond += " AND status = {status:String}"
+        params["status"] = status
+    if after:
+        cond += " AND (toUnixTimestamp64Milli(created_at), run_id) < ({a_ms:Int64}, {a_run:String})"
+        params.update(a_ms=after[0], a_run=after[1])
+    rows = await store.rows(
+        "SELECT run_id, name, status, config, writer_ids, toUnixTimestamp64Milli(created_at),"
+        " if(isNull(finished_at), NULL, toUnixTimestamp64Milli(assumeNotNull(finished_at)))"
+        f" FROM runs FINAL WHERE {cond}"
+        " ORDER BY created_at DESC, run_id DESC LIMIT {limit:UInt32}",
+        params,
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    runs = [
+        {
+            "id": r[0], "name": r[1], "status": r[2], "config": msgspec.json.decode(r[3] or "{}"),
+            "writer_ids": list(r[4]), "created_at": r[5] / 1000,
+            "finished_at": None if r[6] is None else r[6] / 1000, "latest": {},
+        }
+        for r in rows
+    ]
+    if with_latest and runs:
+        by_id = {r["id"]: r for r in runs}
+        for run, key, *_, val, step in await store.rows(extents_sql(False), {"org": org, "runs": list(by_id)}):
+            by_id[run]["latest"][key] = {"step": step, "value": val}
+    nxt = f"{rows[-1][5]}:{rows[-1][0]}" if more and rows else None
+    return {"project": project, "runs": runs, "next": nxt}
+
+
+async def project_run_ids(store: Store, org: str, project: str, cap: int) -> list[str]:
+    """Ids of a project's runs (newest first, at most ``cap``)."""
+    rows = await store.rows(
+        "SELECT run_id FROM runs FINAL WHERE org = {org:String} AND project = {project:String}"
+        " ORDER BY created_at DESC, run_id DESC LIMIT {cap:UInt32}",
+        {"org": org, "project": project, "cap": cap},
+    )
+    return [r[0] for r in rows]
