@@ -17,19 +17,21 @@ import tempfile
 import time
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "services"))
 
 from arwx.query.charts import ChartRequest, chart  # noqa: E402
-from arwx.query.history import history  # noqa: E402
+from arwx.query.history import read_rows, to_rows  # noqa: E402
 from arwx.query.integrity import receipt  # noqa: E402
 from arwx.runs import Run  # noqa: E402
 from arwx.store.chdb_store import ChdbStore  # noqa: E402
 from arwx.store.schema import apply_schema  # noqa: E402
 
 KEYS = ("loss", "acc", "lr", "grad_norm")
+_enc = msgspec.json.Encoder()
 BLOCK = 1_000_000
 ORG = "bench"
 
@@ -114,13 +116,12 @@ async def main(max_exp: int, reps: int) -> None:
         run = "run_1e6"
         if any(r[0] == 6 for r in rows):
             t0 = time.perf_counter()
-            n, after = 0, None
-            while True:
-                page = await history(store, ORG, run, ["loss"], 0, 2**63 - 1, 20_000, after)
-                n += len(page["rows"])
-                if not page["next"]:
-                    break
-                after = (page["rows"][-1]["step"], page["rows"][-1]["writer_id"])
+            n, nbytes, seen = 0, 0, set()
+            # What GET /v1/runs/:id/metrics/stream does: step windows, rows, NDJSON.
+            async for raw in read_rows(store, ORG, run, ["loss"], 0, 2**63 - 1, 20_000):
+                rows_ = to_rows(raw, seen)
+                nbytes += len(b"\n".join(_enc.encode(r) for r in rows_))
+                n += len(rows_)
             dt = time.perf_counter() - t0
             print(f"\nhistory stream, 1 key of 10^6 points: {n:,} rows in {dt:.2f}s = {n / dt:,.0f} points/s")
 

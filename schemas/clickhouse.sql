@@ -20,7 +20,10 @@ CREATE TABLE IF NOT EXISTS points
     value       Float64 CODEC(Gorilla, ZSTD(1)),
     log_partition UInt32 CODEC(ZSTD(1)),
     log_offset  UInt64 CODEC(Delta, ZSTD(1)),
-    ingested_at DateTime64(3, 'UTC') CODEC(DoubleDelta, ZSTD(1))
+    ingested_at DateTime64(3, 'UTC') CODEC(DoubleDelta, ZSTD(1)),
+    -- Within a writer, step follows seq: granules have tight step ranges, so
+    -- history windows by step skip the rest of the run.
+    INDEX step_range step TYPE minmax GRANULARITY 1
 )
 ENGINE = ReplacingMergeTree
 ORDER BY (org, run_id, key, writer_id, seq)

@@ -201,3 +201,35 @@ def test_run_create_is_idempotent_and_fingerprinted(api: Api) -> None:
     assert status == 201 and c["id"] != "same"
     assert api.post("/v1/runs", {"id": "bad id!"})[0] == 400
     assert api.post("/v1/runs/same/finish", {"status": "exploded"})[0] == 400
+
+
+def test_history_pages_of_any_size_with_uneven_steps(api: Api) -> None:
+    """Step windows are sized from the run's density; dense stretches, long
+    jumps and several writers/keys per step must still page exactly."""
+    api.ok("POST", "/v1/runs", {"id": "uneven"})
+    steps = list(range(0, 300)) + list(range(10_000, 10_050)) + [500_000, 500_001, 9_000_000]
+    pts = []
+    for w in ("w0", "w1"):
+        for key in ("loss", "lr"):
+            seq0 = len([p for p in pts if p["writer_id"] == w])
+            pts += [
+                {"run_id": "uneven", "writer_id": w, "seq": seq0 + i, "step": s, "key": key, "value": s + 0.25, "ts": 1.7e9}
+                for i, s in enumerate(steps)
+            ]
+    api.ok("POST", "/v1/ingest", {"points": pts})
+    api.wait_intact("uneven", len(pts))
+    expected = [(s, w) for s in steps for w in ("w0", "w1")]
+    for limit in (1, 7, 64, 1000):
+        got, cursor = [], None
+        while True:
+            params = {"limit": limit, **({"cursor": cursor} if cursor else {})}
+            page = api.ok("GET", "/v1/runs/uneven/metrics", params=params)
+            assert len(page["rows"]) <= limit
+            got += [(r["step"], r["writer_id"]) for r in page["rows"]]
+            assert all(r["loss"] == r["lr"] == r["step"] + 0.25 for r in page["rows"])
+            cursor = page["next"]
+            if not cursor:
+                break
+        assert got == expected, limit
+    page = api.ok("GET", "/v1/runs/uneven/metrics", params={"min_step": 299, "max_step": 10_001, "keys": "lr"})
+    assert [(r["step"], r["writer_id"]) for r in page["rows"]] == [(s, w) for s in (299, 10_000, 10_001) for w in ("w0", "w1")]

@@ -1,8 +1,8 @@
 """Run history as NDJSON, streamed page by page with bounded memory.
 
-The run is read in keyset pages of ``(step, writer_id)`` (the same cursor as
-``GET /v1/runs/:id/metrics``), each page written out before the next is read,
-so memory stays at one page whatever the run length.
+The run is read in step windows of about ``PAGE_ROWS`` rows (see
+``history.read_rows``), each written out before the next is read, so memory
+stays at one page whatever the run length and each query costs one page.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import msgspec
 from aiohttp import web
 
-from arwx.query.history import history
+from arwx.query.history import read_rows, to_rows
 from arwx.store.base import Store
 
 PAGE_ROWS = 20_000
@@ -32,14 +32,8 @@ async def stream_history(
     resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     resp.enable_chunked_encoding()
     await resp.prepare(request)
-    after = None
-    while True:
-        page = await history(store, org, run_id, keys, min_step, max_step, page_rows or PAGE_ROWS, after)
-        if page["rows"]:
-            await resp.write(b"\n".join(_enc.encode(r) for r in page["rows"]) + b"\n")
-        if not page["next"]:
-            break
-        last = page["rows"][-1]
-        after = (last["step"], last["writer_id"])
+    seen: set[str] = set()
+    async for raw in read_rows(store, org, run_id, keys, min_step, max_step, page_rows or PAGE_ROWS):
+        await resp.write(b"\n".join(_enc.encode(r) for r in to_rows(raw, seen)) + b"\n")
     await resp.write_eof()
     return resp
