@@ -6,7 +6,7 @@ import json
 import math
 import threading
 
-from tests.helpers import Api, ndjson, points
+from tests.helpers import Api, ndjson, points, wait_for
 
 WRITERS = 8
 PER_WRITER = 3000
@@ -233,3 +233,16 @@ def test_history_pages_of_any_size_with_uneven_steps(api: Api) -> None:
         assert got == expected, limit
     page = api.ok("GET", "/v1/runs/uneven/metrics", params={"min_step": 299, "max_step": 10_001, "keys": "lr"})
     assert [(r["step"], r["writer_id"]) for r in page["rows"]] == [(s, w) for s in (299, 10_000, 10_001) for w in ("w0", "w1")]
+
+
+def test_a_reused_seq_cannot_hide_a_hole(api: Api) -> None:
+    """seq 5 sent under two keys and seq 7 never sent: ten stored points over
+    0..9 look whole by count alone; the receipt must still find the hole."""
+    api.ok("POST", "/v1/runs", {"id": "reuse"})
+    pts = [p for p in points("reuse", "w", range(10)) if p["seq"] != 7]
+    pts.append(dict(pts[5], key="other"))
+    api.ok("POST", "/v1/ingest", {"points": pts})
+    api.ok("POST", "/v1/runs/reuse/finish", {"writer_totals": {"w": 10}})
+    r = wait_for(lambda: (x := api.receipt("reuse"))["pending"] == 0 and x, 30, 0.05, "nothing pending")
+    assert r["points_stored"] == 10 and r["lost"] == 1 and not r["intact"]
+    assert r["writers"][0]["gaps"] == [[7, 7]]
