@@ -1,4 +1,9 @@
-"""The aiohttp application: fail-closed auth, error shape, request metrics."""
+"""The aiohttp application: fail-closed auth, error shape, request metrics, access log.
+
+Middlewares, outermost first: ``observe`` (request id, metrics, access log,
+errors as JSON), ``authenticate`` (401 without a valid key), and
+``limit_inflight`` (429 past the gateway's in-flight byte budget).
+"""
 
 from __future__ import annotations
 
@@ -10,31 +15,60 @@ from aiohttp import web
 
 from arwx import metrics
 from arwx.appkeys import API_KEY, CONFIG, LOG, RUNS, STORE, TENANCY
+from arwx.backpressure import INFLIGHT, InflightBytes, limit_inflight
 from arwx.gateway import routes as gateway_routes
 from arwx.gateway.errors import json_error
 from arwx.query import routes as query_routes
+from arwx.store.base import StoreUnavailable
 
 log = logging.getLogger("arwx.http")
+access_log = logging.getLogger("arwx.access")
 
 PUBLIC_PATHS = frozenset({"/health"})
 
 
 @web.middleware
 async def observe(request: web.Request, handler) -> web.StreamResponse:  # noqa: ANN001
-    """Request id, latency and status metrics; unexpected errors become a JSON 500."""
+    """Request id, latency and status metrics, one access log line; unexpected errors become a JSON 500."""
     request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex[:16]
     route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
     t0 = time.perf_counter()
+    metrics.HTTP_IN_FLIGHT.inc()
     try:
         resp = await handler(request)
     except web.HTTPException as e:
         resp = e
+    except StoreUnavailable as e:
+        # An outage, not a bug: the client retries later.
+        log.warning("store unavailable during %s %s (request id %s): %s", request.method, route, request_id, e)
+        resp = json_error(503, "the store is unavailable; retry later", {"Retry-After": "1"})
     except Exception:
         log.exception("request %s %s failed (request id %s)", request.method, route, request_id)
         resp = json_error(500, f"internal error (request id {request_id})")
+    finally:
+        metrics.HTTP_IN_FLIGHT.dec()
+    elapsed = time.perf_counter() - t0
     metrics.REQUESTS.labels(route=route, method=request.method, status=str(resp.status)).inc()
-    metrics.REQUEST_SECONDS.labels(route=route).observe(time.perf_counter() - t0)
+    metrics.REQUEST_SECONDS.labels(route=route).observe(elapsed)
     resp.headers["X-Request-Id"] = request_id
+    key = request.get(API_KEY)
+    # Route template, not the path: ids in paths stay out of logs and labels alike.
+    access_log.info(
+        "%s %s %d %.1fms",
+        request.method,
+        route,
+        resp.status,
+        elapsed * 1000,
+        extra={
+            "request_id": request_id,
+            "method": request.method,
+            "route": route,
+            "status": resp.status,
+            "duration_ms": round(elapsed * 1000, 3),
+            "org": key.org if key is not None else None,
+            "remote": request.remote,
+        },
+    )
     if isinstance(resp, web.HTTPException):
         raise resp
     return resp
@@ -65,8 +99,12 @@ def build_app(components: dict, roles: set[str]) -> web.Application:
 
     ``components`` holds config, store, log, runs and tenancy.
     """
-    app = web.Application(middlewares=[observe, authenticate], client_max_size=components["config"].max_body_bytes)
-    app[CONFIG] = components["config"]
+    cfg = components["config"]
+    app = web.Application(
+        middlewares=[observe, authenticate, limit_inflight], client_max_size=cfg.max_body_bytes
+    )
+    app[CONFIG] = cfg
+    app[INFLIGHT] = InflightBytes(cfg.max_inflight_bytes)
     app[STORE] = components["store"]
     app[LOG] = components["log"]
     app[RUNS] = components["runs"]

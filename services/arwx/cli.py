@@ -14,8 +14,10 @@ import signal
 import sys
 
 from arwx.config import ConfigError, Settings, add_arguments, resolve
+from arwx.logging_setup import setup_logging
 from arwx.server import ALL_ROLES, Server
 
+log = logging.getLogger("arwx")
 _SERVICE_HELP = {
     "server": "run gateway, consumer and query service in one process (embedded by default)",
     "gateway": "run the ingest gateway (HTTP → log)",
@@ -30,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     for name, help_ in _SERVICE_HELP.items():
         add_arguments(sub.add_parser(name, help=help_, description=help_))
     keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)
-    store_opts = ["data_dir", "clickhouse_url", "log_level"]
+    store_opts = ["data_dir", "clickhouse_url", "log_level", "log_format"]
     c = keys.add_parser("create", help="create a key (and its organization if new); prints the secret once")
     c.add_argument("--org", default="default", help="organization name (created if missing)")
     c.add_argument("--name", default="", help="a label for the key")
@@ -42,12 +44,6 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("key_id")
     add_arguments(r, store_opts)
     return p
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
 
 
 async def _run_service(settings: Settings, roles: frozenset[str]) -> int:
@@ -68,6 +64,9 @@ async def _run_service(settings: Settings, roles: frozenset[str]) -> int:
         print(f"arwx {'+'.join(sorted(roles))} listening on {server.url} ({mode}, {store})", flush=True)
     else:
         print(f"arwx {'+'.join(sorted(roles))} running ({mode}, {store})", flush=True)
+    if server.ops_url:
+        print(f"arwx ops listener on {server.ops_url} (/metrics, /ready, /health)", flush=True)
+    log.info("started", extra={"roles": sorted(roles), "url": server.url, "ops_url": server.ops_url})
     if server.first_key:
         print(
             "First start: created organization 'default' and an API key (shown only now):\n"
@@ -77,7 +76,9 @@ async def _run_service(settings: Settings, roles: frozenset[str]) -> int:
         )
     await stop.wait()
     print("arwx: stopping (finishing requests, flushing the consumer)", flush=True)
+    log.info("stopping")
     await server.stop()
+    log.info("stopped")
     return 0
 
 
@@ -133,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"arwx: bad configuration: {e}", file=sys.stderr)
         return 2
-    _setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     if args.command == "keys":
         return asyncio.run(_keys(args, settings))
     roles = ALL_ROLES if args.command == "server" else frozenset({args.command})

@@ -53,7 +53,11 @@ OPTIONS: list[Option] = [
     Option("max_line_bytes", int, 1 << 20, "largest NDJSON line on the stream (bigger: that line is rejected)"),
     Option("key_refresh_s", float, 2.0, "how often API keys are re-read from the store (revocation bound)"),
     Option("send_timeout_s", float, 10.0, "bound on a log append before answering 503"),
+    Option("max_inflight_bytes", int, 256 << 20, "bound on ingest bodies in flight in a gateway (over it: 429 + Retry-After)"),
     Option("log_level", str, "info", "debug, info, warning or error"),
+    Option("log_format", str, "text", "text, or json: one JSON object per line"),
+    Option("metrics_port", int, 0, "ops listener: /metrics, /ready, /health without a key (0: off)"),
+    Option("metrics_host", str, "127.0.0.1", "address of the ops listener"),
 ]
 
 _ALIASES = {"kafka_bootstrap": ["--kafka"], "clickhouse_url": ["--clickhouse"]}
@@ -74,10 +78,17 @@ class Settings:
     max_line_bytes: int
     key_refresh_s: float
     send_timeout_s: float
+    max_inflight_bytes: int
     log_level: str
+    log_format: str
+    metrics_port: int
+    metrics_host: str
 
     def validate(self) -> Settings:
         _port(self.port)
+        _port(self.metrics_port)
+        if self.metrics_port and self.metrics_port == self.port:
+            raise ConfigError(f"metrics_port {self.metrics_port} is the API port; the ops listener needs its own")
         if self.kafka_partitions < 1:
             raise ConfigError("kafka_partitions must be at least 1")
         if self.max_body_bytes < 1024 or self.max_line_bytes < 1024:
@@ -86,6 +97,13 @@ class Settings:
             raise ConfigError("key_refresh_s and send_timeout_s must be positive")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError(f"log_level {self.log_level!r} is not debug, info, warning or error")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"log_format {self.log_format!r} is not text or json")
+        if self.max_inflight_bytes < self.max_body_bytes:
+            # Else a body the gateway accepts could never be admitted.
+            raise ConfigError(
+                f"max_inflight_bytes ({self.max_inflight_bytes}) must be at least max_body_bytes ({self.max_body_bytes})"
+            )
         if self.clickhouse_url and not self.clickhouse_url.startswith(("http://", "https://", "clickhouse://")):
             raise ConfigError(f"clickhouse_url {self.clickhouse_url!r} must start with http:// or https://")
         return self

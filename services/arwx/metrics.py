@@ -1,4 +1,10 @@
-"""Service metrics (Prometheus), served at ``/metrics`` by every service."""
+"""Service metrics (Prometheus), served at ``/metrics`` on every process's ops listener.
+
+Names follow Prometheus conventions: the ``arwx_`` prefix, the unit in the name,
+``_total`` on counters. Gauges that need a look at the log (consumer lag, the
+embedded log's backlog) are sampled when scraped (``arwx.ops``), so they are
+never staler than the scrape itself.
+"""
 
 from __future__ import annotations
 
@@ -31,6 +37,32 @@ CONSUMER_WRITE_SECONDS = Histogram(
     "Time to write one batch (points and ledger) to the store",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
-CONSUMER_LAG = Gauge("arwx_consumer_lag_messages", "Log messages not yet committed by the consumer")
+CONSUMER_LAG = Gauge(
+    "arwx_consumer_lag_messages",
+    "Log messages appended but not yet committed by the consumer group, per partition (sampled at scrape)",
+    ["topic", "partition"],
+)
 DEAD_LETTERS = Counter("arwx_dead_letters_total", "Log messages sent to the dead-letter table")
 STORE_ERRORS = Counter("arwx_store_errors_total", "Store operations that failed", ["op"])
+
+HTTP_IN_FLIGHT = Gauge("arwx_http_requests_in_flight", "HTTP requests being handled")
+INGEST_IN_FLIGHT_BYTES = Gauge(
+    "arwx_gateway_inflight_bytes", "Ingest request bytes admitted and not yet answered (bounded by max_inflight_bytes)"
+)
+INGEST_THROTTLED = Counter(
+    "arwx_gateway_throttled_requests_total", "Ingest requests refused with 429 because max_inflight_bytes was reached"
+)
+EMBEDDED_LOG_PENDING_BYTES = Gauge(
+    "arwx_embedded_log_pending_bytes", "Bytes waiting for the embedded log's writer to commit (sampled at scrape)"
+)
+EMBEDDED_LOG_BACKLOG = Gauge(
+    "arwx_embedded_log_backlog_messages",
+    "Messages in the embedded log not yet committed by the consumer (sampled at scrape)",
+)
+READY = Gauge("arwx_ready", "1 when this process's log and store answer (what /ready says), else 0")
+STORE_SECONDS = Histogram(
+    "arwx_store_operation_duration_seconds",
+    "Store call latency by operation (query, command, insert)",
+    ["op"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)

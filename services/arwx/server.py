@@ -18,8 +18,10 @@ from arwx.app import build_app
 from arwx.config import Settings
 from arwx.consumer.runner import Consumer
 from arwx.log.base import EventLog, LogReader
+from arwx.ops import Parts, embedded_log_sampler, kafka_lag_sampler, start_ops_listener
 from arwx.runs import Runs
 from arwx.store.base import Store, open_store
+from arwx.store.instrumented import InstrumentedStore
 from arwx.store.schema import apply_schema
 from arwx.tenancy import Tenancy
 
@@ -42,24 +44,36 @@ class Server:
     tenancy: Tenancy | None = None
     runner: web.AppRunner | None = None
     url: str = ""
+    ops_url: str = ""
     first_key: str | None = None
+    parts: Parts = field(default_factory=Parts)
     _closers: list = field(default_factory=list)
 
     async def start(self) -> None:
         s = self.settings
+        if s.metrics_port:
+            # First up, last down: probes and scrapes see "starting" and
+            # "stopping" rather than a refused connection.
+            ops_runner, self.ops_url = await start_ops_listener(self.parts, s.metrics_host, s.metrics_port)
+            self._closers.append(ops_runner.cleanup)
         if not s.kafka_bootstrap:
             s.data_path.mkdir(parents=True, exist_ok=True)
-        self.store = open_store(s.clickhouse_url or None, str(s.data_path))
+        self.store = InstrumentedStore(open_store(s.clickhouse_url or None, str(s.data_path)))
         await self.store.start()
         self._closers.append(self.store.stop)
+        self.parts.store = self.store
         await apply_schema(self.store)
         self.tenancy = Tenancy(self.store, refresh_s=s.key_refresh_s)
         self.runs = Runs(self.store)
         self.log, self.reader = await self._open_log()
+        self.parts.log, self.parts.reader = self.log, self.reader
+        # The query service reads pending counts from the log for receipts, so every role needs it.
         if "consumer" in self.roles:
             self.consumer = Consumer(self.reader, self.store)
             await self.consumer.start()
             self._closers.append(self.consumer.stop)
+            sampler = kafka_lag_sampler(self.reader) if s.kafka_bootstrap else embedded_log_sampler(self.reader)
+            self.parts.samplers.append(sampler)
         if self.roles & {"gateway", "query"}:
             if self.roles == ALL_ROLES and not s.clickhouse_url:
                 await self._bootstrap()
@@ -79,6 +93,7 @@ class Server:
             self.url = f"http://{s.host}:{port}"
             # Stop accepting first; then the consumer drains; the log and the store close last.
             self._closers.append(self.runner.cleanup)
+        self.parts.phase = "running"
 
     async def _open_log(self) -> tuple[EventLog, LogReader | None]:
         s = self.settings
@@ -117,7 +132,9 @@ class Server:
         _, self.first_key = await self.tenancy.create_key(org, "first key")
 
     async def stop(self) -> None:
-        """Reverse order of start: stop accepting, drain the consumer, close."""
+        """Reverse order of start: stop accepting (finishing requests in flight),
+        drain and commit the consumer, close the log and the store."""
+        self.parts.phase = "stopping"  # /ready answers 503 from now on
         while self._closers:
             closer = self._closers.pop()
             try:

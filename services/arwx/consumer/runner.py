@@ -89,6 +89,9 @@ class Consumer:
                     msgs = []
                 for m in msgs:
                     await self._add(m)
+                    if len(self._batch) >= cfg.max_rows or self._batch.nbytes >= cfg.max_bytes:
+                        await self._flush()  # a backlog read in one go still makes bounded batches
+                batch = self._batch
                 caught_up = not msgs
                 if len(batch) and (
                     caught_up
@@ -254,7 +257,6 @@ async def _retry_outage(fn, stopping: asyncio.Event, store: Store | None = None)
             if store is not None and await store.ping():
                 raise _BadData(str(e)) from e
             reason = str(e)
-        metrics.STORE_ERRORS.labels(op="insert").inc()
         log.warning("store unavailable (%s); retrying in %.1fs", reason, delay)
         await asyncio.sleep(delay * (0.5 + random.random()))
         delay = min(delay * 2, 5.0)

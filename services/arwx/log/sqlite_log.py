@@ -120,6 +120,11 @@ class SqliteLog:
 
     # -- producer side ----------------------------------------------------
 
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes of appends waiting for the writer thread (a metrics hook)."""
+        return self._pending_bytes
+
     async def append(self, key: str, payloads: list[bytes]) -> list[Appended]:
         if self._stopped or self._writer is None:
             raise LogUnavailable("the log is shutting down")

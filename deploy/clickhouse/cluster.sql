@@ -1,0 +1,207 @@
+-- arwx on a ClickHouse cluster: replicated local tables + Distributed tables.
+--
+-- Apply once, before the services start, on any node:
+--   clickhouse-client --multiquery < deploy/clickhouse/cluster.sql
+-- It needs a cluster named `arwx` in remote_servers and the macros {shard}
+-- and {replica} on every node (docs/distributed.md).
+--
+-- Every table of schemas/clickhouse.sql exists here under its own name as a
+-- Distributed table over `<name>_local`, so the services' SQL runs unchanged
+-- and their start-up DDL (CREATE ... IF NOT EXISTS) finds everything made.
+-- The local tables keep the columns and ORDER BY of schemas/clickhouse.sql
+-- (a test checks this); MergeTree engines become their Replicated variants.
+--
+-- Sharding: dedup by FINAL, the receipt and rollups need all rows of a run on
+-- one shard, so run-scoped tables shard by cityHash64(org, run_id); keys and
+-- orgs by their id, so a revoke (a new row version) lands next to the old one.
+-- The consumer's inserts must be synchronous (distributed_foreground_insert=1
+-- in its user's profile) so an insert that returns is on the shard, where the
+-- insert_deduplication_token of a retry makes it a no-op.
+
+CREATE TABLE IF NOT EXISTS points_local ON CLUSTER arwx
+(
+    org         LowCardinality(String),
+    run_id      String,
+    key         LowCardinality(String),
+    writer_id   LowCardinality(String),
+    seq         UInt64 CODEC(Delta, ZSTD(1)),
+    step        UInt64 CODEC(Delta, ZSTD(1)),
+    ts          DateTime64(3, 'UTC') CODEC(DoubleDelta, ZSTD(1)),
+    value       Float64 CODEC(Gorilla, ZSTD(1)),
+    log_partition UInt32 CODEC(ZSTD(1)),
+    log_offset  UInt64 CODEC(Delta, ZSTD(1)),
+    ingested_at DateTime64(3, 'UTC') CODEC(DoubleDelta, ZSTD(1))
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/points_local', '{replica}')
+ORDER BY (org, run_id, key, writer_id, seq)
+;
+CREATE TABLE IF NOT EXISTS points ON CLUSTER arwx AS points_local
+ENGINE = Distributed(arwx, currentDatabase(), points_local, cityHash64(org, run_id))
+;
+CREATE TABLE IF NOT EXISTS ledger_local ON CLUSTER arwx
+(
+    org          LowCardinality(String),
+    run_id       String,
+    writer_id    String,
+    seq_min      UInt64,
+    seq_max      UInt64,
+    points       UInt32,
+    skipped      UInt32,
+    log_topic    LowCardinality(String),
+    log_partition UInt32,
+    log_offset   UInt64,
+    committed_at DateTime64(3, 'UTC')
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/ledger_local', '{replica}')
+ORDER BY (org, run_id, log_topic, log_partition, log_offset, writer_id)
+;
+CREATE TABLE IF NOT EXISTS ledger ON CLUSTER arwx AS ledger_local
+ENGINE = Distributed(arwx, currentDatabase(), ledger_local, cityHash64(org, run_id))
+;
+CREATE TABLE IF NOT EXISTS dead_letters_local ON CLUSTER arwx
+(
+    log_topic     LowCardinality(String),
+    log_partition UInt32,
+    log_offset    UInt64,
+    reason        String,
+    payload       String CODEC(ZSTD(3)),
+    dead_at       DateTime64(3, 'UTC')
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/dead_letters_local', '{replica}')
+ORDER BY (log_topic, log_partition, log_offset)
+;
+CREATE TABLE IF NOT EXISTS dead_letters ON CLUSTER arwx AS dead_letters_local
+ENGINE = Distributed(arwx, currentDatabase(), dead_letters_local, cityHash64(log_topic, log_partition, log_offset))
+;
+CREATE TABLE IF NOT EXISTS runs_local ON CLUSTER arwx
+(
+    org           LowCardinality(String),
+    run_id        String,
+    project       String,
+    name          String,
+    status        LowCardinality(String),
+    config        String,
+    writer_ids    Array(String),
+    fingerprint   String,
+    created_at    DateTime64(3, 'UTC'),
+    finished_at   Nullable(DateTime64(3, 'UTC')),
+    version       UInt64
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/runs_local', '{replica}', version)
+ORDER BY (org, run_id)
+;
+CREATE TABLE IF NOT EXISTS runs ON CLUSTER arwx AS runs_local
+ENGINE = Distributed(arwx, currentDatabase(), runs_local, cityHash64(org, run_id))
+;
+CREATE TABLE IF NOT EXISTS run_writers_local ON CLUSTER arwx
+(
+    org         LowCardinality(String),
+    run_id      String,
+    writer_id   String,
+    sent        UInt64,
+    reported_at DateTime64(3, 'UTC')
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/run_writers_local', '{replica}', reported_at)
+ORDER BY (org, run_id, writer_id)
+;
+CREATE TABLE IF NOT EXISTS run_writers ON CLUSTER arwx AS run_writers_local
+ENGINE = Distributed(arwx, currentDatabase(), run_writers_local, cityHash64(org, run_id))
+;
+CREATE TABLE IF NOT EXISTS orgs_local ON CLUSTER arwx
+(
+    org        String,
+    name       String,
+    created_at DateTime64(3, 'UTC')
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/orgs_local', '{replica}')
+ORDER BY org
+;
+CREATE TABLE IF NOT EXISTS orgs ON CLUSTER arwx AS orgs_local
+ENGINE = Distributed(arwx, currentDatabase(), orgs_local, cityHash64(org))
+;
+CREATE TABLE IF NOT EXISTS api_keys_local ON CLUSTER arwx
+(
+    key_id     String,
+    org        String,
+    name       String,
+    key_hash   String,
+    prefix     String,
+    created_at DateTime64(3, 'UTC'),
+    revoked_at Nullable(DateTime64(3, 'UTC')),
+    version    UInt64
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/api_keys_local', '{replica}', version)
+ORDER BY key_id
+;
+CREATE TABLE IF NOT EXISTS api_keys ON CLUSTER arwx AS api_keys_local
+ENGINE = Distributed(arwx, currentDatabase(), api_keys_local, cityHash64(key_id))
+;
+CREATE TABLE IF NOT EXISTS point_rollups_local ON CLUSTER arwx
+(
+    org        LowCardinality(String),
+    run_id     String,
+    key        LowCardinality(String),
+    writer_id  LowCardinality(String),
+    tier       UInt8,
+    bucket     UInt64,
+    step_min   SimpleAggregateFunction(min, UInt64),
+    step_max   SimpleAggregateFunction(max, UInt64),
+    seq_min    SimpleAggregateFunction(min, UInt64),
+    seq_max    SimpleAggregateFunction(max, UInt64),
+    ts_min     SimpleAggregateFunction(min, DateTime64(3, 'UTC')),
+    ts_max     SimpleAggregateFunction(max, DateTime64(3, 'UTC')),
+    vmin       SimpleAggregateFunction(min, Float64),
+    vmax       SimpleAggregateFunction(max, Float64),
+    first      AggregateFunction(argMin, Float64, Tuple(UInt64, UInt64)),
+    last       AggregateFunction(argMax, Float64, Tuple(UInt64, UInt64)),
+    vmin_step  AggregateFunction(argMin, UInt64, Float64),
+    vmax_step  AggregateFunction(argMax, UInt64, Float64)
+)
+ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/point_rollups_local', '{replica}')
+ORDER BY (org, run_id, key, writer_id, tier, bucket)
+;
+CREATE TABLE IF NOT EXISTS point_rollups ON CLUSTER arwx AS point_rollups_local
+ENGINE = Distributed(arwx, currentDatabase(), point_rollups_local, cityHash64(org, run_id))
+;
+CREATE MATERIALIZED VIEW IF NOT EXISTS point_rollups_mv ON CLUSTER arwx TO point_rollups_local AS
+SELECT org, run_id, key, writer_id, tier,
+    intDiv(c, bitShiftLeft(toUInt64(1), tier - 4)) AS bucket,
+    min(s_lo) AS step_min, max(s_hi) AS step_max, min(q_lo) AS seq_min, max(q_hi) AS seq_max, min(t_lo) AS ts_min, max(t_hi) AS ts_max,
+    min(lo) AS vmin, max(hi) AS vmax,
+    argMinState(f, fk) AS first, argMaxState(l, lk) AS last,
+    argMinState(lo_step, lo) AS vmin_step, argMaxState(hi_step, hi) AS vmax_step
+FROM
+(
+    SELECT org, run_id, key, writer_id, intDiv(step, 16) AS c,
+        min(step) AS s_lo, max(step) AS s_hi, min(seq) AS q_lo, max(seq) AS q_hi, min(ts) AS t_lo, max(ts) AS t_hi,
+        min(value) AS lo, max(value) AS hi,
+        argMin(value, (step, seq)) AS f, min((step, seq)) AS fk,
+        argMax(value, (step, seq)) AS l, max((step, seq)) AS lk,
+        argMin(step, value) AS lo_step, argMax(step, value) AS hi_step
+    FROM points_local
+    WHERE isFinite(value)
+    GROUP BY org, run_id, key, writer_id, c
+)
+ARRAY JOIN [4, 6, 8, 10, 12, 14, 16] AS tier
+GROUP BY org, run_id, key, writer_id, tier, bucket
+;
+CREATE TABLE IF NOT EXISTS point_skips_local ON CLUSTER arwx
+(
+    org       LowCardinality(String),
+    run_id    String,
+    key       LowCardinality(String),
+    writer_id LowCardinality(String),
+    seqs      AggregateFunction(groupBitmap, UInt64)
+)
+ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/point_skips_local', '{replica}')
+ORDER BY (org, run_id, key, writer_id)
+;
+CREATE TABLE IF NOT EXISTS point_skips ON CLUSTER arwx AS point_skips_local
+ENGINE = Distributed(arwx, currentDatabase(), point_skips_local, cityHash64(org, run_id))
+;
+CREATE MATERIALIZED VIEW IF NOT EXISTS point_skips_mv ON CLUSTER arwx TO point_skips_local AS
+SELECT org, run_id, key, writer_id, groupBitmapState(seq) AS seqs
+FROM points_local
+WHERE NOT isFinite(value)
+GROUP BY org, run_id, key, writer_id
+;
