@@ -8,6 +8,7 @@ errors as JSON), ``authenticate`` (401 without a valid key), and
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 
@@ -25,12 +26,15 @@ log = logging.getLogger("arwx.http")
 access_log = logging.getLogger("arwx.access")
 
 PUBLIC_PATHS = frozenset({"/health"})
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
 @web.middleware
 async def observe(request: web.Request, handler) -> web.StreamResponse:  # noqa: ANN001
     """Request id, latency and status metrics, one access log line; unexpected errors become a JSON 500."""
-    request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex[:16]
+    # A client's id is kept only if it looks like one: it is logged.
+    given = request.headers.get("X-Request-Id", "")
+    request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex[:16]
     route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
     t0 = time.perf_counter()
     metrics.HTTP_IN_FLIGHT.inc()
@@ -38,6 +42,10 @@ async def observe(request: web.Request, handler) -> web.StreamResponse:  # noqa:
         resp = await handler(request)
     except web.HTTPException as e:
         resp = e
+        if e.status >= 400 and e.content_type != "application/json":
+            # aiohttp's own answers (unknown path, wrong method) in our error shape.
+            allow = {"Allow": e.headers["Allow"]} if "Allow" in e.headers else None
+            resp = json_error(e.status, e.reason, allow)
     except StoreUnavailable as e:
         # An outage, not a bug: the client retries later.
         log.warning("store unavailable during %s %s (request id %s): %s", request.method, route, request_id, e)
