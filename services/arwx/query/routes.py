@@ -41,13 +41,22 @@ async def get_run(request: web.Request) -> web.Response:
     return web.json_response(run.public())
 
 
-async def get_metrics(request: web.Request) -> web.StreamResponse:
+async def _history_args(request: web.Request) -> tuple[Run, list[str], int, int] | web.Response:
+    """The run and the history filters both history routes take (or the error answer)."""
     run = await _run(request)
     if run is None:
         return json_error(404, f"unknown run {request.match_info['run_id']!r}")
     keys = [k for k in request.query.get("keys", "").split(",") if k]
     min_step = _int(request, "min_step", 0, 0, MAX_SEQ)
     max_step = _int(request, "max_step", MAX_SEQ, 0, MAX_SEQ)
+    return run, keys, min_step, max_step
+
+
+async def get_metrics(request: web.Request) -> web.StreamResponse:
+    args = await _history_args(request)
+    if isinstance(args, web.Response):
+        return args
+    run, keys, min_step, max_step = args
     fmt = request.query.get("format", "json")
     if fmt not in ("json", "ndjson"):
         return json_error(400, "format must be json or ndjson")
@@ -66,12 +75,10 @@ async def get_metrics(request: web.Request) -> web.StreamResponse:
 
 async def get_metrics_stream(request: web.Request) -> web.StreamResponse:
     """The whole history (or a step range) as NDJSON, streamed with bounded memory."""
-    run = await _run(request)
-    if run is None:
-        return json_error(404, f"unknown run {request.match_info['run_id']!r}")
-    keys = [k for k in request.query.get("keys", "").split(",") if k]
-    min_step = _int(request, "min_step", 0, 0, MAX_SEQ)
-    max_step = _int(request, "max_step", MAX_SEQ, 0, MAX_SEQ)
+    args = await _history_args(request)
+    if isinstance(args, web.Response):
+        return args
+    run, keys, min_step, max_step = args
     return await stream_history(request, request.app[STORE], run.org, run.run_id, keys, min_step, max_step)
 
 
