@@ -326,8 +326,8 @@ class KafkaBroker:
             "kafka.tools.StorageTool",
             "format",
             "--ignore-formatted",
-            "-t",
-            _random_cluster_id(),
+            # "=" form: a random id may start with "-", which argparse would take for a flag.
+            f"--cluster-id={_random_cluster_id()}",
             "-c",
             str(self.workdir / "server.properties"),
         )
