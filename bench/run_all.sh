@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Every benchmark behind docs/benchmarks.md, in the order the doc lists them.
+# Prints Markdown tables (with the load average and date as HTML comments).
+#   bash bench/run_all.sh 2>&1 | tee /tmp/bench.out          (~25 min on 2 cores)
+# Needs: pip install -r bench/requirements.txt (mlflow, wandb); Java 17 for --kafka auto.
+set -u
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python}
+say() { echo; echo "### $*"; echo "<!-- $(uptime) -->"; }
+
+say "1a ingest, embedded, JSON, 8 writers, 60 s (the headline)"
+$PY bench/bench_ingest.py --writers 8 --seconds 60 --format json --rss-every 5
+say "1b ingest, embedded, sustained at a fixed offered rate, 60 s"
+$PY bench/bench_ingest.py --writers 8 --seconds 60 --rate 200000
+say "1c ingest, embedded, JSON, 1 and 64 writers, 20 s"
+$PY bench/bench_ingest.py --writers 1 64 --seconds 20 --format json
+say "1d ingest, embedded, NDJSON streams, 1 8 64 writers, 20 s"
+$PY bench/bench_ingest.py --writers 1 8 64 --seconds 20 --format ndjson --batch 2000
+say "1e gateway accept rate alone (no consumer running), 8 writers, 20 s"
+$PY bench/bench_ingest.py --writers 8 --seconds 20 --accept-only
+say "1f ingest, Kafka mode (local single-node broker), JSON 1 and 8 writers, NDJSON 8 writers, 20 s"
+$PY bench/bench_ingest.py --kafka auto --writers 1 8 --seconds 20 --format json ndjson
+say "6 cost growth: runs 1 10 100 (8 writers, 15 s)"
+$PY bench/bench_ingest.py --writers 8 --runs 1 10 100 --seconds 15 --batch 1000
+say "2 freshness at about half the end-to-end maximum"
+$PY bench/bench_freshness.py --rate 120000 --seconds 30
+say "5 peers: MLflow server, wandb offline"
+$PY bench/bench_peers.py --points 10000 100000 --calls 20000
+say "4a SDK log() cost"
+PYTHONPATH=sdk $PY bench/bench_sdk_log.py --calls 200000
+say "4b training loop slowdown"
+$PY bench/bench_train_overhead.py --steps 20000 --rounds 3
+if [ -f bench/bench_charts.py ]; then
+  say "charts (bench_charts.py)"
+  $PY bench/bench_charts.py --max-exp 7 --reps 10
+fi
+if [ "${LONG:-0}" = 1 ]; then   # LONG=1 bash bench/run_all.sh: + the 10-minute memory run (~12 min)
+  say "3 memory: 10 minutes at 150k points/s offered"
+  $PY bench/bench_ingest.py --writers 8 --seconds 600 --rate 150000 --rss-every 30
+fi
