@@ -117,7 +117,7 @@ class Consumer:
         self._batch.add(m, b)
 
     async def _dead_letter(self, m: LogMessage, reason: str) -> None:
-        await _retry_outage(lambda: dead_letter(self.store, m, reason), self._stopping)
+        await _retry_outage(lambda: dead_letter(self.store, m, reason))
         metrics.DEAD_LETTERS.inc()
         tp = (m.topic, m.partition)
         first, _ = self._batch.ranges.get(tp, (m.offset, m.offset))
@@ -192,10 +192,10 @@ class Consumer:
         t0 = time.perf_counter()
         try:
             await _retry_outage(
-                lambda: self.store.insert("points", points, batch.token("pts")), self._stopping, self.store
+                lambda: self.store.insert("points", points, batch.token("pts")), self.store
             )
             await _retry_outage(
-                lambda: self.store.insert("ledger", ledger, batch.token("led")), self._stopping, self.store
+                lambda: self.store.insert("ledger", ledger, batch.token("led")), self.store
             )
         except _BadData as e:
             log.warning("batch of %d messages failed to store (%s); writing them one by one", batch.messages, e)
@@ -220,12 +220,10 @@ class Consumer:
             try:
                 await _retry_outage(
                     lambda s=single, t=now_ms: self.store.insert("points", s.points_table(t), s.token("pts1")),
-                    self._stopping,
                     self.store,
                 )
                 await _retry_outage(
                     lambda s=single, t=now_ms: self.store.insert("ledger", s.ledger_table(t), s.token("led1")),
-                    self._stopping,
                     self.store,
                 )
             except _BadData as e:
@@ -239,7 +237,7 @@ class _BadData(Exception):
     """The store is up but refuses this data."""
 
 
-async def _retry_outage(fn, stopping: asyncio.Event, store: Store | None = None) -> None:  # noqa: ANN001
+async def _retry_outage(fn, store: Store | None = None) -> None:  # noqa: ANN001
     """Run ``fn`` until it succeeds while the store is unreachable.
 
     An error while the store still answers a ping is bad data (``_BadData``),
