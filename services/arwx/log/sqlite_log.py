@@ -1,5 +1,13 @@
 """The embedded event log: SQLite (standard library) in WAL mode.
 
+Invariant: an offset, once handed out, is never handed out again and every
+new offset is above every offset ever appended or committed, across restarts
+and trims. SQLite's ``INTEGER PRIMARY KEY`` alone reuses the highest rowid
+once that row is deleted (a trim of everything consumed), which put new
+messages below the committed position where the consumer never reads: the
+writer therefore assigns offsets itself from a high-water mark kept in
+``meta`` and moved in the same transaction as the rows.
+
 Appends from concurrent requests are group-committed by one writer thread: a
 request's messages are acknowledged only after the transaction holding them
 has committed with ``synchronous=FULL``. The consumer group's position lives
@@ -87,6 +95,7 @@ class SqliteLog:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._last_trim = 0.0
         self._stopped = False
+        self._next_offset = 1  # owned by the writer thread once started
         # "embedded.<id>": a log file made anew (data wiped, store kept) is a
         # different topic, so its offsets never alias the old one's in the
         # ledger.
@@ -105,6 +114,7 @@ class SqliteLog:
         conn.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('log_id', ?)", (secrets.token_hex(4),))
         (log_id,) = conn.execute("SELECT value FROM meta WHERE name = 'log_id'").fetchone()
         self.topic = f"embedded.{log_id}"
+        self._next_offset = _high_water(conn)
         self._reader_conn = conn
         self._writer = threading.Thread(target=self._write_loop, name="arwx-log-writer", daemon=True)
         self._writer.start()
@@ -171,15 +181,25 @@ class SqliteLog:
     def _commit_batch(self, conn: sqlite3.Connection, batch: list[_Append]) -> None:
         now = time.time()
         results: list[list[Appended]] = []
+        offset = self._next_offset
         try:
             conn.execute("BEGIN IMMEDIATE")
             for a in batch:
                 out = []
                 for p in a.payloads:
-                    cur = conn.execute("INSERT INTO log (key, payload, appended) VALUES (?, ?, ?)", (a.key, p, now))
-                    out.append(Appended(self.topic, 0, cur.lastrowid))
+                    conn.execute(
+                        "INSERT INTO log (offset, key, payload, appended) VALUES (?, ?, ?, ?)", (offset, a.key, p, now)
+                    )
+                    out.append(Appended(self.topic, 0, offset))
+                    offset += 1
                 results.append(out)
+            conn.execute(
+                "INSERT INTO meta (name, value) VALUES ('next_offset', ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (str(offset),),
+            )
             conn.execute("COMMIT")
+            self._next_offset = offset
         except sqlite3.Error as e:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
@@ -278,6 +298,15 @@ class SqliteLog:
             return n
 
         return await asyncio.to_thread(q)
+
+
+def _high_water(conn: sqlite3.Connection) -> int:
+    """The next offset to hand out: above every offset ever appended (the
+    ``meta`` mark, the rows still held) and every position ever committed."""
+    (mark,) = conn.execute("SELECT coalesce(max(CAST(value AS INTEGER)), 0) FROM meta WHERE name = 'next_offset'").fetchone()
+    (top,) = conn.execute("SELECT coalesce(max(offset), 0) + 1 FROM log").fetchone()
+    (committed,) = conn.execute("SELECT coalesce(max(next_offset), 0) FROM consumer_offsets").fetchone()
+    return max(mark, top, committed, 1)
 
 
 def _set_result(fut: asyncio.Future, value: object) -> None:
