@@ -19,9 +19,9 @@ sys.path.insert(0, str(ROOT / "services"))
 
 import msgspec  # noqa: E402
 
-from arwx.wire import IngestBatch, KeyCreate, Point, RunCreate, RunFinish  # noqa: E402
+from arwx.wire import BlobsMissing, IngestBatch, KeyCreate, Point, RunCreate, RunFinish  # noqa: E402
 
-STRUCTS = (Point, IngestBatch, RunCreate, RunFinish, KeyCreate)
+STRUCTS = (Point, IngestBatch, RunCreate, RunFinish, KeyCreate, BlobsMissing)
 
 
 def wire_schema() -> dict:
@@ -228,6 +228,31 @@ def openapi() -> dict:
                 "responses": {"201": _obj("The key and its secret"), "400": _ERR, **_AUTH},
             },
             "get": {"summary": "List the organization's keys", "responses": {"200": _obj("Keys"), **_AUTH}},
+        },
+        "/v1/blobs/missing": {
+            "post": {
+                "summary": "Which of these SHA-256s (up to 10,000) the caller's organization does not have",
+                "requestBody": _body("BlobsMissing"),
+                "responses": {"200": _obj("The absent ones, in the given order", {"missing": {"type": "array", "items": {"type": "string"}}}), "400": _ERR, **_AUTH},
+            }
+        },
+        "/v1/blobs": {
+            "post": {
+                "summary": "Upload one blob's bytes, streamed; the server hashes them and refuses a wrong claim (nothing stored)",
+                "parameters": [
+                    {"name": "sha256", "in": "query", "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"}, "description": "claimed SHA-256 (or the X-Content-SHA256 header)"},
+                    {"name": "X-Content-SHA256", "in": "header", "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"}},
+                ],
+                "requestBody": {"required": True, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+                "responses": {"201": _obj("Stored", {"sha": {"type": "string"}, "size": {"type": "integer"}}), "400": _ERR, "503": _UNAVAILABLE, **_AUTH},
+            }
+        },
+        "/v1/blobs/{sha}": {
+            "get": {
+                "summary": "Download a blob by SHA-256, streamed with Content-Length (404 if absent or another org's)",
+                "parameters": [{"name": "sha", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}],
+                "responses": {"200": {"description": "The bytes", "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}, "400": _ERR, "404": _ERR, **_AUTH},
+            }
         },
         "/v1/keys/{key_id}": {
             "delete": {

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "services"))
 
 from tests.helpers import Api, ServerThread  # noqa: E402
 
-pytest_plugins = ["tests.conftest_kafka"] if (Path(__file__).parent / "conftest_kafka.py").exists() else []
+pytest_plugins = ["tests.conftest_kafka", "tests.conftest_s3"]
 
 
 @pytest.fixture(scope="session")

@@ -35,6 +35,8 @@ def test_flag_over_env_over_default() -> None:
         ({"ARWX_LOG_LEVEL": "loud"}, "log_level"),
         ({"ARWX_CLICKHOUSE_URL": "ftp://x"}, "must start with http"),
         ({"ARWX_KAFKA_PARTITIONS": "0"}, "at least 1"),
+        ({"ARWX_BLOBS_URL": "/var/blobs"}, "must be s3://bucket"),
+        ({"ARWX_BLOBS_URL": "s3:///prefix"}, "must be s3://bucket"),
     ],
 )
 def test_bad_values_are_named(env: dict, message: str) -> None:
@@ -52,6 +54,12 @@ def test_distributed_commands_need_kafka_and_clickhouse(capsys: pytest.CaptureFi
     for cmd in ("gateway", "consumer", "query"):
         assert main([cmd, "--kafka", "127.0.0.1:1"]) == 2
         assert "needs --kafka and --clickhouse" in capsys.readouterr().err
+
+
+def test_gateway_and_query_need_a_shared_blob_store(capsys: pytest.CaptureFixture) -> None:
+    for cmd in ("gateway", "query"):
+        assert main([cmd, "--kafka", "127.0.0.1:1", "--clickhouse", "http://127.0.0.1:1"]) == 2
+        assert "needs --blobs s3://" in capsys.readouterr().err
 
 
 def test_every_setting_is_in_the_reference_and_nothing_else() -> None:

@@ -37,7 +37,7 @@ def test_every_route_every_method_odd_paths_need_a_key(embedded, api: Api) -> No
     """Not only routed methods: PUT/PATCH/OPTIONS/HEAD on every path, unknown paths,
     traversal and encoded paths all answer 401 without a key (only /health is public)."""
     anon = api.with_key(None)
-    values = {"run_id": "r", "key_id": "key_x", "name": "p"}
+    values = {"run_id": "r", "key_id": "key_x", "name": "p", "sha": "0" * 64}
     paths = [_fill(t, **values) for t in _route_templates(embedded)]
     paths += [
         "/", "/v1", "/v1/", "/v2/runs", "/nope", "/v1/runs/r/../../keys", "/v1/runs/%2e%2e/%2e%2e/v1/keys",
@@ -108,9 +108,10 @@ def test_cross_org_every_resource_is_404_and_lists_leak_nothing(embedded, two_or
     a.ok("POST", "/v1/ingest", {"points": points(run, "w", range(20))})
     a.wait_intact(run, 20)
     a_key = a.ok("POST", "/v1/keys", {"name": "xorg-secret-keyname"})
-    markers = [run, project, "xorg-secret-name", a_key["id"], "xorg-secret-keyname"]
+    blob = a.ok("POST", "/v1/blobs", raw=b"xorg-secret-blob")["sha"]
+    markers = [run, project, "xorg-secret-name", a_key["id"], "xorg-secret-keyname", "xorg-secret-blob"]
     templates = _route_templates(embedded)
-    values = {"run_id": run, "key_id": a_key["id"], "name": project}
+    values = {"run_id": run, "key_id": a_key["id"], "name": project, "sha": blob}
     routes = [(r.method, r.resource.canonical) for r in embedded.server.runner.app.router.routes() if r.method != "HEAD"]
     covered = 0
     for method, template in routes:
@@ -140,6 +141,9 @@ def test_cross_org_every_resource_is_404_and_lists_leak_nothing(embedded, two_or
     for path, params in (("/v1/projects", {"prefix": "xorg"}), ("/v1/keys", {"org": "x"})):
         status, out = b.request("GET", path, params=params)
         assert status in (200, 400) and not any(m in json.dumps(out) for m in markers), (path, out)
+    # To b, a's blob is missing, like one nobody uploaded.
+    assert b.ok("POST", "/v1/blobs/missing", {"shas": [blob]}) == {"missing": [blob]}
+    assert a.ok("POST", "/v1/blobs/missing", {"shas": [blob]}) == {"missing": []}
     # a's data is untouched by b's attempts, and a's key still works.
     r = a.receipt(run)
     assert r["points_stored"] == 20 and r["status"] == "running", r

@@ -15,8 +15,9 @@ import uuid
 from aiohttp import web
 
 from arwx import metrics
-from arwx.appkeys import API_KEY, CONFIG, LOG, RUNS, STORE, TENANCY
+from arwx.appkeys import API_KEY, BLOBS, CONFIG, LOG, RUNS, STORE, TENANCY
 from arwx.backpressure import INFLIGHT, InflightBytes, limit_inflight
+from arwx.blobs import routes as blob_routes
 from arwx.gateway import routes as gateway_routes
 from arwx.gateway.errors import json_error
 from arwx.query import routes as query_routes
@@ -105,7 +106,7 @@ async def health(request: web.Request) -> web.Response:
 def build_app(components: dict, roles: set[str]) -> web.Application:
     """An app serving the HTTP roles in ``roles`` ({"gateway", "query"}).
 
-    ``components`` holds config, store, log, runs and tenancy.
+    ``components`` holds config, store, log, runs, tenancy and blobs.
     """
     cfg = components["config"]
     app = web.Application(
@@ -117,9 +118,12 @@ def build_app(components: dict, roles: set[str]) -> web.Application:
     app[LOG] = components["log"]
     app[RUNS] = components["runs"]
     app[TENANCY] = components["tenancy"]
+    app[BLOBS] = components["blobs"]
     app.router.add_get("/health", health)
     if "gateway" in roles:
         gateway_routes.add_routes(app)
+        blob_routes.add_write_routes(app)
     if "query" in roles:
         query_routes.add_routes(app)
+        blob_routes.add_read_routes(app)
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from arwx.blobs.base import BlobStore
 from arwx.config import Settings
 from arwx.log.base import EventLog
 from arwx.runs import Runs
@@ -15,4 +16,5 @@ STORE = web.AppKey("store", Store)
 LOG = web.AppKey("log", EventLog)
 RUNS = web.AppKey("runs", Runs)
 TENANCY = web.AppKey("tenancy", Tenancy)
+BLOBS = web.AppKey("blobs", BlobStore)
 API_KEY = web.RequestKey("api_key", ApiKey)

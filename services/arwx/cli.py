@@ -145,6 +145,14 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.command in ("gateway", "query") and not settings.blobs_url:
+        # A blob uploaded through one gateway must be readable through any query service.
+        print(
+            f"arwx {args.command}: distributed mode needs --blobs s3://bucket/prefix (ARWX_BLOBS_URL), "
+            "shared by every gateway and query service",
+            file=sys.stderr,
+        )
+        return 2
     return asyncio.run(_run_service(settings, roles))
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -49,6 +50,10 @@ OPTIONS: list[Option] = [
     Option("kafka_replication", int, 1, "replication factor when the topic is created"),
     Option("consumer_group", str, "arwx-consumer", "consumer group id"),
     Option("clickhouse_url", str, "", "ClickHouse server, e.g. http://user:pass@host:8123/db; else chDB in data_dir"),
+    Option(
+        "blobs_url", str, "",
+        "blob store: s3://bucket/prefix (credentials and endpoint from the AWS_* variables); else a directory in data_dir",
+    ),
     Option("max_body_bytes", int, 16 << 20, "largest JSON ingest body (bigger: 413; use the stream)"),
     Option("max_line_bytes", int, 1 << 20, "largest NDJSON line on the stream (bigger: that line is rejected)"),
     Option("key_refresh_s", float, 2.0, "how often API keys are re-read from the store (revocation bound)"),
@@ -60,7 +65,7 @@ OPTIONS: list[Option] = [
     Option("metrics_host", str, "127.0.0.1", "address of the ops listener"),
 ]
 
-_ALIASES = {"kafka_bootstrap": ["--kafka"], "clickhouse_url": ["--clickhouse"]}
+_ALIASES = {"kafka_bootstrap": ["--kafka"], "clickhouse_url": ["--clickhouse"], "blobs_url": ["--blobs"]}
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,7 @@ class Settings:
     kafka_replication: int
     consumer_group: str
     clickhouse_url: str
+    blobs_url: str
     max_body_bytes: int
     max_line_bytes: int
     key_refresh_s: float
@@ -106,6 +112,8 @@ class Settings:
             )
         if self.clickhouse_url and not self.clickhouse_url.startswith(("http://", "https://", "clickhouse://")):
             raise ConfigError(f"clickhouse_url {self.clickhouse_url!r} must start with http:// or https://")
+        if self.blobs_url and not re.match(r"^s3://[^/]+(/.*)?$", self.blobs_url):
+            raise ConfigError(f"blobs_url {self.blobs_url!r} must be s3://bucket or s3://bucket/prefix")
         return self
 
     @property

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from arwx.app import build_app
+from arwx.blobs.base import BlobStore, open_blob_store
 from arwx.config import Settings
 from arwx.consumer.runner import Consumer
 from arwx.log.base import EventLog, LogReader
@@ -42,6 +43,7 @@ class Server:
     consumer: Consumer | None = None
     runs: Runs | None = None
     tenancy: Tenancy | None = None
+    blobs: BlobStore | None = None
     runner: web.AppRunner | None = None
     url: str = ""
     ops_url: str = ""
@@ -77,12 +79,16 @@ class Server:
         if self.roles & {"gateway", "query"}:
             if self.roles == ALL_ROLES and not s.clickhouse_url:
                 await self._bootstrap()
+            self.blobs = open_blob_store(s.blobs_url or None, str(s.data_path))
+            await self.blobs.start()
+            self._closers.append(self.blobs.stop)
             components = {
                 "config": s,
                 "store": self.store,
                 "log": self.log,
                 "runs": self.runs,
                 "tenancy": self.tenancy,
+                "blobs": self.blobs,
             }
             app = build_app(components, set(self.roles))
             self.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=10)

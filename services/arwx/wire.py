@@ -290,6 +290,15 @@ class KeyCreate(msgspec.Struct, forbid_unknown_fields=True):
     name: Annotated[str, msgspec.Meta(max_length=128)] = ""
 
 
+MAX_BLOB_QUERY = 10_000
+
+
+class BlobsMissing(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of ``POST /v1/blobs/missing``: SHA-256s (lowercase hex) to check."""
+
+    shas: Annotated[list[str], msgspec.Meta(max_length=MAX_BLOB_QUERY)]
+
+
 def decode_body(body: bytes, type_: type) -> Any:
     """Decode a small JSON request body into ``type_``; empty means all defaults."""
     try:
