@@ -167,8 +167,11 @@ class ServerThread:
 class ServerProcess:
     """``arwx server`` as a real process: for kill -9 and restart tests."""
 
-    def __init__(self, data_dir: Path, port: int | None = None, extra: list[str] | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, port: int | None = None, extra: list[str] | None = None, env: dict | None = None
+    ) -> None:
         self.data_dir = data_dir
+        self.env = env or {}
         self.port = port or free_port()
         self.extra = extra or []
         self.proc: subprocess.Popen | None = None
@@ -177,7 +180,7 @@ class ServerProcess:
         self.output = ""
 
     def start(self, timeout: float = 90.0) -> ServerProcess:
-        env = dict(os.environ)
+        env = dict(os.environ, **self.env)
         env["PYTHONPATH"] = str(ROOT / "services") + os.pathsep + env.get("PYTHONPATH", "")
         env["PYTHONUNBUFFERED"] = "1"
         cmd = [sys.executable, "-m", "arwx.cli", "server", "--port", str(self.port), "--data-dir", str(self.data_dir)]

@@ -36,11 +36,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-try:
-    from tests.kafka_broker import _WATCHDOG, free_port
-except ImportError:  # run as a script: python tests/seaweedfs.py …
+if __name__ == "__main__":  # run as a script: the repository's tests package, not another one
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from tests.kafka_broker import _WATCHDOG, free_port
+
+from tests.kafka_broker import _WATCHDOG, free_port  # noqa: E402
 
 WEED_MODULE = "github.com/seaweedfs/seaweedfs"
 WEED_VERSION = "v0.0.0-20261109003541-7506e5f91cd6"
@@ -235,6 +234,8 @@ class SeaweedS3:
             f"-filer.port={filer}", f"-filer.port.grpc={fg}",
             "-s3", f"-s3.port={s3}", f"-s3.port.grpc={sg}",
             f"-s3.config={self.workdir / 'identities.json'}",
+            # Side services with fixed default ports: off, so servers can run side by side.
+            "-s3.port.iceberg=0", "-s3.port.lance=0", "-iam=false",
         ]
         self._log_file = open(self.workdir / "weed.log", "ab")  # noqa: SIM115 - lives as long as the server
         self._proc = subprocess.Popen(

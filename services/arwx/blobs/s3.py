@@ -23,13 +23,15 @@ Memory stays bounded by ``PART_SIZE`` x ``PART_CONCURRENCY`` per upload and
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 import obstore
-from obstore.exceptions import BaseError, NotFoundError
+from obstore.exceptions import BaseError
 from obstore.store import S3Store
 
 from arwx.blobs.base import Blob, BlobInfo, BlobStore, BlobStoreUnavailable, Hasher, content_key, ref_key
@@ -39,6 +41,17 @@ PART_CONCURRENCY = 4
 READ_CHUNK = 1 << 20
 # A whole request may take long (a slow client downloading gigabytes); a stalled read may not.
 CLIENT_OPTIONS = {"timeout": "24h", "read_timeout": "60s", "connect_timeout": "5s"}
+# Retry a failing request briefly, then answer 503: a client waits seconds, not minutes, in an outage.
+RETRY = {"max_retries": 3, "retry_timeout": timedelta(seconds=15)}
+
+
+@contextlib.contextmanager
+def _unavailable() -> Iterator[None]:
+    """obstore's errors (connection, auth, server) as an outage: the client gets a 503 and retries."""
+    try:
+        yield
+    except (BaseError, OSError) as e:
+        raise BlobStoreUnavailable(f"object store: {e}") from e
 
 
 class _ObjectBlob(Blob):
@@ -80,24 +93,22 @@ class S3BlobStore(BlobStore):
         endpoint = str(config.get("endpoint", ""))
         options = dict(CLIENT_OPTIONS, allow_http=endpoint.startswith("http://"))
         store = S3Store(
-            parts.netloc, prefix=parts.path.strip("/") or None, config=config, client_options=options
+            parts.netloc, prefix=parts.path.strip("/") or None, config=config, client_options=options,
+            retry_config=RETRY,
         )
         return cls(store)
 
     async def _put_content(self, chunks: AsyncIterable[bytes], expected_sha: str | None) -> BlobInfo:
         hasher = Hasher(expected_sha)
-        try:
-            if expected_sha is not None and await self._content_size(expected_sha) is not None:
-                async for chunk in chunks:  # stored already: only prove the claim
-                    hasher.update(chunk)
-                return hasher.finish()
-            key = content_key(expected_sha) if expected_sha else f"tmp/{uuid.uuid4().hex}"
-            info = await self._upload(key, chunks, hasher)
-            if expected_sha is None:
-                await self._publish(key, info.sha)
-            return info
-        except BaseError as e:
-            raise BlobStoreUnavailable(f"object store: {e}") from e
+        if expected_sha is not None and await self._content_size(expected_sha) is not None:
+            async for chunk in chunks:  # stored already: only prove the claim
+                hasher.update(chunk)
+            return hasher.finish()
+        key = content_key(expected_sha) if expected_sha else f"tmp/{uuid.uuid4().hex}"
+        info = await self._upload(key, chunks, hasher)
+        if expected_sha is None:
+            await self._publish(key, info.sha)
+        return info
 
     async def _upload(self, key: str, chunks: AsyncIterable[bytes], hasher: Hasher) -> BlobInfo:
         """Stream to ``key``: one PUT when it fits a part, else a multipart upload completed only if checked."""
@@ -112,7 +123,8 @@ class S3BlobStore(BlobStore):
         hasher.update(head)
         if ended:
             info = hasher.finish()  # mismatch: raises before anything is written
-            await obstore.put_async(self._store, key, bytes(head), use_multipart=False)
+            with _unavailable():
+                await obstore.put_async(self._store, key, bytes(head), use_multipart=False)
             return info
         result: list[BlobInfo] = []
         failure: list[BaseException] = []
@@ -133,45 +145,42 @@ class S3BlobStore(BlobStore):
             await obstore.put_async(
                 self._store, key, checked(), chunk_size=PART_SIZE, max_concurrency=PART_CONCURRENCY
             )
-        except BaseError:
+        except (BaseError, OSError) as e:
             if failure:
                 # The client's stream failed or the hash did not match: that, not obstore's wrapping of it.
                 raise failure[0] from None
-            raise
+            raise BlobStoreUnavailable(f"object store: {e}") from e
         return result[0]
 
     async def _publish(self, tmp_key: str, sha: str) -> None:
-        try:
-            if await self._content_size(sha) is None:
-                await obstore.copy_async(self._store, tmp_key, content_key(sha))
-        finally:
-            await obstore.delete_async(self._store, tmp_key)
+        with _unavailable():
+            try:
+                if await self._content_size(sha) is None:
+                    await obstore.copy_async(self._store, tmp_key, content_key(sha))
+            finally:
+                await obstore.delete_async(self._store, tmp_key)
 
     async def _open_content(self, sha: str) -> Blob | None:
-        try:
-            result = await obstore.get_async(self._store, content_key(sha))
-        except NotFoundError:
-            return None
-        except BaseError as e:
-            raise BlobStoreUnavailable(f"object store: {e}") from e
+        with _unavailable():
+            try:
+                result = await obstore.get_async(self._store, content_key(sha))
+            except FileNotFoundError:  # obstore's "not found"
+                return None
         return _ObjectBlob(result, result.meta["size"])
 
     async def _content_size(self, sha: str) -> int | None:
         return await self._head(content_key(sha))
 
     async def _head(self, key: str) -> int | None:
-        try:
-            return (await obstore.head_async(self._store, key))["size"]
-        except NotFoundError:
-            return None
-        except BaseError as e:
-            raise BlobStoreUnavailable(f"object store: {e}") from e
+        with _unavailable():
+            try:
+                return (await obstore.head_async(self._store, key))["size"]
+            except FileNotFoundError:  # obstore's "not found"
+                return None
 
     async def _add_ref(self, org: str, sha: str) -> None:
-        try:
+        with _unavailable():
             await obstore.put_async(self._store, ref_key(org, sha), b"", use_multipart=False)
-        except BaseError as e:
-            raise BlobStoreUnavailable(f"object store: {e}") from e
 
     async def _has_ref(self, org: str, sha: str) -> bool:
         return await self._head(ref_key(org, sha)) is not None
