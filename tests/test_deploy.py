@@ -44,6 +44,8 @@ def test_compose_brings_up_the_whole_pipeline(compose: dict) -> None:
     assert services["kafka"]["image"].startswith("apache/kafka:")
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft
     assert services["clickhouse"]["image"].startswith("clickhouse/clickhouse-server:")
+    weed = services["seaweedfs"]
+    assert weed["image"].startswith("chrislusf/seaweedfs:") and "-s3" in weed["command"]
     assert "grafana-clickhouse-datasource" in services["grafana"]["environment"]["GF_INSTALL_PLUGINS"]
     for name in ARWX_SERVICES:
         svc = services[name]
@@ -52,6 +54,10 @@ def test_compose_brings_up_the_whole_pipeline(compose: dict) -> None:
         assert svc["command"][0] == name.split("-")[0]
         env = svc["environment"]
         assert env["ARWX_METRICS_PORT"] == "9464" and env["ARWX_KAFKA_BOOTSTRAP"] and env["ARWX_CLICKHOUSE_URL"]
+        # Blobs in the SeaweedFS service, with the keys its S3 config accepts.
+        assert env["ARWX_BLOBS_URL"].startswith("s3://") and env["AWS_ENDPOINT_URL"] == "http://seaweedfs:8333"
+        ident = json.loads((ROOT / "deploy/seaweedfs/s3.json").read_text())["identities"][0]["credentials"][0]
+        assert (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]) == (ident["accessKey"], ident["secretKey"])
     # Mounted config files exist.
     for svc in services.values():
         for vol in svc.get("volumes", []):
@@ -128,6 +134,13 @@ def test_kubernetes_manifests() -> None:
     deployments = [d for d in docs if d["kind"] == "Deployment"]
     assert {d["metadata"]["name"] for d in deployments} == {"arwx-gateway", "arwx-consumer", "arwx-query"}
     assert {("Service", "arwx-gateway"), ("Service", "arwx-query")} <= kinds
+    # Blobs: a SeaweedFS S3 store, and the gateways and query services read its keys.
+    assert {("StatefulSet", "seaweedfs"), ("Service", "seaweedfs")} <= kinds
+    config = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "arwx")["data"]
+    assert config["ARWX_BLOBS_URL"].startswith("s3://") and config["AWS_ENDPOINT_URL"] == "http://seaweedfs:8333"
+    secrets = {d["metadata"]["name"]: d["stringData"] for d in docs if d["kind"] == "Secret"}
+    assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= set(secrets["arwx-blobs"])
+    assert "identities" in json.loads(secrets["seaweedfs-s3"]["s3.json"])
     for d in deployments:
         spec = d["spec"]["template"]["spec"]
         (c,) = spec["containers"]
@@ -137,6 +150,8 @@ def test_kubernetes_manifests() -> None:
         assert c["resources"]["requests"]["cpu"] and c["resources"]["requests"]["memory"]
         assert d["spec"]["selector"]["matchLabels"].items() <= d["spec"]["template"]["metadata"]["labels"].items()
         assert spec["terminationGracePeriodSeconds"] >= 30
+        if c["args"][0] in ("gateway", "query"):
+            assert {"secretRef": {"name": "arwx-blobs"}} in c["envFrom"]
 
 
 def _ddl(text: str) -> dict[str, str]:
