@@ -38,3 +38,5 @@ if [ "${LONG:-0}" = 1 ]; then   # LONG=1 bash bench/run_all.sh: + the 10-minute 
   say "3 memory: 10 minutes at 150k points/s offered"
   $PY bench/bench_ingest.py --writers 8 --seconds 600 --rate 150000 --rss-every 30
 fi
+say "7 blobs: 2 GiB up and down, directory and S3 (SeaweedFS)"
+$PY bench/bench_blobs.py
