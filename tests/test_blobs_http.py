@@ -161,3 +161,46 @@ def test_blob_routes_on_s3(s3_server: ServerThread) -> None:
     status, out = api.post("/v1/blobs", raw=b"abc", params={"sha256": sha(b"abd")})
     assert status == 400 and sha(b"abc") in out["error"]
     assert api.ok("POST", "/v1/blobs/missing", {"shas": [sha(b"abc"), digest]}) == {"missing": [sha(b"abc")]}
+
+
+def test_a_client_that_hangs_up_mid_upload_leaves_nothing(embedded, api: Api) -> None:
+    """A real socket closed after part of the body: no blob, no temporary file left."""
+    import socket
+
+    from tests.helpers import wait_for
+
+    data = os.urandom(6 << 20)
+    digest = sha(data)
+    tmp = embedded.server.blobs.root / "tmp"
+    u = urlsplit(api.url)
+    with socket.create_connection((u.hostname, u.port), timeout=30) as s:
+        s.sendall(
+            f"POST /v1/blobs?sha256={digest} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {api.key}\r\n"
+            f"Content-Length: {len(data)}\r\n\r\n".encode()
+        )
+        s.sendall(data[: 3 << 20])
+        wait_for(lambda: any(tmp.iterdir()), 30, what="the upload to start writing")
+    wait_for(lambda: not any(tmp.iterdir()), 30, what="the cut-off upload's temporary file to go")
+    assert api.ok("POST", "/v1/blobs/missing", {"shas": [digest]}) == {"missing": [digest]}
+    assert api.get(f"/v1/blobs/{digest}")[0] == 404
+
+
+def test_an_unreachable_object_store_is_a_503_with_retry_after(store_dir: Path, embedded) -> None:
+    """An outage, not bad input: 503 + Retry-After, never a 500 (and never a 4xx blaming the client)."""
+    from tests.helpers import free_port
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # nobody listens there
+    for k, v in (("AWS_ACCESS_KEY_ID", "x"), ("AWS_SECRET_ACCESS_KEY", "y"), ("AWS_REGION", "us-east-1")):
+        mp.setenv(k, v)
+    srv = ServerThread(frozenset({"gateway", "query"}), data_dir=store_dir, blobs_url="s3://nowhere")
+    try:
+        api = Api(srv.url, srv.new_org_key("outage"))
+        conn = _conn(api)
+        conn.request("POST", f"/v1/blobs?sha256={sha(b'x')}", body=b"x", headers={"Authorization": f"Bearer {api.key}"})
+        resp = conn.getresponse()
+        assert resp.status == 503 and resp.getheader("Retry-After"), (resp.status, resp.read())
+        assert api.get(f"/v1/blobs/{sha(b'x')}")[0] == 503
+    finally:
+        srv.stop()
+        mp.undo()
