@@ -13,6 +13,9 @@ Invariants, for every implementation:
   after it uploaded those bytes itself (proving it has them), through a
   zero-byte reference per (org, sha) kept next to the bytes. Another org's
   blob looks exactly like a missing one.
+- A reference is written only once its bytes are durable, and bytes are never
+  removed while a reference names them: a reference alone answers "present"
+  (one request per SHA against an object store, not two).
 - Memory stays bounded: bytes move in chunks, never whole.
 
 Subclasses provide the storage primitives (``_put_content`` … ``_has_ref``);
@@ -157,7 +160,7 @@ class BlobStore(ABC):
 
         async def present(sha: str) -> bool:
             async with gate:
-                return await self._has_ref(org, sha) and await self._content_size(sha) is not None
+                return await self._has_ref(org, sha)
 
         found = await asyncio.gather(*(present(s) for s in wanted))
         return [s for s, ok in zip(wanted, found) if not ok]

@@ -148,9 +148,6 @@ class DirectoryBlobStore(BlobStore):
         wanted = list(dict.fromkeys(check_sha(s) for s in shas))
 
         def op() -> list[str]:
-            return [
-                s for s in wanted
-                if not ((self.root / ref_key(org, s)).exists() and (self.root / content_key(s)).exists())
-            ]
+            return [s for s in wanted if not (self.root / ref_key(org, s)).exists()]
 
         return await asyncio.to_thread(op)
