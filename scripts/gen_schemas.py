@@ -71,6 +71,15 @@ _UNAVAILABLE = {
 }
 
 
+# The SDK's files: revalidated with If-None-Match (a 304 when unchanged).
+_SDK_HEADERS = {
+    "headers": {
+        "ETag": {"schema": {"type": "string"}},
+        "Cache-Control": {"schema": {"type": "string"}},
+        "Content-Length": {"schema": {"type": "integer"}},
+    }
+}
+_NOT_MODIFIED = {"description": "Not modified (If-None-Match matched the ETag)"}
 _PROJECT_PARAM = [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}]
 
 
@@ -78,6 +87,32 @@ def openapi() -> dict:
     (_, components) = msgspec.json.schema_components(STRUCTS, ref_template="#/components/schemas/{name}")
     paths = {
         "/health": {"get": {"summary": "Liveness (public)", "security": [], "responses": {"200": _obj("ok")}}},
+        "/sdk": {
+            "get": {
+                "summary": "Redirect to /sdk/ (public)",
+                "security": [],
+                "responses": {"301": {"description": "Location: /sdk/", "headers": {"Location": {"schema": {"type": "string"}}}}},
+            }
+        },
+        "/sdk/": {
+            "get": {
+                "summary": "The arwandb SDK as a pip --find-links page (public): one link to the wheel, with its sha256",
+                "security": [],
+                "responses": {"200": {**_SDK_HEADERS, "description": "HTML page", "content": {"text/html": {}}}, "304": _NOT_MODIFIED},
+            }
+        },
+        "/sdk/{filename}": {
+            "get": {
+                "summary": "The arwandb wheel, arwandb-<version>-py3-none-any.whl (public); any other name is a 404",
+                "security": [],
+                "parameters": [{"name": "filename", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {
+                    "200": {**_SDK_HEADERS, "description": "The wheel", "content": {"application/zip": {}}},
+                    "304": _NOT_MODIFIED,
+                    "404": _ERR,
+                },
+            }
+        },
         "/v1/runs": {
             "post": {
                 "summary": "Create a run (idempotent on id; the project is created on first use)",

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from arwx.sdkdist.wheel import served_wheel
 from tests.helpers import Api, points
+
+# What answers without a key: liveness, and the SDK (a redirect, the find-links page, the wheel).
+PUBLIC = {"/health": 200, "/sdk": 301, "/sdk/": 200, f"/sdk/{served_wheel().filename}": 200}
 
 
 def _routes(embedded) -> list[tuple[str, str]]:
@@ -13,21 +17,23 @@ def _routes(embedded) -> list[tuple[str, str]]:
     for r in app.router.routes():
         path = r.resource.canonical
         if r.method != "HEAD":
-            out.append((r.method, path.replace("{run_id}", "somerun").replace("{key_id}", "key_x").replace("{sha}", "0" * 64)))
+            path = path.replace("{run_id}", "somerun").replace("{key_id}", "key_x").replace("{sha}", "0" * 64)
+            out.append((r.method, path.replace("{filename}", served_wheel().filename)))
     return out
 
 
-def test_every_route_but_health_needs_a_key(embedded, api: Api) -> None:
+def test_every_route_but_health_and_the_sdk_needs_a_key(embedded, api: Api) -> None:
     routes = _routes(embedded)
     assert len(routes) >= 10
+    assert {path for _, path in routes} >= set(PUBLIC)
     revoked = api.ok("POST", "/v1/keys", {"name": "to revoke"})
     api.ok("DELETE", f"/v1/keys/{revoked['id']}")
     for key in (None, "", "arwx_live_wrong", "Basic abc", revoked["key"]):
         client = api.with_key(key)
         for method, path in routes:
             status, body = client.request(method, path, body={})
-            if path == "/health":
-                assert status == 200
+            if path in PUBLIC:
+                assert status == PUBLIC[path], (key, method, path, status)
             else:
                 assert status == 401, (key, method, path, status, body)
                 assert body == {"error": "missing, invalid or revoked API key"}

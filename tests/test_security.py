@@ -12,10 +12,16 @@ import time
 
 import pytest
 
+from arwx.sdkdist.wheel import served_wheel
 from tests.helpers import Api, ServerThread, ndjson, points, wait_for
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD")
-PUBLIC = {"/health"}
+WHEEL = served_wheel().filename
+# Public with GET and HEAD, and what they answer: liveness and the SDK.
+PUBLIC = {"/health": 200, "/sdk": 301, "/sdk/": 200, f"/sdk/{WHEEL}": 200}
+PUBLIC_TEMPLATES = {"/health", "/sdk", "/sdk/", "/sdk/{filename}"}
+# Any other name under /sdk/ answers this, with or without a key, and serves nothing.
+SDK_404 = {"error": f"no such file under /sdk/; the SDK is /sdk/{WHEEL}"}
 
 
 def _route_templates(embedded) -> list[str]:
@@ -35,14 +41,17 @@ def _is_health(status: int, body: object) -> bool:
 
 def test_every_route_every_method_odd_paths_need_a_key(embedded, api: Api) -> None:
     """Not only routed methods: PUT/PATCH/OPTIONS/HEAD on every path, unknown paths,
-    traversal and encoded paths all answer 401 without a key (only /health is public)."""
+    traversal and encoded paths all answer 401 without a key (only /health and reading the
+    SDK are public; an unknown name under /sdk/ is a 404 that serves nothing)."""
     anon = api.with_key(None)
-    values = {"run_id": "r", "key_id": "key_x", "name": "p", "sha": "0" * 64}
+    values = {"run_id": "r", "key_id": "key_x", "name": "p", "sha": "0" * 64, "filename": WHEEL}
     paths = [_fill(t, **values) for t in _route_templates(embedded)]
     paths += [
         "/", "/v1", "/v1/", "/v2/runs", "/nope", "/v1/runs/r/../../keys", "/v1/runs/%2e%2e/%2e%2e/v1/keys",
         "/v1/runs/..%2f..%2fv1%2fkeys", "/health/../v1/keys", "/v1/keys/../../health/../v1/keys", "//v1/keys",
         "/v1/keys?x=/health", "/HEALTH", "/health%00", "/v1/runs/r%00/metrics", "/v1/runs/" + "a" * 5000,
+        "/sdk/../v1/keys", "/sdk/%2e%2e/v1/keys", "/sdk/..%2fv1%2fkeys", "/v1/keys/../../sdk/", "/SDK/", "/sdk/x/../../v1/keys",
+        "/v1/sdk/", "/sdk%2f", f"/sdk/{WHEEL}?/../v1/keys", "/health/../sdk/",
     ]
     checked = 0
     for path in paths:
@@ -50,10 +59,13 @@ def test_every_route_every_method_odd_paths_need_a_key(embedded, api: Api) -> No
             status, body = anon.request(method, path, body={} if method in ("POST", "PUT", "PATCH") else None)
             checked += 1
             assert status < 500, (method, path, status, body)
-            if path in PUBLIC and method in ("GET", "HEAD"):
-                assert status == 200, (method, path, status)
+            bare = path.partition("?")[0]  # a query string changes nothing
+            if bare in PUBLIC and method in ("GET", "HEAD"):
+                assert status == PUBLIC[bare], (method, path, status)
             elif _is_health(status, body):
                 continue  # the path normalized to /health
+            elif path.startswith("/sdk/") and method in ("GET", "HEAD") and status == 404:
+                assert method == "HEAD" or body == SDK_404, (method, path, body)
             elif path in PUBLIC:
                 assert status in (401, 405), (method, path, status, body)
             else:
@@ -115,7 +127,7 @@ def test_cross_org_every_resource_is_404_and_lists_leak_nothing(embedded, two_or
     routes = [(r.method, r.resource.canonical) for r in embedded.server.runner.app.router.routes() if r.method != "HEAD"]
     covered = 0
     for method, template in routes:
-        if template in PUBLIC:
+        if template in PUBLIC_TEMPLATES:
             continue
         path = _fill(template, **values)
         body = {}
@@ -136,7 +148,7 @@ def test_cross_org_every_resource_is_404_and_lists_leak_nothing(embedded, two_or
             assert status == 400 and out["points"] == 0 and "unknown run" in out["errors"][0]["reason"], out
         if status == 404:
             assert out.get("error"), out  # 404 with a reason, same shape as any unknown id
-    assert covered >= len([t for t in templates if t not in PUBLIC])
+    assert covered >= len([t for t in templates if t not in PUBLIC_TEMPLATES])
     # Query parameters naming the other org's things change nothing either.
     for path, params in (("/v1/projects", {"prefix": "xorg"}), ("/v1/keys", {"org": "x"})):
         status, out = b.request("GET", path, params=params)

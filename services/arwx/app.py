@@ -21,12 +21,15 @@ from arwx.blobs import routes as blob_routes
 from arwx.gateway import routes as gateway_routes
 from arwx.gateway.errors import json_error
 from arwx.query import routes as query_routes
+from arwx.sdkdist import routes as sdkdist_routes
 from arwx.store.base import StoreUnavailable
 
 log = logging.getLogger("arwx.http")
 access_log = logging.getLogger("arwx.access")
 
-PUBLIC_PATHS = frozenset({"/health"})
+# Route templates served without a key. Decided on the matched route, not the path
+# text: an unknown path, or a known one with the wrong method, still needs a key.
+PUBLIC_ROUTES = frozenset({"/health"}) | sdkdist_routes.PUBLIC_ROUTES
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
@@ -85,8 +88,9 @@ async def observe(request: web.Request, handler) -> web.StreamResponse:  # noqa:
 
 @web.middleware
 async def authenticate(request: web.Request, handler) -> web.StreamResponse:  # noqa: ANN001
-    """Every path but ``/health`` needs a valid, enabled key: 401 otherwise."""
-    if request.path in PUBLIC_PATHS:
+    """Every route but ``/health`` and the SDK (``/sdk/``) needs a valid, enabled key: 401 otherwise."""
+    resource = request.match_info.route.resource
+    if resource is not None and resource.canonical in PUBLIC_ROUTES:
         return await handler(request)
     header = request.headers.get("Authorization", "")
     scheme, _, secret = header.partition(" ")
@@ -120,6 +124,7 @@ def build_app(components: dict, roles: set[str]) -> web.Application:
     app[TENANCY] = components["tenancy"]
     app[BLOBS] = components["blobs"]
     app.router.add_get("/health", health)
+    sdkdist_routes.add_routes(app)
     if "gateway" in roles:
         gateway_routes.add_routes(app)
         blob_routes.add_write_routes(app)

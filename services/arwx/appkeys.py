@@ -8,6 +8,7 @@ from arwx.blobs.base import BlobStore
 from arwx.config import Settings
 from arwx.log.base import EventLog
 from arwx.runs import Runs
+from arwx.sdkdist.wheel import Wheel
 from arwx.store.base import Store
 from arwx.tenancy import ApiKey, Tenancy
 
@@ -17,4 +18,5 @@ LOG = web.AppKey("log", EventLog)
 RUNS = web.AppKey("runs", Runs)
 TENANCY = web.AppKey("tenancy", Tenancy)
 BLOBS = web.AppKey("blobs", BlobStore)
+SDK_WHEEL = web.AppKey("sdk_wheel", Wheel)
 API_KEY = web.RequestKey("api_key", ApiKey)
