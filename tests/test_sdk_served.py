@@ -157,6 +157,13 @@ def test_the_server_package_ships_the_sdk_sources(tmp_path: Path) -> None:
         assert source in copied, f"deploy/Dockerfile does not copy {source}, which pyproject.toml ships"
 
 
+def test_the_docs_name_the_wheel_the_server_serves() -> None:
+    docs = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    named = {(p.name, n) for p in docs for n in re.findall(r"arwandb-[0-9][^/\s'\"<>]*?-py3-none-any\.whl", p.read_text())}
+    assert {"README.md", "sdk.md"} <= {doc for doc, _ in named}
+    assert all(n == WHEEL.filename for _, n in named), named
+
+
 # -- the routes (in-process server) --------------------------------------------------------------
 
 
