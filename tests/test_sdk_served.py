@@ -92,8 +92,9 @@ def test_wheel_is_valid_record_hashes_match_and_only_the_package_ships() -> None
 
 
 def test_wheel_bytes_depend_on_file_contents_only(tmp_path: Path) -> None:
-    """Another copy of the sources, with other mtimes, modes, a bytecode cache and files
-    created in another order, builds the same bytes; a changed source builds other bytes."""
+    """Another copy of the sources, with other mtimes, modes, a bytecode cache, an editor's
+    swap file and files created in another order, builds the same bytes; a changed source
+    builds other bytes."""
     copy = tmp_path / "sdk"
     copy.mkdir()
     for name in ("pyproject.toml", "README.md"):
@@ -109,6 +110,7 @@ def test_wheel_bytes_depend_on_file_contents_only(tmp_path: Path) -> None:
         dst.chmod(0o600)
     (copy / "arwandb" / "__pycache__").mkdir(exist_ok=True)
     (copy / "arwandb" / "__pycache__" / "run.cpython-311.pyc").write_bytes(b"not shipped")
+    (copy / "arwandb" / ".run.py.swp").write_bytes(b"not shipped either")
     assert build_wheel(copy).data == WHEEL.data == build_wheel(SDK).data
     for entry in zipfile.ZipFile(io.BytesIO(WHEEL.data)).infolist():
         assert entry.date_time == (1980, 1, 1, 0, 0, 0) and entry.external_attr >> 16 == 0o100644

@@ -40,10 +40,10 @@ def _answer(request: web.Request, body: bytes, content_type: str, etag: str, ext
 def index_html(wheel: Wheel) -> bytes:
     """The find-links page: one link, with the hash pip verifies and the Python it needs."""
     name = escape(wheel.filename)
-    requires = escape(wheel.requires_python, quote=True)
+    requires = f' data-requires-python="{escape(wheel.requires_python)}"' if wheel.requires_python else ""
     return (
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>arwandb</title></head><body>\n"
-        f'<a href="{name}#sha256={wheel.sha256}" data-requires-python="{requires}">{name}</a>\n'
+        f'<a href="{name}#sha256={wheel.sha256}"{requires}>{name}</a>\n'
         "</body></html>\n"
     ).encode()
 

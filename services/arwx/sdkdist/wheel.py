@@ -33,9 +33,9 @@ else:  # pragma: no cover - Python 3.10
 
 # The earliest date a zip entry can carry: any fixed date would do.
 _EPOCH = (1980, 1, 1, 0, 0, 0)
-# Files of the package that never ship: caches and compiled bytecode.
-_SKIP_DIRS = frozenset({"__pycache__"})
-_SKIP_SUFFIXES = (".pyc", ".pyo")
+# What of the package ships: Python sources and the typing marker. Not bytecode caches,
+# not an editor's swap file left next to a source: the wheel is the sources, nothing else.
+_SHIPPED = re.compile(r"^(?:.+\.py|py\.typed)$")
 _NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
 _VERSION = re.compile(r"^[0-9]+(\.[0-9]+)*([a-z]+[0-9]+)?(\.post[0-9]+)?(\.dev[0-9]+)?$")
 
@@ -72,9 +72,8 @@ def _package_files(src: Path, package: str) -> list[tuple[str, bytes]]:
     out = []
     for path in root.rglob("*"):
         rel = path.relative_to(src)
-        if not path.is_file() or _SKIP_DIRS.intersection(rel.parts) or path.suffix in _SKIP_SUFFIXES:
-            continue
-        out.append((rel.as_posix(), path.read_bytes()))
+        if path.is_file() and _SHIPPED.match(path.name) and "__pycache__" not in rel.parts:
+            out.append((rel.as_posix(), path.read_bytes()))
     return sorted(out)
 
 
