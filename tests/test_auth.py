@@ -69,7 +69,9 @@ def test_an_org_never_sees_or_writes_another_orgs_run(two_orgs: tuple[Api, Api])
     a.ok("POST", "/v1/runs", {"id": "secret-run"})
     a.ok("POST", "/v1/ingest", {"points": points("secret-run", "w", range(10))})
     a.wait_intact("secret-run", 10)
-    for path in ("/v1/runs/secret-run", "/v1/runs/secret-run/metrics", "/v1/runs/secret-run/integrity"):
+    for path in ("/v1/runs/secret-run", "/v1/runs/secret-run/metrics", "/v1/runs/secret-run/integrity",
+                 "/v1/runs/secret-run/metrics?format=columns", "/v1/runs/secret-run/metrics?format=arrow",
+                 "/v1/runs/secret-run/metrics/stream?format=arrow"):
         status, body = b.get(path)
         assert status == 404 and "unknown run" in body["error"], path
     assert b.post("/v1/runs/secret-run/finish", {})[0] == 404

@@ -9,9 +9,10 @@ from arwx.appkeys import API_KEY, LOG, RUNS, STORE
 from arwx.gateway.errors import json_error
 from arwx.query import charts as charts_mod
 from arwx.query import projects as projects_mod
+from arwx.query import series
 from arwx.query.history import MAX_LIMIT, history, parse_cursor
 from arwx.query.integrity import receipt
-from arwx.query.stream import stream_history
+from arwx.query.stream import stream_arrow, stream_history
 from arwx.runs import RUN_STATUSES, Run
 from arwx.wire import MAX_SEQ
 
@@ -52,33 +53,64 @@ async def _history_args(request: web.Request) -> tuple[Run, list[str], int, int]
     return run, keys, min_step, max_step
 
 
+HISTORY_FORMATS = ("json", "ndjson", "columns", "arrow")
+
+
+def _history_format(request: web.Request) -> str | None:
+    """``format=`` if given, else Arrow when the client accepts only that, else json."""
+    fmt = request.query.get("format")
+    if fmt:
+        return fmt if fmt in HISTORY_FORMATS else None
+    accept = request.headers.get("Accept", "")
+    return "arrow" if series.ARROW_STREAM in accept and "json" not in accept else "json"
+
+
 async def get_metrics(request: web.Request) -> web.StreamResponse:
     args = await _history_args(request)
     if isinstance(args, web.Response):
         return args
     run, keys, min_step, max_step = args
-    fmt = request.query.get("format", "json")
-    if fmt not in ("json", "ndjson"):
-        return json_error(400, "format must be json or ndjson")
+    fmt = _history_format(request)
+    if fmt is None:
+        return json_error(400, f"format must be one of {', '.join(HISTORY_FORMATS)}")
+    store = request.app[STORE]
     if fmt == "ndjson":
-        return await stream_history(request, request.app[STORE], run.org, run.run_id, keys, min_step, max_step)
+        return await stream_history(request, store, run.org, run.run_id, keys, min_step, max_step)
     limit = _int(request, "limit", 10_000, 1, MAX_LIMIT)
-    after = None
-    if request.query.get("cursor"):
+    cursor = request.query.get("cursor")
+    if fmt in ("columns", "arrow"):
         try:
-            after = parse_cursor(request.query["cursor"])
+            after = series.decode_cursor(cursor) if cursor else None
+        except series.BadCursor as e:
+            return json_error(400, str(e))
+        rng = series.Range(run.org, run.run_id, keys, min_step, max_step)
+        if fmt == "columns":
+            body = await series.columns_page(store, rng, limit, after)
+            return web.Response(body=body, content_type="application/json")
+        body, nxt = await series.arrow_page(store, rng, limit, after)
+        return web.Response(body=body, content_type=series.ARROW_STREAM, headers={"Arwx-Next": nxt} if nxt else None)
+    after_row = None
+    if cursor:
+        try:
+            after_row = parse_cursor(cursor)
         except ValueError:
             return json_error(400, "cursor is not one this service gave out")
-    page = await history(request.app[STORE], run.org, run.run_id, keys, min_step, max_step, limit, after)
+    page = await history(store, run.org, run.run_id, keys, min_step, max_step, limit, after_row)
     return web.json_response(page)
 
 
 async def get_metrics_stream(request: web.Request) -> web.StreamResponse:
-    """The whole history (or a step range) as NDJSON, streamed with bounded memory."""
+    """The whole history (or a step range) as NDJSON or one Arrow IPC stream, with bounded memory."""
     args = await _history_args(request)
     if isinstance(args, web.Response):
         return args
     run, keys, min_step, max_step = args
+    fmt = _history_format(request)
+    if fmt not in ("json", "ndjson", "arrow"):
+        return json_error(400, "format must be ndjson or arrow")
+    if fmt == "arrow":
+        rng = series.Range(run.org, run.run_id, keys, min_step, max_step)
+        return await stream_arrow(request, request.app[STORE], rng)
     return await stream_history(request, request.app[STORE], run.org, run.run_id, keys, min_step, max_step)
 
 

@@ -43,6 +43,13 @@ class Store(Protocol):
         """Run a query and return an Arrow table (for bulk reads)."""
         ...
 
+    async def raw(self, sql: str, params: Params | None, fmt: str, settings: dict | None = None) -> bytes:
+        """Run a query and return its result as the engine writes it in output
+        format ``fmt`` (e.g. ``ArrowStream``, ``JSONEachRow``): bulk reads
+        without a Python object per value. ``settings``: query-level
+        settings (names and numbers from the code, never client input)."""
+        ...
+
     async def command(self, sql: str, params: Params | None = None) -> None:
         """Run a statement that returns nothing."""
         ...

@@ -53,6 +53,12 @@ def _params(params: Params | None) -> Params | None:
     }
 
 
+def _setting(v: object) -> str:
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        raise ValueError(f"query settings are numbers, not {v!r}")
+    return str(v)
+
+
 def _acquire(path: str) -> tuple[object, threading.Lock]:
     from chdb import session
 
@@ -115,6 +121,12 @@ class ChdbStore:
         if not raw:
             return pa.table({})
         return pa.ipc.open_stream(raw).read_all()
+
+    async def raw(self, sql: str, params: Params | None, fmt: str, settings: dict | None = None) -> bytes:
+        if settings:
+            sql += "\nSETTINGS " + ", ".join(f"{k}={_setting(v)}" for k, v in settings.items())
+        res = await asyncio.to_thread(self._query, sql, fmt, params)
+        return res.bytes()
 
     async def command(self, sql: str, params: Params | None = None) -> None:
         await asyncio.to_thread(self._query, sql, "CSV", params)

@@ -60,6 +60,11 @@ class ClickHouseStore:
     async def arrow(self, sql: str, params: Params | None = None) -> pa.Table:
         return await asyncio.to_thread(self._call, "query_arrow", sql, parameters=params or {})
 
+    async def raw(self, sql: str, params: Params | None, fmt: str, settings: dict | None = None) -> bytes:
+        return await asyncio.to_thread(
+            self._call, "raw_query", sql, parameters=params or {}, settings=settings or None, fmt=fmt
+        )
+
     async def command(self, sql: str, params: Params | None = None) -> None:
         await asyncio.to_thread(self._call, "command", sql, parameters=params or {})
 

@@ -20,7 +20,7 @@ T = TypeVar("T")
 
 
 class InstrumentedStore:
-    """Delegates to ``inner``; ``op`` labels: query (rows, arrow), command, insert."""
+    """Delegates to ``inner``; ``op`` labels: query (rows, arrow, raw), command, insert."""
 
     def __init__(self, inner: Store) -> None:
         self.inner = inner
@@ -46,6 +46,9 @@ class InstrumentedStore:
 
     async def arrow(self, sql: str, params: Params | None = None) -> pa.Table:
         return await self._timed("query", self.inner.arrow(sql, params))
+
+    async def raw(self, sql: str, params: Params | None, fmt: str, settings: dict | None = None) -> bytes:
+        return await self._timed("query", self.inner.raw(sql, params, fmt, settings))
 
     async def command(self, sql: str, params: Params | None = None) -> None:
         await self._timed("command", self.inner.command(sql, params))
