@@ -141,10 +141,20 @@ def openapi() -> dict:
                     {"name": "max_step", "in": "query", "schema": {"type": "integer", "minimum": 0}},
                     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100000}},
                     {"name": "cursor", "in": "query", "schema": {"type": "string"}, "description": "`next` of the previous page"},
-                    {"name": "format", "in": "query", "schema": {"enum": ["json", "ndjson"]}, "description": "ndjson: the whole range streamed, one row a line"},
+                    {"name": "format", "in": "query", "schema": {"enum": ["json", "ndjson", "columns", "arrow"]},
+                     "description": "json: rows (default); ndjson: the whole range streamed, one row a line; columns: per-series"
+                     " arrays; arrow: an Arrow IPC stream (also chosen by Accept: application/vnd.apache.arrow.stream)"},
                 ],
                 "responses": {
-                    "200": _obj("One page", {"rows": {"type": "array"}, "next": {"type": ["string", "null"]}}),
+                    "200": {
+                        "description": "One page: rows (json), series (columns) or an Arrow IPC stream whose next cursor is the Arwx-Next header",
+                        "headers": {"Arwx-Next": {"schema": {"type": "string"}, "description": "arrow: the cursor of the next page, absent on the last"}},
+                        "content": {
+                            "application/json": {"schema": {"type": "object", "properties": {
+                                "rows": {"type": "array"}, "series": {"type": "array"}, "next": {"type": ["string", "null"]}}}},
+                            "application/vnd.apache.arrow.stream": {},
+                        },
+                    },
                     "400": _ERR,
                     "404": _ERR,
                     **_AUTH,
@@ -153,14 +163,20 @@ def openapi() -> dict:
         },
         "/v1/runs/{run_id}/metrics/stream": {
             "get": {
-                "summary": "Run history streamed as NDJSON (one row a line, bounded server memory)",
+                "summary": "Run history streamed as NDJSON (one row a line) or one Arrow IPC stream, bounded server memory",
                 "parameters": _RUN_PARAM
                 + [
                     {"name": "keys", "in": "query", "schema": {"type": "string"}, "description": "comma-separated"},
                     {"name": "min_step", "in": "query", "schema": {"type": "integer", "minimum": 0}},
                     {"name": "max_step", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                    {"name": "format", "in": "query", "schema": {"enum": ["ndjson", "arrow"]},
+                     "description": "arrow (or Accept: application/vnd.apache.arrow.stream): one Arrow IPC stream"},
                 ],
-                "responses": {"200": {"description": "NDJSON rows", "content": {"application/x-ndjson": {}}}, "404": _ERR, **_AUTH},
+                "responses": {
+                    "200": {"description": "NDJSON rows or an Arrow IPC stream",
+                            "content": {"application/x-ndjson": {}, "application/vnd.apache.arrow.stream": {}}},
+                    "400": _ERR, "404": _ERR, **_AUTH,
+                },
             }
         },
         "/v1/projects": {

@@ -184,6 +184,9 @@ async def test_pending_drops_to_zero_after_commit(kafka_bootstrap: str) -> None:
         got = await read_until(reader, 5)
         await reader.commit(next_positions(got[:2]))
         assert await log.pending("run-x") == 3
+        # Stored (the ledger) beyond the committed position: counted from there.
+        assert await log.pending("run-x", {(got[3].topic, got[3].partition): got[3].offset}) == 1
+        assert await log.pending("run-x", {(got[3].topic, got[3].partition): got[0].offset}) == 3
         await reader.commit(next_positions(got))
         assert await log.pending("run-x") == 0
     finally:

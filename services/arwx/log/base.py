@@ -53,11 +53,17 @@ class EventLog(Protocol):
         """
         ...
 
-    async def pending(self, key: str) -> int:
-        """Messages for ``key`` appended but not yet committed by the consumer group.
+    async def pending(self, key: str, stored: dict[tuple[str, int], int] | None = None) -> int:
+        """Messages for ``key`` acknowledged and not yet stored.
 
-        Exact for the embedded log; for Kafka, the lag of the partition the
-        key hashes to (an upper bound).
+        ``stored``: per (topic, partition), the highest offset of a message of
+        ``key`` the store already holds (its ledger rows). The consumer writes
+        a partition strictly in offset order, points before ledger, so every
+        message of the partition up to that offset is stored (or dead-lettered)
+        even before the consumer commits its position (commits are throttled);
+        pending counts what lies after both that offset and the committed
+        position. Exact for the embedded log; for Kafka, the lag of the
+        partition the key hashes to (an upper bound).
         """
         ...
 

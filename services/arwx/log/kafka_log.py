@@ -194,8 +194,9 @@ class KafkaLog:
             raise LogUnavailable(f"kafka: append failed: {e!r}") from e
         return [Appended(m.topic, m.partition, m.offset) for m in metas]
 
-    async def pending(self, key: str) -> int:
-        """Lag of the consumer group on the partition ``key`` hashes to (an upper bound for the key)."""
+    async def pending(self, key: str, stored: dict[tuple[str, int], int] | None = None) -> int:
+        """Lag of the consumer group on the partition ``key`` hashes to (an upper
+        bound for the key), counted from past ``stored`` where that is further."""
         if self._admin is None or self._num_partitions is None:
             raise LogUnavailable("kafka: log not started")
         tp = TopicPartition(self.topic, partition_for_key(key, self._num_partitions))
@@ -207,7 +208,8 @@ class KafkaLog:
             committed = (
                 await _bounded(consumer.beginning_offsets([tp]), CALL_TIMEOUT_S, "beginning offsets")
             )[tp]
-        return max(end - committed, 0)
+        after_stored = (stored or {}).get((tp.topic, tp.partition), -1) + 1
+        return max(end - max(committed, after_stored), 0)
 
     async def _committed(self, tp: TopicPartition, retry: bool = True) -> int:
         """The group's committed offset for ``tp``, -1 if none."""

@@ -213,11 +213,13 @@ class SqliteLog:
         if self._loop is not None and self._new_data is not None:
             self._loop.call_soon_threadsafe(self._new_data.set)
 
-    async def pending(self, key: str) -> int:
+    async def pending(self, key: str, stored: dict[tuple[str, int], int] | None = None) -> int:
+        after_stored = (stored or {}).get((self.topic, 0), -1) + 1
+
         def q() -> int:
             with self._rlock:
                 (n,) = self._reader_conn.execute(
-                    "SELECT count(*) FROM log WHERE key = ? AND offset >= ?", (key, self._committed())
+                    "SELECT count(*) FROM log WHERE key = ? AND offset >= ?", (key, max(self._committed(), after_stored))
                 ).fetchone()
             return n
 

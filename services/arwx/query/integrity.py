@@ -5,8 +5,10 @@
 - ``duplicates_collapsed``: committed minus stored (client re-sends, replays).
 - per writer: expected points = max(what the client said it sent at finish,
   the highest committed seq + 1); holes in the stored seq range are listed.
-- ``pending``: log messages of this run acknowledged but not yet consumed;
-  while any are pending, missing points count as pending, not lost.
+- ``pending``: log messages of this run acknowledged but not yet stored
+  (after the last of its messages the ledger holds, and after the consumer's
+  committed position); while any are pending, missing points count as
+  pending, not lost.
 - ``intact``: nothing missing and nothing pending.
 """
 
@@ -23,6 +25,15 @@ _RUN = "org = {org:String} AND run_id = {run:String}"
 
 async def receipt(store: Store, log: EventLog, run: Run) -> dict:
     p = {"org": run.org, "run": run.run_id}
+    # Read first: what is stored can only grow while the rest is read, so
+    # pending is never undercounted.
+    stored_at = {
+        (t, int(part)): int(o)
+        for t, part, o in await store.rows(
+            f"SELECT log_topic, log_partition, max(log_offset) FROM ledger WHERE {_RUN} GROUP BY log_topic, log_partition",
+            p,
+        )
+    }
     ledger = {
         w: (int(n), int(sk), int(lo), int(hi))
         for w, n, sk, lo, hi in await store.rows(
@@ -51,7 +62,7 @@ async def receipt(store: Store, log: EventLog, run: Run) -> dict:
                 f"SELECT writer_id, uniqExact(seq) FROM points FINAL WHERE {_RUN} GROUP BY writer_id", p
             )
         )
-    pending = await log.pending(f"{run.org}/{run.run_id}")
+    pending = await log.pending(f"{run.org}/{run.run_id}", stored_at)
     writers = []
     missing_total = 0
     for w in sorted(set(ledger) | set(stored) | set(run.writer_totals)):

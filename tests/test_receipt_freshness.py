@@ -1,0 +1,75 @@
+"""``pending`` means acknowledged and not yet stored: the receipt turns intact
+as soon as the consumer has stored a run's points, not when it next commits
+its position (commits are throttled)."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from pathlib import Path
+
+from arwx.consumer.runner import Consumer, ConsumerConfig
+from arwx.log.sqlite_log import SqliteLog
+from arwx.query.integrity import receipt
+from arwx.runs import Run
+from arwx.wire import RunChunk
+
+
+def _message(org: str, run_id: str, seqs: range) -> bytes:
+    c = RunChunk(run_id)
+    for s in seqs:
+        c.add("w", s, s, 1.7e9 + s, "loss", float(s))
+    return c.encode(org, 1.7e9)
+
+
+async def _until_intact(store, log: SqliteLog, run: Run, points: int) -> dict:  # noqa: ANN001
+    for _ in range(400):  # bounded: 20 s, far below the hour-long commit interval
+        r = await receipt(store, log, run)
+        if r["intact"] and r["points_stored"] == points:
+            return r
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"receipt not intact: {r}")
+
+
+async def test_receipt_is_intact_once_stored_before_the_offsets_are_committed(embedded, tmp_path: Path) -> None:
+    store = embedded.server.store
+    org = "org_fresh_" + secrets.token_hex(3)
+    run = Run(org, "r", "p", "r", "running", {}, [], 0, None)
+    log = SqliteLog(str(tmp_path), retention_s=3600)
+    await log.start()
+    consumer = Consumer(log, store, ConsumerConfig(commit_interval_s=3600))
+    await consumer.start()
+    try:
+        await log.append(f"{org}/r", [_message(org, "r", range(0, 10))])
+        await _until_intact(store, log, run, 10)
+        (a,) = await log.append(f"{org}/r", [_message(org, "r", range(10, 25))])
+        r = await _until_intact(store, log, run, 25)
+        assert r["pending"] == 0 and r["lost"] == 0, r
+        # Not committed yet: only the ledger says these points are stored.
+        assert await log.pending(f"{org}/r") >= 1
+        assert log._committed() <= a.offset
+        # A message acknowledged after the last stored one is pending.
+        await consumer.stop()
+        consumer = None
+        await log.append(f"{org}/r", [_message(org, "r", range(25, 30))])
+        r = await receipt(store, log, run)
+        assert r["pending"] == 1 and not r["intact"] and r["lost"] == 0, r
+    finally:
+        if consumer is not None:
+            await consumer.stop()
+        await log.stop()
+
+
+async def test_embedded_pending_counts_after_the_stored_offset(tmp_path: Path) -> None:
+    log = SqliteLog(str(tmp_path), retention_s=3600)
+    await log.start()
+    try:
+        out = await log.append("o/r", [b"1", b"2", b"3"])
+        await log.append("o/other", [b"4"])
+        assert await log.pending("o/r") == 3
+        assert await log.pending("o/r", {(log.topic, 0): out[1].offset}) == 1
+        assert await log.pending("o/r", {(log.topic, 0): out[2].offset}) == 0
+        # Ledger rows of another log (a log file made anew) say nothing about this one.
+        assert await log.pending("o/r", {("embedded.other", 0): out[2].offset}) == 3
+    finally:
+        await log.stop()
