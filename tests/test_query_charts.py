@@ -36,16 +36,31 @@ def _ingest(api: Api, pts: list[dict], chunk: int = 1500) -> None:
         api.ok("POST", "/v1/ingest", {"points": pts[i : i + chunk]})
 
 
-def _expected(steps: np.ndarray, vals: np.ndarray, width: int, lo: int, hi: int) -> dict:
-    """min/max/first/last/avg per bucket of ``width`` steps, aligned to multiples of width."""
+def _buckets(steps: np.ndarray, c: dict) -> tuple[np.ndarray, object]:
+    """Each step's bucket as a chart of ``samples`` buckets assigns it: the
+    range in ``samples`` equal parts, each cell (2^tier steps) whole in the
+    bucket of its start; and each bucket's x (its nominal start step)."""
+    lo, hi = c["range"]
+    n, span = c["samples"], hi - lo + 1
+    cell = (steps >> c["tier"]) << c["tier"]
+    return np.clip(((cell - lo) * n) // span, 0, n - 1), lambda b: lo + -(-int(b) * span // n)
+
+
+def _aligned(width: int) -> object:
+    """Buckets of a given width (``interval``), aligned to multiples of it."""
+    return lambda steps, c: (steps // width, lambda b: int(b) * width)
+
+
+def _expected(steps: np.ndarray, vals: np.ndarray, c: dict, lo: int, hi: int, buckets=_buckets) -> dict:  # noqa: ANN001
+    """min/max/first/last/avg per bucket of the chart ``c``."""
     keep = (steps >= lo) & (steps <= hi) & np.isfinite(vals)
     s, v = steps[keep], vals[keep]
-    b = s // width
+    b, x_of = buckets(s, c)
     out: dict[str, list] = {k: [] for k in ("x", "first", "last", "min", "max", "min_x", "max_x", "avg")}
     for bucket in np.unique(b):
         m = b == bucket
         bs, bv = s[m], v[m]
-        out["x"].append(int(bucket) * width)
+        out["x"].append(x_of(bucket))
         out["first"].append(float(bv[0]))
         out["last"].append(float(bv[-1]))
         out["min"].append(float(bv.min()))
@@ -81,13 +96,21 @@ def test_minmax_buckets_match_numpy_on_every_tier(run_loss) -> None:
         (s,) = c["series"]
         lo, hi = c["range"]
         assert (lo, hi) == ((since, until) if since is not None else (0, int(steps[-1])))
-        w = c["bucket_width"]
-        assert w % (1 << c["tier"]) == 0 and len(s["x"]) <= samples + 1
-        exp = _expected(steps, vals, w, lo, hi)
+        assert c["bucket_width"] == (hi - lo + 1) / samples
+        # Exactly the requested count whenever there are enough steps for it.
+        assert len(s["x"]) == min(samples, len(steps[(steps >= lo) & (steps <= hi)])), (samples, len(s["x"]))
+        exp = _expected(steps, vals, c, lo, hi)
         for col in ("x", "first", "last", "min", "max", "min_x", "max_x"):
             assert s[col] == exp[col], (samples, col)
         assert s["value"] == exp["last"]  # the line is the last value (W&B full fidelity)
         assert s["skipped"] == 3
+    # A bucket width instead of a count: aligned multiples of it (a multiple of the cell).
+    c = api.ok("GET", "/v1/projects/p/charts", params={"keys": "loss", "interval": 1000})
+    (s,) = c["series"]
+    w = c["bucket_width"]
+    assert w % (1 << c["tier"]) == 0 and w >= 1000
+    exp = _expected(steps, vals, c, 0, int(steps[-1]), _aligned(w))
+    assert s["x"] == exp["x"] and s["min"] == exp["min"] and s["last"] == exp["last"]
     # Coarse requests really read rollups, fine ones raw points.
     assert api.ok("GET", "/v1/projects/p/charts", params={"keys": "loss", "samples": 8})["tier"] >= 8
     assert api.ok("GET", "/v1/projects/p/charts", params={"keys": "loss", "samples": 5000})["tier"] == 0
@@ -104,7 +127,7 @@ def test_every_extreme_survives(run_loss) -> None:
     for i in np.flatnonzero(jumps > 300) + 1:
         if not np.isfinite(vals[i]):
             continue
-        b = s["x"].index(int(steps[i]) // c["bucket_width"] * c["bucket_width"])
+        b = s["x"].index(_expected(steps[i : i + 1], vals[i : i + 1], c, 0, int(steps[-1]))["x"][0])
         assert s["min"][b] <= vals[i] <= s["max"][b]
         assert s["max"][b] >= vals[i] if vals[i] > vals[i - 1] else s["min"][b] <= vals[i]
 
@@ -112,10 +135,10 @@ def test_every_extreme_survives(run_loss) -> None:
 def test_avg_last_lttb_and_smoothing(run_loss) -> None:
     api, steps, vals = run_loss
     c = api.ok("GET", "/v1/projects/p/charts", params={"keys": "loss", "samples": 40, "agg": "avg"})
-    exp = _expected(steps, vals, c["bucket_width"], 0, int(steps[-1]))
+    exp = _expected(steps, vals, c, 0, int(steps[-1]))
     assert np.allclose(c["series"][0]["value"], exp["avg"], rtol=1e-12, atol=1e-9)
     c = api.ok("GET", "/v1/projects/p/charts", params={"keys": "loss", "samples": 40, "agg": "last", "smoothing": 0.6})
-    exp = _expected(steps, vals, c["bucket_width"], 0, int(steps[-1]))
+    exp = _expected(steps, vals, c, 0, int(steps[-1]))
     s = c["series"][0]
     assert s["value"] == exp["last"]
     acc, wsum, sm = 0.0, 0.0, []
@@ -160,12 +183,11 @@ def test_writers_per_and_combined(api: Api) -> None:
     api.wait_intact("ddp", 3000)
     c = api.ok("GET", "/v1/projects/p/charts", params={"keys": "loss", "samples": 25, "writers": "per"})
     assert [s["writer_id"] for s in c["series"]] == ["rank0", "rank1", "rank2"]
-    w = c["bucket_width"]
     for s in c["series"]:
-        assert s["max"] == _expected(steps, per[s["writer_id"]], w, 0, 999)["max"]
+        assert s["max"] == _expected(steps, per[s["writer_id"]], c, 0, 999)["max"]
     c = api.ok("GET", "/v1/projects/p/charts", params={"keys": "loss", "samples": 25, "writers": "combined"})
     (s,) = c["series"]
-    lasts = np.array([_expected(steps, per[k], w, 0, 999)["last"] for k in sorted(per)])
+    lasts = np.array([_expected(steps, per[k], c, 0, 999)["last"] for k in sorted(per)])
     assert np.allclose(s["value"], lasts.mean(axis=0))
     assert s["min"] == list(lasts.min(axis=0)) and s["max"] == list(lasts.max(axis=0))
     assert set(s["writers"]) == {3}
@@ -215,7 +237,7 @@ def test_no_duplicate_effect_with_merges_stopped(embedded, api: Api) -> None:
             after = api.ok("GET", "/v1/projects/dups/charts", params={"keys": "loss", "samples": s, "agg": agg})
             assert after["series"] == before[agg]["series"], agg
         c = before["minmax"]
-        exp = _expected(steps, vals, c["bucket_width"], 0, 2999)
+        exp = _expected(steps, vals, c, 0, 2999)
         assert c["series"][0]["min"] == exp["min"] and c["series"][0]["first"] == exp["first"]
         page = api.ok("GET", "/v1/runs/dup/metrics", params={"limit": 10_000})
         assert len(page["rows"]) == 3000

@@ -12,6 +12,7 @@ a multiple of the tier's cell, so each cell falls in exactly one bucket.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from arwx.query.rollups import RAW_CELLS, extents_sql, pick_tier, step_cells, time_cells
@@ -86,10 +87,31 @@ async def chart(store: Store, req: ChartRequest) -> dict:
         hi = req.max_step if req.max_step is not None else max(e[1] for e in ext.values())
         if hi < lo:
             return out
-        target = req.interval or _ceil_div(hi - lo + 1, req.samples)
-        tier = 0 if req.agg == "avg" else pick_tier(target // 4 if req.agg == "lttb" else target)
-        width = _ceil_div(target, 1 << tier) * (1 << tier)
+        span = hi - lo + 1
+        if req.interval:
+            # Buckets of a given width: a multiple of the cell, aligned to multiples of itself.
+            tier = 0 if req.agg == "avg" else pick_tier(req.interval // 4 if req.agg == "lttb" else req.interval)
+            width = _ceil_div(req.interval, 1 << tier) * (1 << tier)
+            bucket = Buckets("intDiv(toInt64(step_min), {w:Int64})", lambda b, w=width: b * w)
+        else:
+            # Exactly ``samples`` buckets of span/samples steps. Each cell goes
+            # whole to the bucket of its start, so a bucket's edges move to
+            # the next cell start: the tier (at most half a bucket, so 2 to 8
+            # cells per bucket) keeps every bucket non-empty on dense data and
+            # each edge within half a bucket of its nominal place, at a
+            # quarter of the cells of a 4x finer tier (the -Merge of the
+            # cells' argMin/argMax states is the cost of a chart).
+            tier = 0 if req.agg == "avg" else pick_tier(span // req.samples // (2 if req.agg != "lttb" else 4))
+            width = span / req.samples
+            n = req.samples
+            bucket = Buckets(
+                "greatest(0, intDiv((toInt128(bitShiftLeft(bitShiftRight(step_min, {tier:UInt8}), {tier:UInt8})) - {lo:UInt64})"
+                " * {n:UInt32}, {span:UInt64}))",
+                lambda b, lo=lo, n=n, span=span: lo + _ceil_div(b * span, n),
+            )
+            params.update(n=n, span=span)
         cells, p = step_cells(tier, lo, hi, edges=req.since_step is not None or req.max_step is not None)
+        p.setdefault("tier", tier)
         xexpr = "step_min"
         out["range"] = [lo, hi]
     else:
@@ -115,11 +137,12 @@ async def chart(store: Store, req: ChartRequest) -> dict:
         xexpr = "(ts_ms - transform(run_id, {o_runs:Array(String)}, {o_ms:Array(Int64)}, toInt64(0)))"
         p.update(o_runs=list(origins), o_ms=list(origins.values()), x_lo=f, x_hi=t)
         cells = f"SELECT * FROM ({cells}) WHERE {xexpr} BETWEEN {{x_lo:Int64}} AND {{x_hi:Int64}}"
+        bucket = Buckets(f"intDiv(toInt64({xexpr}), {{w:Int64}})", lambda b, w=width: b * w)
         out["range"] = [f, t]
     params.update(p)
     params["w"] = width
     out["tier"], out["bucket_width"] = tier, width
-    series = await _series(store, req, cells, xexpr, params)
+    series = await _series(store, req, cells, xexpr, bucket, params)
     skipped = await _skipped(store, req)
     for s in series:
         s["skipped"] = skipped.get((s["run_id"], s["key"], s["writer_id"]), 0) if s["writer_id"] is not None else sum(
@@ -131,8 +154,16 @@ async def chart(store: Store, req: ChartRequest) -> dict:
     return out
 
 
-async def _series(store: Store, req: ChartRequest, cells: str, xexpr: str, params: dict) -> list[dict]:
-    bucket = f"intDiv(toInt64({xexpr}), {{w:Int64}})"
+@dataclass(frozen=True)
+class Buckets:
+    """How cells fall into output buckets: the bucket number's SQL, and each bucket's x."""
+
+    sql: str
+    x: Callable[[int], int]
+
+
+async def _series(store: Store, req: ChartRequest, cells: str, xexpr: str, buckets: Buckets, params: dict) -> list[dict]:
+    bucket, x_of = buckets.sql, buckets.x
     if req.agg == "lttb":
         # MinMaxLTTB: each cell offers its first, last and extreme points; LTTB picks among them.
         pts = (
@@ -166,7 +197,7 @@ async def _series(store: Store, req: ChartRequest, cells: str, xexpr: str, param
         out: dict[tuple, dict] = {}
         for r, k, b, mean, lo, hi, n in await store.rows(sql, params):
             s = out.setdefault((r, k), {"run_id": r, "key": k, "writer_id": None, "x": [], "value": [], "min": [], "max": [], "writers": []})
-            s["x"].append(b * params["w"])
+            s["x"].append(x_of(b))
             s["value"].append(mean)
             s["min"].append(lo)
             s["max"].append(hi)
@@ -182,7 +213,7 @@ async def _series(store: Store, req: ChartRequest, cells: str, xexpr: str, param
                 s.update(first=[], last=[], min=[], max=[])
                 if req.x == "step":
                     s.update(min_x=[], max_x=[])
-        s["x"].append(b * params["w"])
+        s["x"].append(x_of(b))
         s["value"].append(v)
         if req.agg == "minmax":
             s["first"].append(first)
