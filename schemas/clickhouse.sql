@@ -195,3 +195,15 @@ SELECT org, run_id, key, writer_id, groupBitmapState(seq) AS seqs
 FROM points
 WHERE NOT isFinite(value)
 GROUP BY org, run_id, key, writer_id
+;
+-- The store's identity, made once when the store is new (the earliest row
+-- wins). The embedded log records which store it feeds: a store made anew
+-- under a log that fed another one is refused at start (docs/reliability.md).
+CREATE TABLE IF NOT EXISTS store_info
+(
+    name       String,
+    value      String,
+    created_at DateTime64(3, 'UTC')
+)
+ENGINE = MergeTree
+ORDER BY (name, created_at)

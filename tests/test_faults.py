@@ -28,6 +28,7 @@ import http.client
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import threading
@@ -39,7 +40,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.helpers import Api, ServerProcess, ServerThread, ndjson, points, wait_for
+from tests.helpers import Api, ServerProcess, ServerThread, free_port, ndjson, points, wait_for
 
 SOAK = os.environ.get("ARWX_SOAK") == "1"
 WRITERS = 8
@@ -431,3 +432,100 @@ def test_embedded_log_disk_full_then_freed(tmp_path: Path) -> None:
         for m in reversed(mounts):
             subprocess.run(["umount", "-l", str(m)], capture_output=True)
         shutil.rmtree(real_store, ignore_errors=True)
+
+
+def _ready(ops_url: str) -> tuple[int, dict]:
+    return Api(ops_url, None).get("/ready")
+
+
+def test_embedded_store_disk_full_pauses_then_resumes(tmp_path: Path) -> None:
+    """The store's filesystem fills up (chDB answers ``SELECT 1`` but cannot write): ingest is
+    still acknowledged (the log is on another disk), the consumer pauses and says so in
+    ``/ready`` and ``arwx_consumer_paused``, nothing is dead-lettered, control writes answer
+    503 not 500, SIGTERM during the outage exits in bounded time, and once space is freed
+    every acknowledged point is stored and the receipt is exact."""
+    data = tmp_path / "data"
+    data.mkdir()
+    store = data / "clickhouse"
+    reason = _mount_tmpfs(store, "48m")
+    if reason:
+        pytest.skip(f"cannot make a small filesystem for the store: {reason}")
+    srv = w = None
+    metrics_port = free_port()
+    extra = ["--metrics-port", str(metrics_port)]
+    ops = f"http://127.0.0.1:{metrics_port}"
+    try:
+        srv = ServerProcess(data, extra=extra).start()
+        key = srv.key
+        api = Api(srv.url, key)
+        api.ok("POST", "/v1/runs", {"id": "storefull"})
+        w = Writers(lambda: [srv.url], key, "storefull", batch=200, rate=1000).start()
+        w.wait_more(2000, what="writes flowing before the store's disk fills")
+        filler = store / "filler"
+        _fill(filler)
+        INJECTED["embedded: store disk full + freed"] += 1
+        status, body = wait_for(
+            lambda: (r := _ready(ops))[0] == 503 and r[1]["checks"].get("consumer", "").startswith("paused") and r,
+            60, 0.1, "/ready to say the consumer is paused",
+        )
+        assert "NOT_ENOUGH_SPACE" in body["checks"]["consumer"] or "space" in body["checks"]["consumer"], body
+        _, page = Api(ops, None).request("GET", "/metrics")
+        assert re.search(r"^arwx_consumer_paused 1\.0$", page, re.M), "the pause must show in the metrics"
+        w.wait_more(1000, what="ingest still acknowledged while the store is full (the log has it)")
+        status, out = api.request("POST", "/v1/runs", {"id": "made-while-full"})
+        assert status == 503 and out.get("error"), (status, out)
+        t0 = time.monotonic()
+        rc = srv.terminate()
+        stop_s = time.monotonic() - t0
+        assert rc == 0 and stop_s < 40, f"SIGTERM during the outage: exit {rc} after {stop_s:.1f}s"
+        INJECTED["embedded: SIGTERM while the store is full"] += 1
+        logs = srv.logs()
+        assert "dead-lettered" not in logs, "a full store is an outage, never bad data"
+        filler.unlink()
+        srv = ServerProcess(data, srv.port, extra=extra).start()
+        srv.key = key
+        w.wait_more(2000, what="writes flowing after space was freed")
+        totals = w.stop()
+        r = finish_and_check(api, "storefull", totals)
+        assert _ready(ops)[0] == 200
+        assert "dead-lettered" not in srv.logs()
+        print(f"store disk full: {sum(totals.values())} points, stop took {stop_s:.1f}s, "
+              f"{r['duplicates_collapsed']} collapsed")
+    finally:
+        if w is not None:
+            w._stop.set()
+        if srv is not None:
+            srv.terminate()
+        subprocess.run(["umount", "-l", str(store)], capture_output=True)
+
+
+def test_embedded_offsets_keep_rising_across_restarts_and_trims(tmp_path: Path) -> None:
+    """Restarts (kill -9 and SIGTERM) of a server that trims everything consumed at once
+    (``--log-retention-s 0``), writers pausing around each one so the log empties: offsets
+    never go back below the committed position, so every acknowledged point is stored."""
+    rnd = random.Random(SEED + 3)
+    extra = ["--log-retention-s", "0"]
+    srv = ServerProcess(tmp_path / "data", extra=extra).start()
+    key = srv.key
+    api = Api(srv.url, key)
+    api.ok("POST", "/v1/runs", {"id": "offsets"})
+    stored = 0
+    try:
+        for i, kind in enumerate(["sigterm", "kill9", "sigterm", "kill9"] * (3 if SOAK else 1)):
+            n = rnd.randint(2, 6) * 50
+            for b in range(0, n, 50):
+                api.ok("POST", "/v1/ingest", {"points": points("offsets", f"w{i}", range(b, b + 50))})
+            stored += n
+            api.wait_intact("offsets", stored, timeout=60)  # consumed and committed: the next commit trims it all
+            if kind == "kill9":
+                srv.kill9()
+            else:
+                assert srv.terminate() == 0
+            srv = ServerProcess(srv.data_dir, srv.port, extra=extra).start()
+            srv.key = key
+            INJECTED[f"embedded: {kind} + trim + restart"] += 1
+        api.ok("POST", "/v1/ingest", {"points": points("offsets", "last", range(30))})
+        r = api.wait_intact("offsets", stored + 30, timeout=60)
+        assert r["points_stored"] == stored + 30 and r["pending"] == 0, r
+    finally:
+        srv.terminate()

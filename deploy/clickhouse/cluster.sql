@@ -205,3 +205,15 @@ FROM points_local
 WHERE NOT isFinite(value)
 GROUP BY org, run_id, key, writer_id
 ;
+CREATE TABLE IF NOT EXISTS store_info_local ON CLUSTER arwx
+(
+    name       String,
+    value      String,
+    created_at DateTime64(3, 'UTC')
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/store_info_local', '{replica}')
+ORDER BY (name, created_at)
+;
+CREATE TABLE IF NOT EXISTS store_info ON CLUSTER arwx AS store_info_local
+ENGINE = Distributed(arwx, currentDatabase(), store_info_local, cityHash64(name))
+;

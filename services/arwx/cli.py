@@ -14,8 +14,9 @@ import signal
 import sys
 
 from arwx.config import ConfigError, Settings, add_arguments, resolve
+from arwx.datadir import StartRefused
 from arwx.logging_setup import setup_logging
-from arwx.server import ALL_ROLES, Server
+from arwx.server import ALL_ROLES, Server, wait_stop_or_death
 
 log = logging.getLogger("arwx")
 _SERVICE_HELP = {
@@ -30,7 +31,13 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="arwx", description="arwx metrics ingest pipeline")
     sub = p.add_subparsers(dest="command", required=True)
     for name, help_ in _SERVICE_HELP.items():
-        add_arguments(sub.add_parser(name, help=help_, description=help_))
+        sp = sub.add_parser(name, help=help_, description=help_)
+        add_arguments(sp)
+        if name == "server":
+            sp.add_argument(
+                "--rebuild-store", action="store_true",
+                help="the store was lost but the embedded log kept: rebuild the store from what the log holds",
+            )
     keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)
     store_opts = ["data_dir", "clickhouse_url", "log_level", "log_format"]
     c = keys.add_parser("create", help="create a key (and its organization if new); prints the secret once")
@@ -46,18 +53,24 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-async def _run_service(settings: Settings, roles: frozenset[str]) -> int:
+async def _run_service(settings: Settings, roles: frozenset[str], rebuild_store: bool = False) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    server = Server(settings, roles)
+    server = Server(settings, roles, rebuild_store=rebuild_store)
     try:
         await server.start()
+    except StartRefused as e:
+        await server.stop()
+        print(f"arwx: refusing to start: {e}", file=sys.stderr)
+        return 1
     except Exception as e:
         await server.stop()
         print(f"arwx: could not start: {e}", file=sys.stderr)
         return 1
+    if server.notice:
+        print(f"arwx: {server.notice}", flush=True)
     mode = "kafka" if settings.kafka_bootstrap else "embedded log"
     store = "ClickHouse server" if settings.clickhouse_url else f"chDB in {settings.data_path}"
     if server.url:
@@ -74,7 +87,12 @@ async def _run_service(settings: Settings, roles: frozenset[str]) -> int:
             f"  export ARWANDB_API_KEY={server.first_key}",
             flush=True,
         )
-    await stop.wait()
+    if not await wait_stop_or_death(server, stop):
+        # Loud and non-zero: a supervisor restarts us; half alive, we would ack what nothing consumes.
+        print(f"arwx: a background task died ({server.fatal!r}); stopping with exit code 1", file=sys.stderr, flush=True)
+        log.critical("stopping: a background task died", extra={"error": repr(server.fatal)})
+        await server.stop()
+        return 1
     print("arwx: stopping (finishing requests, flushing the consumer)", flush=True)
     log.info("stopping")
     await server.stop()
@@ -153,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    return asyncio.run(_run_service(settings, roles))
+    return asyncio.run(_run_service(settings, roles, getattr(args, "rebuild_store", False)))
 
 
 if __name__ == "__main__":

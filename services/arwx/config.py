@@ -58,6 +58,7 @@ OPTIONS: list[Option] = [
     Option("max_line_bytes", int, 1 << 20, "largest NDJSON line on the stream (bigger: that line is rejected)"),
     Option("key_refresh_s", float, 2.0, "how often API keys are re-read from the store (revocation bound)"),
     Option("send_timeout_s", float, 10.0, "bound on a log append before answering 503"),
+    Option("log_retention_s", float, 3600.0, "embedded log: how long consumed messages are kept (what --rebuild-store can replay)"),
     Option("max_inflight_bytes", int, 256 << 20, "bound on ingest bodies in flight in a gateway (over it: 429 + Retry-After)"),
     Option("log_level", str, "info", "debug, info, warning or error"),
     Option("log_format", str, "text", "text, or json: one JSON object per line"),
@@ -84,6 +85,7 @@ class Settings:
     max_line_bytes: int
     key_refresh_s: float
     send_timeout_s: float
+    log_retention_s: float
     max_inflight_bytes: int
     log_level: str
     log_format: str
@@ -101,6 +103,8 @@ class Settings:
             raise ConfigError("max_body_bytes and max_line_bytes must be at least 1024")
         if self.key_refresh_s <= 0 or self.send_timeout_s <= 0:
             raise ConfigError("key_refresh_s and send_timeout_s must be positive")
+        if self.log_retention_s < 0:
+            raise ConfigError("log_retention_s must not be negative")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError(f"log_level {self.log_level!r} is not debug, info, warning or error")
         if self.log_format not in ("text", "json"):

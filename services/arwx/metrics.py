@@ -42,6 +42,12 @@ CONSUMER_LAG = Gauge(
     "Log messages appended but not yet committed by the consumer group, per partition (sampled at scrape)",
     ["topic", "partition"],
 )
+CONSUMER_PAUSED = Gauge(
+    "arwx_consumer_paused", "1 while the consumer waits for the store to take writes again (disk full, down), else 0"
+)
+CONSUMER_STORE_RETRIES = Counter(
+    "arwx_consumer_store_retries_total", "Store writes the consumer retried (an outage pauses it; nothing is dropped)"
+)
 DEAD_LETTERS = Counter("arwx_dead_letters_total", "Log messages sent to the dead-letter table")
 STORE_ERRORS = Counter("arwx_store_errors_total", "Store operations that failed", ["op"])
 

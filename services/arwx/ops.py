@@ -7,8 +7,10 @@ default) that serves only these three read-only paths and no tenant data.
 
 - ``/health``: liveness, 200 while the process runs its event loop.
 - ``/ready``: 200 when every part this process needs answers (the log, the
-  store), 503 naming the parts that do not, and 503 while starting or
-  stopping, so a load balancer stops sending before the API port closes.
+  store) and its consumer is not paused waiting for the store (a full disk
+  still answers a ping, but takes no writes); 503 naming the parts that do
+  not, and 503 while starting or stopping, so a load balancer stops sending
+  before the API port closes.
 - ``/metrics``: the Prometheus text format. Gauges that need a look at the
   log (consumer lag per partition, the embedded log's backlog) are sampled
   right before each scrape, bounded by a timeout.
@@ -42,6 +44,7 @@ class Parts:
     log: EventLog | None = None
     reader: LogReader | None = None
     store: Store | None = None
+    consumer: object | None = None  # a Consumer: its ``paused`` says why it waits
     needs_log: bool = True
     samplers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
@@ -71,6 +74,9 @@ async def readiness(parts: Parts) -> tuple[bool, dict]:
         pending["log"] = _bounded(parts.log.pending(_PROBE_KEY), "log")
     results = await asyncio.gather(*pending.values())
     checks = dict(zip(pending, results))
+    if parts.consumer is not None:
+        paused = getattr(parts.consumer, "paused", None)
+        checks["consumer"] = "ok" if paused is None else f"paused, the store takes no writes: {paused}"
     ok = all(v == "ok" for v in checks.values())
     return ok, {"status": "ready" if ok else "not ready", "checks": checks}
 

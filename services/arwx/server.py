@@ -18,6 +18,7 @@ from arwx.app import build_app
 from arwx.blobs.base import BlobStore, open_blob_store
 from arwx.config import Settings
 from arwx.consumer.runner import Consumer
+from arwx.datadir import StartRefused, check_data_dir
 from arwx.log.base import EventLog, LogReader
 from arwx.ops import Parts, embedded_log_sampler, kafka_lag_sampler, start_ops_listener
 from arwx.runs import Runs
@@ -37,6 +38,10 @@ class Server:
 
     settings: Settings
     roles: frozenset[str] = ALL_ROLES
+    #: ``arwx server --rebuild-store``: replay the embedded log into a store made anew.
+    rebuild_store: bool = False
+    #: What the start-up checks had to say (a rebuild and how much it replays).
+    notice: str | None = None
     store: Store | None = None
     log: EventLog | None = None
     reader: LogReader | None = None
@@ -49,7 +54,17 @@ class Server:
     ops_url: str = ""
     first_key: str | None = None
     parts: Parts = field(default_factory=Parts)
+    #: Set when a background part died (the consumer): the process must exit non-zero.
+    died: asyncio.Event = field(default_factory=asyncio.Event)
+    fatal: BaseException | None = None
     _closers: list = field(default_factory=list)
+
+    def _on_fatal(self, err: BaseException) -> None:
+        """A background task died: never stay up half alive (acknowledging ingest nothing consumes)."""
+        if self.fatal is None:
+            self.fatal = err
+        self.parts.phase = "failed"
+        self.died.set()
 
     async def start(self) -> None:
         s = self.settings
@@ -61,18 +76,25 @@ class Server:
         if not s.kafka_bootstrap:
             s.data_path.mkdir(parents=True, exist_ok=True)
         self.store = InstrumentedStore(open_store(s.clickhouse_url or None, str(s.data_path)))
-        await self.store.start()
-        self._closers.append(self.store.stop)
+        store_name = "the ClickHouse server" if s.clickhouse_url else f"chDB in {s.data_path / 'clickhouse'}"
+        try:
+            await self.store.start()
+            self._closers.append(self.store.stop)
+            await apply_schema(self.store)
+        except Exception as e:
+            raise StartRefused(f"the store ({store_name}) cannot be opened or checked: {e}") from e
         self.parts.store = self.store
-        await apply_schema(self.store)
         self.tenancy = Tenancy(self.store, refresh_s=s.key_refresh_s)
         self.runs = Runs(self.store)
         self.log, self.reader = await self._open_log()
         self.parts.log, self.parts.reader = self.log, self.reader
+        if not s.kafka_bootstrap:
+            self.notice = await check_data_dir(self.log, self.store, store_name, self.rebuild_store)
         # The query service reads pending counts from the log for receipts, so every role needs it.
         if "consumer" in self.roles:
-            self.consumer = Consumer(self.reader, self.store)
+            self.consumer = Consumer(self.reader, self.store, on_fatal=self._on_fatal)
             await self.consumer.start()
+            self.parts.consumer = self.consumer
             self._closers.append(self.consumer.stop)
             sampler = kafka_lag_sampler(self.reader) if s.kafka_bootstrap else embedded_log_sampler(self.reader)
             self.parts.samplers.append(sampler)
@@ -122,10 +144,15 @@ class Server:
                 await reader.start()
                 self._closers.append(reader.stop)
             return producer, reader
-        from arwx.log.sqlite_log import SqliteLog
+        from arwx.log.sqlite_log import LogCorrupt, SqliteLog
 
-        sqlite_log = SqliteLog(str(s.data_path), group_id=s.consumer_group, send_timeout_s=s.send_timeout_s)
-        await sqlite_log.start()
+        sqlite_log = SqliteLog(
+            str(s.data_path), group_id=s.consumer_group, send_timeout_s=s.send_timeout_s, retention_s=s.log_retention_s
+        )
+        try:
+            await sqlite_log.start()
+        except LogCorrupt as e:
+            raise StartRefused(str(e)) from e
         self._closers.append(sqlite_log.stop)
         return sqlite_log, sqlite_log
 
@@ -152,6 +179,17 @@ class Server:
 async def serve_forever(server: Server, stop: asyncio.Event) -> None:
     await server.start()
     try:
-        await stop.wait()
+        await wait_stop_or_death(server, stop)
     finally:
         await server.stop()
+
+
+async def wait_stop_or_death(server: Server, stop: asyncio.Event) -> bool:
+    """Until ``stop`` is set (True) or a part of ``server`` dies (False)."""
+    waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(server.died.wait())]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+    return not server.died.is_set()

@@ -42,6 +42,9 @@ class Batch:
     ledger: list[tuple] = field(default_factory=list)
     # (topic, partition) -> (first offset, last offset) in this batch
     ranges: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
+    # the decoded messages themselves (already in memory): a message the store
+    # refuses is dead-lettered whole, with its original bytes
+    sources: list[LogMessage] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.seq)
@@ -52,6 +55,7 @@ class Batch:
     def add(self, msg: LogMessage, b: LogBatch) -> None:
         n = len(b.seq)
         self.messages += 1
+        self.sources.append(msg)
         self.nbytes += len(msg.payload)
         self.digest.update(msg.payload)
         self.org.extend([b.org] * n)

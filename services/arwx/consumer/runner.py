@@ -2,9 +2,21 @@
 
 One task reads and decodes while a writer task stores the previous batch, so
 at most two batches are in flight and they are stored strictly in log order.
-A message that cannot be decoded or written is dead-lettered; a store outage
-is never dead-lettered: the writer waits and retries the same batch (same
-dedup token) until the store is back.
+
+Invariants:
+
+- Only a message that cannot be decoded, or whose rows the store explicitly
+  refuses (``StoreRejected``), is dead-lettered, and the dead letter keeps the
+  whole original message so it can be replayed. Any other store error (an
+  outage: full disk, read-only, unreachable; or one nobody classified) pauses
+  the consumer, which retries the same batch (same dedup token) until the
+  store takes it; the pause shows in ``/ready`` and ``arwx_consumer_paused``.
+- An offset is committed only after its message is stored or dead-lettered.
+- ``stop()`` is bounded: what cannot be stored within the grace period is
+  left uncommitted in the log (replayed at the next start, collapsed by the
+  store), never dropped.
+- A task that dies calls ``on_fatal``: the process goes down loudly instead
+  of acknowledging ingest that nothing consumes.
 """
 
 from __future__ import annotations
@@ -13,6 +25,7 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import msgspec
@@ -22,7 +35,7 @@ from arwx.consumer.batching import Batch
 from arwx.consumer.commit import OffsetCommitter
 from arwx.consumer.dead_letter import dead_letter
 from arwx.log.base import LogMessage, LogReader
-from arwx.store.base import Store, StoreUnavailable
+from arwx.store.base import Store, StoreRejected
 from arwx.wire import decode_log_batch
 
 log = logging.getLogger(__name__)
@@ -40,12 +53,19 @@ class ConsumerConfig:
     idle_wait_s: float = 0.05
     read_messages: int = 500
     commit_interval_s: float = 1.0
+    stop_grace_s: float = 10.0
 
 
 class Consumer:
     """Moves points from a ``LogReader`` into a ``Store``."""
 
-    def __init__(self, reader: LogReader, store: Store, config: ConsumerConfig | None = None) -> None:
+    def __init__(
+        self,
+        reader: LogReader,
+        store: Store,
+        config: ConsumerConfig | None = None,
+        on_fatal: Callable[[BaseException], None] | None = None,
+    ) -> None:
         self.reader = reader
         self.store = store
         self.config = config or ConsumerConfig()
@@ -55,6 +75,9 @@ class Consumer:
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._idle = asyncio.Event()
+        self._on_fatal = on_fatal
+        #: Why the consumer is waiting for the store; None while writes flow.
+        self.paused: str | None = None
         self.reader.set_revoke_hook(self._on_revoke)
 
     async def start(self) -> None:
@@ -62,13 +85,40 @@ class Consumer:
             asyncio.create_task(self._read_loop(), name="arwx-consumer-read"),
             asyncio.create_task(self._write_loop(), name="arwx-consumer-write"),
         ]
+        for t in self._tasks:
+            t.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        if task.cancelled() or self._stopping.is_set():
+            return
+        err = task.exception() or RuntimeError(f"{task.get_name()} returned while the consumer was running")
+        log.critical("consumer task %s died: %r; the process must stop", task.get_name(), err, exc_info=err)
+        if self._on_fatal is not None:
+            self._on_fatal(err)
 
     async def stop(self) -> None:
-        """Flush what was read, store it, commit, stop."""
+        """Flush what was read, store it, commit, stop: within ``stop_grace_s``.
+
+        Past the grace period (the store is down) the tasks are cancelled; what
+        they held is not committed, so the log replays it at the next start.
+        """
         self._stopping.set()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-            self._tasks = []
+        if not self._tasks:
+            return
+        _, late = await asyncio.wait(self._tasks, timeout=self.config.stop_grace_s)
+        if late:
+            log.warning(
+                "consumer did not finish within %.0fs (%s); the rest stays uncommitted in the log",
+                self.config.stop_grace_s,
+                self.paused or "still writing",
+            )
+            for t in late:
+                t.cancel()
+            await asyncio.wait(late, timeout=5)
+        for t in self._tasks:
+            if t.done() and not t.cancelled() and t.exception() is not None:
+                log.error("consumer task %s had failed: %r", t.get_name(), t.exception())
+        self._tasks = []
 
     # -- reading ------------------------------------------------------------
 
@@ -117,7 +167,7 @@ class Consumer:
         self._batch.add(m, b)
 
     async def _dead_letter(self, m: LogMessage, reason: str) -> None:
-        await _retry_outage(lambda: dead_letter(self.store, m, reason))
+        await self._until_stored(lambda: dead_letter(self.store, m, reason))
         metrics.DEAD_LETTERS.inc()
         tp = (m.topic, m.partition)
         first, _ = self._batch.ranges.get(tp, (m.offset, m.offset))
@@ -191,14 +241,10 @@ class Consumer:
         ledger = batch.ledger_table(now_ms)
         t0 = time.perf_counter()
         try:
-            await _retry_outage(
-                lambda: self.store.insert("points", points, batch.token("pts")), self.store
-            )
-            await _retry_outage(
-                lambda: self.store.insert("ledger", ledger, batch.token("led")), self.store
-            )
-        except _BadData as e:
-            log.warning("batch of %d messages failed to store (%s); writing them one by one", batch.messages, e)
+            await self._until_stored(lambda: self.store.insert("points", points, batch.token("pts")))
+            await self._until_stored(lambda: self.store.insert("ledger", ledger, batch.token("led")))
+        except StoreRejected as e:
+            log.warning("batch of %d messages refused by the store (%s); writing them one by one", batch.messages, e)
             await self._store_one_by_one(batch)
             return
         metrics.CONSUMER_BATCH_ROWS.observe(len(batch))
@@ -206,67 +252,52 @@ class Consumer:
         metrics.POINTS_STORED.inc(len(batch))
 
     async def _store_one_by_one(self, batch: Batch) -> None:
-        """Isolate the message that the store refuses; the rest is written."""
-        # Rebuild per message from the batch columns.
-        offsets = batch.log_offset
-        i = 0
-        n = len(offsets)
-        while i < n:
-            j = i
-            while j < n and offsets[j] == offsets[i] and batch.log_partition[j] == batch.log_partition[i]:
-                j += 1
-            single = _slice(batch, i, j)
+        """Isolate the message the store refuses; the rest is written. The refused
+        one is dead-lettered whole (its original bytes), so it can be replayed."""
+        for m in batch.sources:
+            one = Batch()
+            one.add(m, decode_log_batch(m.payload))  # it decoded once already
             now_ms = int(time.time() * 1000)
             try:
-                await _retry_outage(
-                    lambda s=single, t=now_ms: self.store.insert("points", s.points_table(t), s.token("pts1")),
-                    self.store,
+                await self._until_stored(
+                    lambda: self.store.insert("points", one.points_table(now_ms), one.token("pts1"))  # noqa: B023
                 )
-                await _retry_outage(
-                    lambda s=single, t=now_ms: self.store.insert("ledger", s.ledger_table(t), s.token("led1")),
-                    self.store,
+                await self._until_stored(
+                    lambda: self.store.insert("ledger", one.ledger_table(now_ms), one.token("led1"))  # noqa: B023
                 )
-            except _BadData as e:
-                (tp, (off, _)), = single.ranges.items()
-                await dead_letter(self.store, LogMessage(tp[0], tp[1], off, "", b""), f"store refused message: {e}")
+            except StoreRejected as e:
+                reason = f"store refused message: {e}"
+                await self._until_stored(lambda: dead_letter(self.store, m, reason))  # noqa: B023
                 metrics.DEAD_LETTERS.inc()
-            i = j
+                continue
+            metrics.POINTS_STORED.inc(len(one))
 
+    async def _until_stored(self, fn: Callable[[], Awaitable[None]]) -> None:
+        """Run ``fn`` until the store takes it; raise only ``StoreRejected``.
 
-class _BadData(Exception):
-    """The store is up but refuses this data."""
-
-
-async def _retry_outage(fn, store: Store | None = None) -> None:  # noqa: ANN001
-    """Run ``fn`` until it succeeds while the store is unreachable.
-
-    An error while the store still answers a ping is bad data (``_BadData``),
-    not an outage. Retries keep going during shutdown too: what was read must
-    be stored before its offset may be committed.
-    """
-    delay = 0.1
-    while True:
-        try:
-            await fn()
+        Every other error pauses: an outage (``StoreUnavailable``: disk full,
+        read-only, unreachable) or an error nobody classified. Retrying never
+        loses data; giving up would. Retries go on during shutdown too, until
+        ``stop()`` cancels them past its grace period.
+        """
+        delay = 0.1
+        while True:
+            try:
+                await fn()
+            except StoreRejected:
+                raise
+            except Exception as e:  # noqa: BLE001 - anything else: pause, never drop
+                reason = f"{type(e).__name__}: {e}"[:500]
+                if self.paused is None:
+                    log.error("the store cannot take writes (%s); the consumer pauses and retries", reason)
+                    metrics.CONSUMER_PAUSED.set(1)
+                self.paused = reason
+                metrics.CONSUMER_STORE_RETRIES.inc()
+                await asyncio.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 5.0)
+                continue
+            if self.paused is not None:
+                log.warning("the store takes writes again; the consumer resumes")
+                self.paused = None
+                metrics.CONSUMER_PAUSED.set(0)
             return
-        except StoreUnavailable as e:
-            reason = str(e)
-        except Exception as e:  # chDB raises one error type for everything
-            if store is not None and await store.ping():
-                raise _BadData(str(e)) from e
-            reason = str(e)
-        log.warning("store unavailable (%s); retrying in %.1fs", reason, delay)
-        await asyncio.sleep(delay * (0.5 + random.random()))
-        delay = min(delay * 2, 5.0)
-
-
-def _slice(batch: Batch, i: int, j: int) -> Batch:
-    out = Batch()
-    for name in ("org", "run_id", "key", "writer_id", "seq", "step", "ts", "value", "log_partition", "log_offset"):
-        setattr(out, name, getattr(batch, name)[i:j])
-    tp = next(tp for tp in batch.ranges if tp[1] == batch.log_partition[i])
-    off = batch.log_offset[i]
-    out.ranges = {tp: (off, off)}
-    out.ledger = [row for row in batch.ledger if row[8] == tp[1] and row[9] == off and row[7] == tp[0]]
-    out.messages = 1
-    return out

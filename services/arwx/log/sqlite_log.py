@@ -30,6 +30,26 @@ from arwx.log.base import Appended, LogMessage, LogUnavailable
 
 log = logging.getLogger(__name__)
 
+
+class LogCorrupt(Exception):
+    """The log file is damaged: the server must not start on it (or keep acknowledging into it)."""
+
+
+def corrupt_message(path: str, detail: str) -> str:
+    """What to tell the operator: the file, what is wrong, the ways out."""
+    return (
+        f"the embedded log {path} is corrupt ({detail}). Nothing was acknowledged into it after this check. "
+        f"Ways out: restore it from a backup; or salvage what it holds with "
+        f"`sqlite3 {path} .recover | sqlite3 {path}.recovered`, then stop arwx and replace the file "
+        f"(and remove {path}-wal and {path}-shm); or move all three aside to start with a new log "
+        f"(messages acknowledged but not yet stored are then lost; `arwx_consumer_lag_messages` said how many)."
+    )
+
+
+def _is_corruption(e: sqlite3.Error) -> bool:
+    text = str(e).lower()
+    return "malformed" in text or "not a database" in text or "corrupt" in text
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS log (
@@ -96,6 +116,7 @@ class SqliteLog:
         self._last_trim = 0.0
         self._stopped = False
         self._next_offset = 1  # owned by the writer thread once started
+        self._corrupt: str | None = None  # set when a read or write finds the file damaged
         # "embedded.<id>": a log file made anew (data wiped, store kept) is a
         # different topic, so its offsets never alias the old one's in the
         # ledger.
@@ -109,8 +130,15 @@ class SqliteLog:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._loop = asyncio.get_running_loop()
         self._new_data = asyncio.Event()
-        conn = _connect(self.path)
-        conn.executescript(_SCHEMA)
+        try:
+            conn = _connect(self.path)
+            (verdict,) = conn.execute("PRAGMA quick_check(1)").fetchone()
+            if verdict != "ok":
+                conn.close()
+                raise LogCorrupt(corrupt_message(self.path, verdict))
+            conn.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as e:
+            raise LogCorrupt(corrupt_message(self.path, str(e))) from e
         conn.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('log_id', ?)", (secrets.token_hex(4),))
         (log_id,) = conn.execute("SELECT value FROM meta WHERE name = 'log_id'").fetchone()
         self.topic = f"embedded.{log_id}"
@@ -138,6 +166,9 @@ class SqliteLog:
     async def append(self, key: str, payloads: list[bytes]) -> list[Appended]:
         if self._stopped or self._writer is None:
             raise LogUnavailable("the log is shutting down")
+        if self._corrupt is not None:
+            # Never acknowledge what the consumer cannot read back.
+            raise LogUnavailable(f"the embedded log is corrupt: {self._corrupt}")
         size = sum(len(p) for p in payloads)
         with self._pending_lock:
             if self._pending_bytes + size > self.max_pending_bytes and self._pending_bytes > 0:
@@ -203,6 +234,7 @@ class SqliteLog:
         except sqlite3.Error as e:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
+            self._note_corruption(e)
             log.warning("embedded log append failed: %s", e)
             err = LogUnavailable(f"log append failed: {e}")
             for a in batch:
@@ -213,7 +245,14 @@ class SqliteLog:
         if self._loop is not None and self._new_data is not None:
             self._loop.call_soon_threadsafe(self._new_data.set)
 
+    def _note_corruption(self, e: sqlite3.Error) -> None:
+        if _is_corruption(e) and self._corrupt is None:
+            self._corrupt = str(e)
+            log.critical(corrupt_message(self.path, str(e)))
+
     async def pending(self, key: str, stored: dict[tuple[str, int], int] | None = None) -> int:
+        if self._corrupt is not None:
+            raise LogCorrupt(f"the embedded log {self.path} is corrupt: {self._corrupt}")
         after_stored = (stored or {}).get((self.topic, 0), -1) + 1
 
         def q() -> int:
@@ -256,10 +295,14 @@ class SqliteLog:
         with self._rlock:
             if self._read_pos is None:
                 self._read_pos = self._committed()
-            rows = self._reader_conn.execute(
-                "SELECT offset, key, payload FROM log WHERE offset >= ? ORDER BY offset LIMIT ?",
-                (self._read_pos, max_messages),
-            ).fetchall()
+            try:
+                rows = self._reader_conn.execute(
+                    "SELECT offset, key, payload FROM log WHERE offset >= ? ORDER BY offset LIMIT ?",
+                    (self._read_pos, max_messages),
+                ).fetchall()
+            except sqlite3.DatabaseError as e:
+                self._note_corruption(e)
+                raise
         if rows:
             self._read_pos = rows[-1][0] + 1
         return [LogMessage(self.topic, 0, off, key, bytes(payload)) for off, key, payload in rows]
@@ -288,6 +331,39 @@ class SqliteLog:
             conn.execute(
                 "DELETE FROM log WHERE offset < ? AND appended < ?", (next_offset, now - self.retention_s)
             )
+
+    # -- start-up checks (arwx.datadir) ---------------------------------------
+
+    def meta(self, name: str) -> str | None:
+        """A value of the log's ``meta`` table."""
+        with self._rlock:
+            row = self._reader_conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, name: str, value: str) -> None:
+        with self._rlock:
+            self._reader_conn.execute(
+                "INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (name, value),
+            )
+
+    def held(self) -> tuple[int, int, int, int]:
+        """(messages held, lowest offset, highest offset, committed position) of the group."""
+        with self._rlock:
+            n, lo, hi = self._reader_conn.execute("SELECT count(*), min(offset), max(offset) FROM log").fetchone()
+            return n, lo or 0, hi or 0, self._committed()
+
+    def rewind(self) -> None:
+        """Consume again from the oldest message held (a store rebuilt from the log)."""
+        with self._rlock:
+            # The high-water mark first: offsets must stay above the position being forgotten.
+            self._reader_conn.execute(
+                "INSERT INTO meta (name, value) VALUES ('next_offset', ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
+                (str(self._next_offset),),
+            )
+            self._reader_conn.execute("DELETE FROM consumer_offsets WHERE group_id = ?", (self.group_id,))
+            self._read_pos = None
 
     async def lag(self) -> int:
         """Messages appended but not yet committed (all keys)."""

@@ -19,7 +19,13 @@ _TOKEN_RE = re.compile(r"^[A-Za-z0-9:._,@-]{1,512}$")
 
 
 class StoreUnavailable(Exception):
-    """The store cannot be reached (an outage, not bad data): pause and retry."""
+    """The store cannot do the work now (unreachable, disk full, read-only,
+    out of memory): an outage, not bad data. Pause and retry; HTTP 503."""
+
+
+class StoreRejected(Exception):
+    """The store is up and refuses this data (a value it cannot parse or
+    convert): retrying the same rows fails the same way."""
 
 
 def check_token(token: str) -> str:
@@ -29,7 +35,12 @@ def check_token(token: str) -> str:
 
 
 class Store(Protocol):
-    """A ClickHouse engine: chDB in-process or a server."""
+    """A ClickHouse engine: chDB in-process or a server.
+
+    Errors: every method raises ``StoreUnavailable`` for an outage and
+    ``StoreRejected`` for refused data (``arwx.store.errors.classify``);
+    anything else is unclassified, and the consumer treats it as an outage.
+    """
 
     async def start(self) -> None: ...
 

@@ -15,6 +15,7 @@ import msgspec
 import pyarrow as pa
 
 from arwx.store.base import Params, StoreUnavailable, check_token
+from arwx.store.errors import classify
 
 _SETTINGS = "output_format_json_quote_64bit_integers=0, output_format_json_quote_denormals=0"
 
@@ -103,10 +104,16 @@ class ChdbStore:
     def _query(self, sql: str, fmt: str, params: Params | None):  # noqa: ANN202
         if self._session is None:
             raise StoreUnavailable("chDB store is not open")
-        with self._lock:
-            if params:
-                return self._session.query(sql, fmt, params=_params(params))
-            return self._session.query(sql, fmt)
+        try:
+            with self._lock:
+                if params:
+                    return self._session.query(sql, fmt, params=_params(params))
+                return self._session.query(sql, fmt)
+        except Exception as e:  # chDB raises one type for everything: its code says which
+            c = classify(e)
+            if c is e:
+                raise
+            raise c from e
 
     async def rows(self, sql: str, params: Params | None = None) -> list[tuple]:
         res = await asyncio.to_thread(self._query, f"{sql}\nSETTINGS {_SETTINGS}", "JSONCompact", params)
@@ -142,8 +149,14 @@ class ChdbStore:
         # in this frame.
         if self._session is None:
             raise StoreUnavailable("chDB store is not open")
-        with self._lock:
-            self._session.query(sql, "CSV")
+        try:
+            with self._lock:
+                self._session.query(sql, "CSV")
+        except Exception as e:
+            c = classify(e)
+            if c is e:
+                raise
+            raise c from e
 
     async def ping(self) -> bool:
         try:

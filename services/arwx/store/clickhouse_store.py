@@ -12,6 +12,7 @@ import threading
 import pyarrow as pa
 
 from arwx.store.base import Params, StoreUnavailable, check_token
+from arwx.store.errors import classify
 
 
 class ClickHouseStore:
@@ -50,8 +51,13 @@ class ClickHouseStore:
         try:
             with self._lock:
                 return getattr(self._client, fn_name)(*args, **kwargs)
-        except OperationalError as e:
+        except OperationalError as e:  # connection refused, reset, timed out
             raise StoreUnavailable(str(e)) from e
+        except Exception as e:  # a server error: its ClickHouse code says which
+            c = classify(e)
+            if c is e:
+                raise
+            raise c from e
 
     async def rows(self, sql: str, params: Params | None = None) -> list[tuple]:
         res = await asyncio.to_thread(self._call, "query", sql, parameters=params or {})
