@@ -175,3 +175,26 @@ def test_a_dead_consumer_task_stops_the_process_loudly(tmp_path: Path) -> None:
     text = "".join(out)
     assert rc == 1, text[-3000:]
     assert "injected bug in the writer" in text and "background task died" in text, text[-3000:]
+
+
+async def test_the_chdb_store_classifies_its_own_errors(embedded) -> None:
+    """Refused data is ``StoreRejected``; a full disk is ``StoreUnavailable`` whatever a ping says;
+    anything else (a query bug) stays itself, so HTTP answers 500 and the consumer still pauses."""
+    from arwx.store.base import StoreRejected, StoreUnavailable
+    from arwx.store.errors import classify
+
+    store = embedded.server.store
+    try:
+        await store.rows("SELECT toUInt64({v:String})", {"v": "not a number"})
+    except StoreRejected as e:
+        assert "CANNOT_PARSE" in str(e)
+    else:
+        raise AssertionError("a value the store cannot parse must be StoreRejected")
+    try:
+        await store.rows("SELECT * FROM no_such_table")
+    except (StoreRejected, StoreUnavailable):
+        raise AssertionError("a query bug is neither an outage nor bad data") from None
+    except ChdbError:
+        pass
+    assert isinstance(classify(ChdbError(FULL)), StoreUnavailable)
+    assert isinstance(classify(OSError("[Errno 30] Read-only file system: '/data'")), StoreUnavailable)
