@@ -97,7 +97,7 @@ values = st.one_of(
     st.just(10**400), st.text(max_size=5), st.none(), st.booleans(), st.lists(st.integers(), max_size=2),
 )
 metric_keys = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="".join(map(chr, range(32))) + "\x7f"),
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="".join(map(chr, range(32))) + "\x7f,"),
     min_size=1, max_size=40,
 )
 
@@ -110,13 +110,24 @@ def _expected_skip(v: object) -> str | None:
     return "non_numeric"
 
 
+def _nested(depth: int, objects: bool) -> bytes:
+    """JSON nested ``depth`` levels: arrays, or objects of one key."""
+    if objects:
+        return b'{"a": ' * depth + b"1" + b"}" * depth
+    return b"[" * depth + b"]" * depth
+
+
 def _bad_line(draw, run_id: str, writer: str, seq: int) -> bytes:
     """A line that must be rejected, of one of many kinds."""
     base = {"run_id": run_id, "writer_id": writer, "seq": seq, "step": seq, "key": "loss", "value": 1.0}
     kind = draw(st.sampled_from([
         "garbage", "truncated", "wrong_type", "negative", "huge_seq", "ctrl_key", "unknown_field",
         "missing", "unknown_run", "finished_run", "bad_run_id", "array", "long_key", "float_seq", "bad_ts", "bad_utf8",
+        "deep", "comma_key", "newline_key",
     ]))
+    if kind == "deep":
+        return json.dumps(base).encode().replace(b'"value": 1.0', b'"value": ' + _nested(draw(st.integers(1200, 20000)),
+                                                                                         draw(st.booleans())))
     if kind == "bad_utf8":
         bad = draw(st.sampled_from([b"\xff\xfe", b"\xc3", b"\xf8\x88\x80\x80\x80", b"a\x80"]))
         return json.dumps(base).encode().replace(b'"loss"', b'"l' + bad + b'"')
@@ -132,6 +143,10 @@ def _bad_line(draw, run_id: str, writer: str, seq: int) -> bytes:
         base[draw(st.sampled_from(["seq", "step", "ts"]))] = -draw(st.integers(1, 2**70))
     elif kind == "huge_seq":
         base["seq"] = draw(st.integers(2**63, 2**80))
+    elif kind == "comma_key":
+        base["key"] = draw(st.sampled_from([",", "a,b", "loss,", ",x"]))
+    elif kind == "newline_key":
+        base["key"] = "loss\n"
     elif kind == "ctrl_key":
         base["key"] = "a" + chr(draw(st.integers(0, 31))) + "b"
     elif kind == "unknown_field":
@@ -276,8 +291,8 @@ def render_batch(items: list[tuple], state: dict) -> tuple[bytes, bool, int]:
         if it[0] == "bad":
             try:
                 pts.append(json.loads(it[1]))
-            except ValueError:
-                return it[1], False, 0  # not even JSON: the whole body is that line
+            except (ValueError, RecursionError):  # Python's json gives up on deep nesting too
+                return it[1], False, 0  # not even JSON (for Python): the whole body is that line
             valid = False
         else:
             pts.append({"seq": seq, "step": seq, "key": it[1], "value": it[2], "run_id": GOOD_RUN, "writer_id": "json"})
@@ -311,6 +326,142 @@ def test_json_batch_fuzz_all_or_nothing(embedded, fuzz_api: Api) -> None:
 
     wait_for(lambda: _stored_seqs(embedded, org, GOOD_RUN, "json") == accepted, 60, 0.1,
              "exactly the accepted JSON batches stored")
+
+
+# -- nesting, on every route that takes JSON ------------------------------------------------------
+
+
+@st.composite
+def nested_bodies(draw) -> tuple[str, bytes, bool]:
+    """(route, body, whether the nesting is past what the route takes)."""
+    depth = draw(st.one_of(st.integers(1, 70), st.integers(900, 1100), st.integers(1500, 30000)))
+    deep = _nested(depth, draw(st.booleans()))
+    route = draw(st.sampled_from(["ingest", "stream", "runs", "finish", "keys"]))
+    pt = b'{"run_id": "%s", "writer_id": "nest", "seq": 0, "step": 0, "key": "k", "value": ' % GOOD_RUN.encode()
+    if route == "ingest":
+        return route, b'{"points": [' + pt + deep + b"}]}", depth > 800
+    if route == "stream":
+        return route, pt + deep + b"}\n", depth > 800
+    if route == "runs":
+        return route, b'{"id": "nest-%d", "config": {"a": ' % depth + deep + b"}}", depth >= 64
+    if route == "finish":
+        return route, b'{"writer_totals": ' + deep + b"}", True
+    return route, b'{"name": ' + deep + b"}", True
+
+
+def test_nesting_is_never_a_5xx(embedded, fuzz_api: Api) -> None:
+    """Any depth, any route: a 2xx or a 4xx naming the problem; past the bound
+    always a 4xx; a deep stream line never takes its good neighbours down."""
+    api = fuzz_api
+    sentinel = Sentinel(api, GOOD_RUN, "sentinel-nest")
+    api.ok("POST", "/v1/runs", {"id": "fuzz-nest-fin"})
+    paths = {"ingest": "/v1/ingest", "stream": "/v1/ingest/stream", "runs": "/v1/runs",
+             "finish": "/v1/runs/fuzz-nest-fin/finish", "keys": "/v1/keys"}
+    seq = [0]
+
+    @HS
+    @given(case=nested_bodies())
+    def run(case) -> None:  # noqa: ANN001
+        route, body, too_deep = case
+        CASES["nesting"] += 1
+        if route == "stream":  # good neighbours on both sides
+            good = [json.dumps({"run_id": GOOD_RUN, "writer_id": "nest-n", "seq": seq[0] + i, "step": 0, "key": "k",
+                                "value": 1}).encode() + b"\n" for i in range(2)]
+            seq[0] += 2
+            body = good[0] + body + good[1]
+        status, out = api.request("POST", paths[route], raw=body)
+        assert status < 500, (route, status, out)
+        assert isinstance(out, dict), (route, status, out)
+        if too_deep:
+            assert 400 <= status < 500 and out.get("error"), (route, status, out)
+        if route == "stream":
+            assert out["points"] >= 2, out
+        sentinel.check()
+
+    run()
+    sentinel.final()
+
+
+# -- slow clients --------------------------------------------------------------------------------
+
+
+def test_slow_clients_never_hold_the_gateway(store_dir) -> None:
+    """Clients that trickle, pause and stop at random, on every body-taking
+    route, at once: each is answered (2xx, 408 or another 4xx, never a 5xx)
+    within the body bounds, and a well-behaved client of another org gets
+    through the whole time."""
+    import random
+    import threading
+    import time
+
+    from tests.helpers import ServerThread
+
+    srv = ServerThread(data_dir=store_dir, max_body_bytes=64 << 10, max_inflight_bytes=256 << 10,
+                       body_idle_s=0.5, body_timeout_s=2)
+    try:
+        slow = Api(srv.url, srv.new_org_key("slow"))
+        good = Api(srv.url, srv.new_org_key("good"))
+        slow.ok("POST", "/v1/runs", {"id": "slow"})
+        good.ok("POST", "/v1/runs", {"id": "good"})
+        port = int(srv.url.rsplit(":", 1)[1])
+        rng = random.Random(os.environ.get("ARWX_FUZZ_SEED", "slow-clients"))
+        results: list[tuple[str, int, float]] = []
+        line = json.dumps({"run_id": "slow", "writer_id": "s", "seq": 0, "step": 0, "key": "k", "value": 1}).encode()
+
+        def client(i: int) -> None:
+            r = random.Random(rng.random())
+            path = r.choice(["/v1/ingest", "/v1/ingest/stream", "/v1/runs"])
+            chunked = r.random() < 0.5
+            total = r.randint(10, 60_000)
+            head = f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {slow.key}\r\n"
+            head += "Transfer-Encoding: chunked\r\n\r\n" if chunked else f"Content-Length: {total}\r\n\r\n"
+            t0 = time.monotonic()
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+                s.sendall(head.encode())
+                sent = 0
+                try:
+                    for _ in range(r.randint(0, 12)):  # pieces with pauses shorter or longer than the idle bound
+                        piece = (line + b"\n") * r.randint(1, 20)
+                        s.sendall(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece[: max(0, total - sent)])
+                        sent += len(piece)
+                        time.sleep(r.choice([0.05, 0.2, 0.4, 0.8]))
+                except OSError:
+                    pass  # answered and closed while sending
+                out = b""
+                try:
+                    while chunk := s.recv(65536):
+                        out += chunk
+                        if b"\r\n\r\n" in out:
+                            break
+                except OSError:
+                    pass
+            status = int(out.split(b" ", 2)[1]) if out.startswith(b"HTTP/1.1 ") else 0
+            results.append((path, status, time.monotonic() - t0))
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(24 * N)]
+        for t in threads:
+            t.start()
+        n = 0
+        while any(t.is_alive() for t in threads):
+            status, out = good.post("/v1/ingest", {"points": points("good", "g", range(n, n + 5))})
+            assert status == 200, (status, out)
+            n += 5
+            time.sleep(0.05)
+        for t in threads:
+            t.join(60)
+        CASES["slow clients"] += len(results)
+        assert len(results) == len(threads)
+        for path, status, took in results:
+            assert status == 0 or status < 500, results  # 0: the server closed a connection it had answered
+            assert took < 2 + 0.5 + 12 * 0.8 + 10, (path, status, took)
+        assert any(status == 408 for _, status, _ in results), results
+        wait_for_used = srv.server.runner.app  # every reservation released once all are answered
+        from arwx.backpressure import INFLIGHT
+        from tests.helpers import wait_for
+
+        wait_for(lambda: wait_for_used[INFLIGHT].used == 0, 10, what="every reservation released")
+    finally:
+        srv.stop()
 
 
 # -- schemathesis: the OpenAPI description against the live server ---------------------------------

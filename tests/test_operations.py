@@ -157,13 +157,14 @@ def test_inflight_bound_answers_429_with_retry_after(ops_server: ServerProcess, 
     ops_api.ok("POST", "/v1/runs", {"id": "bp", "project": "p"})
     api_port = int(ops_server.url.rsplit(":", 1)[1])
     big = json.dumps({"points": points("bp", "slow", range(100))}).encode()
-    big += b" " * (60_000 - len(big))  # a 60 kB body (JSON allows trailing whitespace)
-    # A slow client: headers and half the body, then nothing. Its bytes stay reserved.
+    big += b" " * (62_000 - len(big))  # a 62 kB body (JSON allows trailing whitespace)
+    # A slow client: headers and most of the body, then nothing. The bytes it sent stay reserved
+    # (what it sent, not what it announced: see test_gateway_hardening for held requests).
     slow = socket.create_connection(("127.0.0.1", api_port), timeout=30)
     slow.sendall(
         b"POST /v1/ingest HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         + f"Authorization: Bearer {ops_api.key}\r\nContent-Length: {len(big)}\r\n\r\n".encode()
-        + big[:30_000]
+        + big[:60_500]
     )
     try:
         wait_for(lambda: _metric(_scrape(ops_server), "arwx_gateway_inflight_bytes") >= 60_000, 10,
@@ -177,7 +178,7 @@ def test_inflight_bound_answers_429_with_retry_after(ops_server: ServerProcess, 
         assert "in flight" in json.loads(resp.read())["error"]
         conn.close()
         # The slow one finishes and is acknowledged; then the refused one goes through.
-        slow.sendall(big[30_000:])
+        slow.sendall(big[60_500:])
         reply = slow.recv(65536)
         assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
     finally:

@@ -33,7 +33,8 @@ def value_json(v: Any) -> str | None:
 
 def _sanitize_key(k: Any) -> str:
     s = k if isinstance(k, str) else str(k)
-    s = "".join(c if c >= " " and c != "\x7f" else "_" for c in s)[:MAX_KEY]
+    # The gateway refuses control characters and "," (keys= on reads is comma-separated).
+    s = "".join(c if c >= " " and c not in "\x7f," else "_" for c in s)[:MAX_KEY]
     return s or "_"
 
 

@@ -1,8 +1,9 @@
 """The aiohttp application: fail-closed auth, error shape, request metrics, access log.
 
 Middlewares, outermost first: ``observe`` (request id, metrics, access log,
-errors as JSON), ``authenticate`` (401 without a valid key), and
-``limit_inflight`` (429 past the gateway's in-flight byte budget).
+every ``arwx.errors.ApiError`` rendered), ``authenticate`` (401 without a
+valid key, ``gateway/auth.py``), and ``limit_inflight`` (429 past the
+gateway's in-flight byte budget).
 """
 
 from __future__ import annotations
@@ -15,27 +16,26 @@ import uuid
 from aiohttp import web
 
 from arwx import metrics
-from arwx.appkeys import API_KEY, BLOBS, CONFIG, LOG, RUNS, STORE, TENANCY
+from arwx.appkeys import API_KEY, BLOBS, CONFIG, INGEST, LOG, RUNS, STORE, TENANCY
 from arwx.backpressure import INFLIGHT, InflightBytes, limit_inflight
 from arwx.blobs import routes as blob_routes
+from arwx.errors import ApiError, from_status
 from arwx.gateway import routes as gateway_routes
-from arwx.gateway.errors import json_error
+from arwx.gateway.auth import authenticate, public
+from arwx.gateway.errors import render
+from arwx.ingest.service import IngestService
 from arwx.query import routes as query_routes
 from arwx.sdkdist import routes as sdkdist_routes
-from arwx.store.base import StoreUnavailable
 
 log = logging.getLogger("arwx.http")
 access_log = logging.getLogger("arwx.access")
 
-# Route templates served without a key. Decided on the matched route, not the path
-# text: an unknown path, or a known one with the wrong method, still needs a key.
-PUBLIC_ROUTES = frozenset({"/health"}) | sdkdist_routes.PUBLIC_ROUTES
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
 @web.middleware
 async def observe(request: web.Request, handler) -> web.StreamResponse:  # noqa: ANN001
-    """Request id, latency and status metrics, one access log line; unexpected errors become a JSON 500."""
+    """Request id, latency and status metrics, one access log line; errors rendered, unexpected ones a 500."""
     # A client's id is kept only if it looks like one: it is logged.
     given = request.headers.get("X-Request-Id", "")
     request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex[:16]
@@ -44,21 +44,26 @@ async def observe(request: web.Request, handler) -> web.StreamResponse:  # noqa:
     metrics.HTTP_IN_FLIGHT.inc()
     try:
         resp = await handler(request)
+    except ApiError as e:
+        if e.status >= 500:
+            # An outage, not a bug: the client retries later.
+            log.warning("%s during %s %s (request id %s): %s", type(e).__name__, request.method, route, request_id, e)
+        resp = render(request, e)
     except web.HTTPException as e:
         resp = e
         if e.status >= 400 and e.content_type != "application/json":
-            # aiohttp's own answers (unknown path, wrong method) in our error shape.
+            # aiohttp's own answers (unknown path, wrong method) in the error shape of the app.
             allow = {"Allow": e.headers["Allow"]} if "Allow" in e.headers else None
-            resp = json_error(e.status, e.reason, allow)
-    except StoreUnavailable as e:
-        # An outage, not a bug: the client retries later.
-        log.warning("store unavailable during %s %s (request id %s): %s", request.method, route, request_id, e)
-        resp = json_error(503, "the store is unavailable; retry later", {"Retry-After": "1"})
+            resp = render(request, from_status(e.status, e.reason, allow))
     except Exception:
         log.exception("request %s %s failed (request id %s)", request.method, route, request_id)
-        resp = json_error(500, f"internal error (request id {request_id})")
+        resp = render(request, ApiError(f"internal error (request id {request_id})"))
     finally:
         metrics.HTTP_IN_FLIGHT.dec()
+    if request.body_exists and not request.content.is_eof():
+        # Answered before its body was read (408, 413, 429...): close rather
+        # than drain what a slow or hostile client may never finish sending.
+        resp.force_close()
     elapsed = time.perf_counter() - t0
     metrics.REQUESTS.labels(route=route, method=request.method, status=str(resp.status)).inc()
     metrics.REQUEST_SECONDS.labels(route=route).observe(elapsed)
@@ -86,23 +91,7 @@ async def observe(request: web.Request, handler) -> web.StreamResponse:  # noqa:
     return resp
 
 
-@web.middleware
-async def authenticate(request: web.Request, handler) -> web.StreamResponse:  # noqa: ANN001
-    """Every route but ``/health`` and the SDK (``/sdk/``) needs a valid, enabled key: 401 otherwise."""
-    resource = request.match_info.route.resource
-    if resource is not None and resource.canonical in PUBLIC_ROUTES:
-        return await handler(request)
-    header = request.headers.get("Authorization", "")
-    scheme, _, secret = header.partition(" ")
-    key = None
-    if scheme.lower() == "bearer" and secret:
-        key = await request.app[TENANCY].authenticate(secret.strip())
-    if key is None:
-        return json_error(401, "missing, invalid or revoked API key", {"WWW-Authenticate": 'Bearer realm="arwx"'})
-    request[API_KEY] = key
-    return await handler(request)
-
-
+@public
 async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
@@ -117,12 +106,13 @@ def build_app(components: dict, roles: set[str]) -> web.Application:
         middlewares=[observe, authenticate, limit_inflight], client_max_size=cfg.max_body_bytes
     )
     app[CONFIG] = cfg
-    app[INFLIGHT] = InflightBytes(cfg.max_inflight_bytes)
+    app[INFLIGHT] = InflightBytes(cfg.max_inflight_bytes, cfg.max_inflight_org_bytes)
     app[STORE] = components["store"]
     app[LOG] = components["log"]
     app[RUNS] = components["runs"]
     app[TENANCY] = components["tenancy"]
     app[BLOBS] = components["blobs"]
+    app[INGEST] = IngestService(components["log"], components["runs"])
     app.router.add_get("/health", health)
     sdkdist_routes.add_routes(app)
     if "gateway" in roles:

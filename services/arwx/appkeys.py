@@ -6,6 +6,7 @@ from aiohttp import web
 
 from arwx.blobs.base import BlobStore
 from arwx.config import Settings
+from arwx.ingest.service import IngestService
 from arwx.log.base import EventLog
 from arwx.runs import Runs
 from arwx.sdkdist.wheel import Wheel
@@ -20,3 +21,4 @@ TENANCY = web.AppKey("tenancy", Tenancy)
 BLOBS = web.AppKey("blobs", BlobStore)
 SDK_WHEEL = web.AppKey("sdk_wheel", Wheel)
 API_KEY = web.RequestKey("api_key", ApiKey)
+INGEST = web.AppKey("ingest", IngestService)

@@ -1,11 +1,19 @@
-"""The gateway's bound on ingest work in flight: memory stays bounded.
+"""The gateway's bound on ingest work in flight: memory stays bounded, and fair.
 
-Each ingest request reserves its cost in bytes before its body is read and
-releases it when answered. Past ``max_inflight_bytes`` a request is refused at
-once with 429 and ``Retry-After`` instead of waiting in memory; a slow or
-stalled log (requests waiting for their append to be durable keep their
-reservation) therefore turns into 429s, not into a growing queue. The log's
-own limits (the embedded log's pending bytes, Kafka send timeouts) answer 503.
+Invariants:
+
+- An ingest request holds budget for the bytes it has actually sent (a
+  batch: its body so far; a stream: up to one line and one chunk of points),
+  not for what it announces. A client that sends a byte and stops holds a
+  byte, and ``body_idle_s`` later it is answered 408 and its byte released
+  (``gateway/body.py``).
+- One organization holds at most ``max_inflight_org_share`` of the budget
+  (never less than one largest body), so one tenant's slow or numerous
+  requests cannot starve the others.
+- Past either bound the request is refused at once with 429 and
+  ``Retry-After`` instead of waiting in memory. Requests waiting for their
+  append to be durable keep their bytes: a slow or stalled log turns into
+  429s, not into a growing queue. The log's own limits answer 503.
 """
 
 from __future__ import annotations
@@ -13,67 +21,101 @@ from __future__ import annotations
 from aiohttp import web
 
 from arwx import metrics
-from arwx.appkeys import CONFIG
-from arwx.gateway.errors import json_error
+from arwx.appkeys import API_KEY, CONFIG
+from arwx.errors import TooManyRequests
 
 INGEST_PATHS = frozenset({"/v1/ingest", "/v1/ingest/stream"})
 STREAM_PATH = "/v1/ingest/stream"
 # A stream holds one line and one chunk of points (CHUNK_POINTS, about half a
 # MiB on the wire) at a time, whatever its length: that, not its length, is its cost.
 STREAM_CHUNK_BYTES = 1 << 20
-RETRY_AFTER_S = "1"
 
 
 class InflightBytes:
-    """A byte budget shared by the requests of one app (one event loop: no lock)."""
+    """A byte budget shared by the requests of one app, with a cap per
+    organization (one event loop: no lock)."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, org_limit: int | None = None) -> None:
         self.limit = limit
+        self.org_limit = limit if org_limit is None else min(org_limit, limit)
         self.used = 0
+        self.by_org: dict[str, int] = {}
 
-    def try_acquire(self, n: int) -> bool:
-        # An idle gateway admits any single request, so a limit below a
-        # request's size can never wedge it.
-        if self.used and self.used + n > self.limit:
+    def try_acquire(self, org: str, n: int, held: int = 0) -> bool:
+        """Take ``n`` more bytes for a request of ``org`` that holds ``held``
+        already. A request holding everything in use is always admitted, so
+        a limit below one request's size can never wedge the gateway."""
+        org_used = self.by_org.get(org, 0)
+        alone = self.used == held
+        if not alone and (self.used + n > self.limit or org_used + n > self.org_limit):
             return False
         self.used += n
+        self.by_org[org] = org_used + n
         metrics.INGEST_IN_FLIGHT_BYTES.inc(n)
         return True
 
-    def release(self, n: int) -> None:
+    def release(self, org: str, n: int) -> None:
+        if not n:
+            return
         self.used -= n
+        left = self.by_org[org] - n
+        if left:
+            self.by_org[org] = left
+        else:
+            del self.by_org[org]  # the map holds only orgs with bytes in flight
         metrics.INGEST_IN_FLIGHT_BYTES.dec(n)
 
 
-def request_cost(request: web.Request) -> int:
-    """Bytes a request may hold in memory: its body for a batch, a line and a chunk for a stream."""
+class Reservation:
+    """What one request holds of the budget; grows as its body arrives, up to ``cap``."""
+
+    def __init__(self, budget: InflightBytes, org: str, cap: int) -> None:
+        self.budget = budget
+        self.org = org
+        self.cap = cap
+        self.held = 0
+
+    def grow(self, n: int) -> None:
+        """Hold ``n`` more bytes (up to ``cap`` in all), or raise ``TooManyRequests``."""
+        n = min(n, self.cap - self.held)
+        if n <= 0:
+            return
+        if not self.budget.try_acquire(self.org, n, self.held):
+            metrics.INGEST_THROTTLED.inc()
+            b = self.budget
+            raise TooManyRequests(
+                f"the gateway has {b.used} bytes of ingest in flight (limit {b.limit}, "
+                f"{b.by_org.get(self.org, 0)} of them this organization's, limit {b.org_limit}); retry later"
+            )
+        self.held += n
+
+    def release(self) -> None:
+        self.budget.release(self.org, self.held)
+        self.held = 0
+
+
+def request_cap(request: web.Request) -> int:
+    """The most a request may hold: its body for a batch, a line and a chunk for a stream."""
     cfg = request.app[CONFIG]
     if request.path == STREAM_PATH:
-        bound = cfg.max_line_bytes + STREAM_CHUNK_BYTES
-        return min(request.content_length, bound) if request.content_length is not None else bound
-    if request.content_length is None:
-        return cfg.max_body_bytes  # chunked: it may grow to the body limit
-    return min(request.content_length, cfg.max_body_bytes)
+        return cfg.max_line_bytes + STREAM_CHUNK_BYTES
+    return cfg.max_body_bytes
 
 
 INFLIGHT = web.AppKey("arwx_inflight", InflightBytes)
+RESERVATION = web.RequestKey("arwx_reservation", Reservation)
 
 
 @web.middleware
 async def limit_inflight(request: web.Request, handler) -> web.StreamResponse:  # noqa: ANN001
-    """429 + ``Retry-After`` when admitting this ingest request would pass the byte budget."""
+    """Give an ingest request its ``Reservation`` (the body reader grows it);
+    429 + ``Retry-After`` at once when its organization or the gateway is full."""
     if request.method != "POST" or request.path not in INGEST_PATHS:
         return await handler(request)
-    budget = request.app[INFLIGHT]
-    cost = request_cost(request)
-    if not budget.try_acquire(cost):
-        metrics.INGEST_THROTTLED.inc()
-        return json_error(
-            429,
-            f"the gateway has {budget.used} bytes of ingest in flight (limit {budget.limit}); retry later",
-            {"Retry-After": RETRY_AFTER_S},
-        )
+    reservation = Reservation(request.app[INFLIGHT], request[API_KEY].org, request_cap(request))
+    request[RESERVATION] = reservation
     try:
+        reservation.grow(1)  # nothing left: refuse before reading anything
         return await handler(request)
     finally:
-        budget.release(cost)
+        reservation.release()

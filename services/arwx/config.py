@@ -59,7 +59,10 @@ OPTIONS: list[Option] = [
     Option("key_refresh_s", float, 2.0, "how often API keys are re-read from the store (revocation bound)"),
     Option("send_timeout_s", float, 10.0, "bound on a log append before answering 503"),
     Option("log_retention_s", float, 3600.0, "embedded log: how long consumed messages are kept (what --rebuild-store can replay)"),
-    Option("max_inflight_bytes", int, 256 << 20, "bound on ingest bodies in flight in a gateway (over it: 429 + Retry-After)"),
+    Option("max_inflight_bytes", int, 256 << 20, "bound on ingest bytes received and not yet answered in a gateway (over it: 429 + Retry-After)"),
+    Option("max_inflight_org_share", float, 0.5, "share of max_inflight_bytes one organization may hold (at least one max_body_bytes)"),
+    Option("body_timeout_s", float, 120.0, "bound on receiving a whole request body (past it: 408)"),
+    Option("body_idle_s", float, 30.0, "bound on waiting for the next bytes of any body, streams included (past it: 408)"),
     Option("log_level", str, "info", "debug, info, warning or error"),
     Option("log_format", str, "text", "text, or json: one JSON object per line"),
     Option("metrics_port", int, 0, "ops listener: /metrics, /ready, /health without a key (0: off)"),
@@ -87,6 +90,9 @@ class Settings:
     send_timeout_s: float
     log_retention_s: float
     max_inflight_bytes: int
+    max_inflight_org_share: float
+    body_timeout_s: float
+    body_idle_s: float
     log_level: str
     log_format: str
     metrics_port: int
@@ -105,6 +111,10 @@ class Settings:
             raise ConfigError("key_refresh_s and send_timeout_s must be positive")
         if self.log_retention_s < 0:
             raise ConfigError("log_retention_s must not be negative")
+        if self.body_timeout_s <= 0 or self.body_idle_s <= 0:
+            raise ConfigError("body_timeout_s and body_idle_s must be positive")
+        if not 0 < self.max_inflight_org_share <= 1:
+            raise ConfigError(f"max_inflight_org_share {self.max_inflight_org_share} is not in (0, 1]")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError(f"log_level {self.log_level!r} is not debug, info, warning or error")
         if self.log_format not in ("text", "json"):
@@ -119,6 +129,11 @@ class Settings:
         if self.blobs_url and not re.match(r"^s3://[^/]+(/.*)?$", self.blobs_url):
             raise ConfigError(f"blobs_url {self.blobs_url!r} must be s3://bucket or s3://bucket/prefix")
         return self
+
+    @property
+    def max_inflight_org_bytes(self) -> int:
+        """What one organization may hold in flight: its share, never less than one body."""
+        return max(self.max_body_bytes, int(self.max_inflight_bytes * self.max_inflight_org_share))
 
     @property
     def data_path(self) -> Path:

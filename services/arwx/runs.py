@@ -1,7 +1,9 @@
 """The run registry: create (idempotent on id), finish, look up.
 
 Runs are scoped by organization: the same run id in two orgs names two runs,
-and a lookup never crosses orgs.
+and a lookup never crosses orgs. Finishing is final: the first finish sets
+the status, and a writer's reported total never changes (a different one is a
+409); later calls only add the totals of writers that had not reported.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ from dataclasses import dataclass, field
 import msgspec
 import pyarrow as pa
 
+from arwx.cache import MISSING, BoundedCache
+from arwx.errors import Conflict
 from arwx.store.base import Store
+from arwx.wire import check_config
 
 RUN_STATUSES = ("running", "finished", "failed", "crashed", "killed")
 
@@ -32,6 +37,7 @@ class Run:
     finished_at_ms: int | None
     fingerprint: dict = field(default_factory=dict)
     writer_totals: dict[str, int] = field(default_factory=dict)
+    config_bytes: int = 0  # the config's size as JSON: its weight in the cache
 
     def public(self) -> dict:
         return {
@@ -58,19 +64,30 @@ _SELECT = (
 )
 
 
-class Runs:
-    """Run lookups are cached per process for ``ttl_s`` (ingest checks a run on every request)."""
+CACHE_RUNS = 10_000
+CACHE_BYTES = 64 << 20  # of configs: with MAX_CONFIG_BYTES, at least 256 of the largest
 
-    def __init__(self, store: Store, ttl_s: float = 2.0) -> None:
+
+def run_cache(ttl_s: float = 2.0, max_runs: int = CACHE_RUNS, max_bytes: int = CACHE_BYTES) -> BoundedCache:
+    """The cache of run lookups, weighed by config size: whatever holds runs keeps using it."""
+    return BoundedCache(max_runs, ttl_s, max_bytes, weigh=lambda run: 200 + run.config_bytes)
+
+
+class Runs:
+    """Run lookups are cached per process for ``ttl_s`` in a bounded cache
+    (ingest checks a run on every request; memory must not grow with runs)."""
+
+    def __init__(self, store: Store, ttl_s: float = 2.0, cache: BoundedCache | None = None) -> None:
         self.store = store
         self.ttl_s = ttl_s
-        self._cache: dict[tuple[str, str], tuple[float, Run]] = {}
+        self._cache = cache if cache is not None else run_cache(ttl_s)
         self._lock = asyncio.Lock()  # read-modify-write of a run row within this process
 
     async def get(self, org: str, run_id: str, fresh: bool = False) -> Run | None:
-        hit = self._cache.get((org, run_id))
-        if hit and not fresh and time.monotonic() - hit[0] < self.ttl_s:
-            return hit[1]
+        if not fresh:
+            hit = self._cache.get((org, run_id), MISSING)
+            if hit is not MISSING:
+                return hit  # type: ignore[return-value]
         rows = await self.store.rows(
             _SELECT + "WHERE org = {org:String} AND run_id = {run:String}", {"org": org, "run": run_id}
         )
@@ -79,14 +96,14 @@ class Runs:
         r = rows[0]
         run = Run(
             r[0], r[1], r[2], r[3], r[4], msgspec.json.decode(r[5] or "{}"), list(r[6]), r[7], r[8],
-            msgspec.json.decode(r[9] or "{}"),
+            msgspec.json.decode(r[9] or "{}"), config_bytes=len(r[5] or ""),
         )
         totals = await self.store.rows(
             "SELECT writer_id, sent FROM run_writers FINAL WHERE org = {org:String} AND run_id = {run:String}",
             {"org": org, "run": run_id},
         )
         run.writer_totals = {w: int(n) for w, n in totals}
-        self._cache[(org, run_id)] = (time.monotonic(), run)
+        self._cache.put((org, run_id), run)
         return run
 
     async def create(
@@ -99,7 +116,9 @@ class Runs:
         writer_ids: list[str] | None,
         fingerprint: dict | None = None,
     ) -> tuple[Run, bool]:
-        """The run and whether it was created now (False: it existed)."""
+        """The run and whether it was created now (False: it existed).
+        Raises ``BadInput``/``PayloadTooLarge`` for a config past the contract's bounds."""
+        check_config(config)
         async with self._lock:
             if run_id:
                 existing = await self.get(org, run_id, fresh=True)
@@ -114,10 +133,23 @@ class Runs:
             return run, True
 
     async def finish(self, org: str, run_id: str, status: str, writer_totals: dict[str, int]) -> Run | None:
+        """Finish a run (or report more writers' totals); None if there is no such run.
+
+        The first finish sets the status; a running run's later finishes keep
+        it. A total already reported may be reported again (a retry) but not
+        changed: ``Conflict``, and nothing of the call is recorded."""
         async with self._lock:
             run = await self.get(org, run_id, fresh=True)
             if run is None:
                 return None
+            changed = sorted(w for w, n in writer_totals.items() if run.writer_totals.get(w, n) != n)
+            if changed:
+                w = changed[0]
+                raise Conflict(
+                    f"writer {w!r} of run {run_id!r} already reported {run.writer_totals[w]} points; "
+                    f"a writer's total is final (got {writer_totals[w]})"
+                )
+            writer_totals = {w: n for w, n in writer_totals.items() if w not in run.writer_totals}
             now = int(time.time() * 1000)
             if writer_totals:
                 await self.store.insert(
@@ -132,12 +164,15 @@ class Runs:
                         }
                     ),
                 )
-            run.status = status
-            run.finished_at_ms = run.finished_at_ms or now
-            await self._write(run)
+            if run.status == "running":
+                run.status = status
+                run.finished_at_ms = now
+                await self._write(run)
             return await self.get(org, run_id, fresh=True)
 
     async def _write(self, run: Run) -> None:
+        config = msgspec.json.encode(run.config).decode()
+        run.config_bytes = len(config)
         await self.store.insert(
             "runs",
             pa.table(
@@ -147,7 +182,7 @@ class Runs:
                     "project": [run.project],
                     "name": [run.name],
                     "status": [run.status],
-                    "config": [msgspec.json.encode(run.config).decode()],
+                    "config": [config],
                     "writer_ids": pa.array([run.writer_ids], pa.list_(pa.string())),
                     "fingerprint": [msgspec.json.encode(run.fingerprint).decode()],
                     "created_at": _ts([run.created_at_ms]),
@@ -156,4 +191,4 @@ class Runs:
                 }
             ),
         )
-        self._cache[(run.org, run.run_id)] = (time.monotonic(), run)
+        self._cache.put((run.org, run.run_id), run)

@@ -19,6 +19,7 @@ from arwx.blobs.base import BlobStore, open_blob_store
 from arwx.config import Settings
 from arwx.consumer.runner import Consumer
 from arwx.datadir import StartRefused, check_data_dir
+from arwx.gateway.errors import AppRunner
 from arwx.log.base import EventLog, LogReader
 from arwx.ops import Parts, embedded_log_sampler, kafka_lag_sampler, start_ops_listener
 from arwx.runs import Runs
@@ -113,7 +114,7 @@ class Server:
                 "blobs": self.blobs,
             }
             app = build_app(components, set(self.roles))
-            self.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=10)
+            self.runner = AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=10)
             await self.runner.setup()
             site = web.TCPSite(self.runner, s.host, s.port, reuse_address=True)
             await site.start()

@@ -1,15 +1,14 @@
 """Organizations and API keys.
 
 A key is ``arwx_live_`` plus 32 random URL-safe characters. Only its SHA-256
-is stored. Every key belongs to one organization. Lookups go through an
-in-process cache that is refreshed from the store every ``refresh_s`` seconds
-(so a key revoked through another process stops working within that bound)
-and updated at once for changes made by this process.
+is stored. Every key belongs to one organization. Lookups by hash go through a
+bounded in-process cache (``arwx.cache``) whose entries live ``refresh_s``
+seconds (so a key revoked through another process stops working within that
+bound), updated at once for changes made by this process.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import secrets
@@ -18,9 +17,16 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from arwx.cache import MISSING, BoundedCache
 from arwx.store.base import Store
 
 KEY_PREFIX = "arwx_live_"
+CACHE_KEYS = 10_000
+_SELECT_KEYS = (
+    "SELECT key_id, org, name, prefix, toUnixTimestamp64Milli(created_at), "
+    "if(isNull(revoked_at), NULL, toUnixTimestamp64Milli(assumeNotNull(revoked_at))), key_hash "
+    "FROM api_keys FINAL"
+)
 
 
 def hash_key(secret: str) -> str:
@@ -60,33 +66,26 @@ class ApiKey:
 class Tenancy:
     """Orgs and keys on a ``Store``, with a cached authenticator."""
 
-    def __init__(self, store: Store, refresh_s: float = 2.0) -> None:
+    def __init__(self, store: Store, refresh_s: float = 2.0, cache: BoundedCache | None = None) -> None:
         self.store = store
         self.refresh_s = refresh_s
-        self._by_hash: dict[str, ApiKey] = {}
-        self._loaded_at = 0.0
-        self._reload_lock = asyncio.Lock()
+        # hash -> key, or None for a hash known not to exist (so a flood of bad keys costs no queries)
+        self._by_hash: BoundedCache[str, ApiKey | None] = cache or BoundedCache(CACHE_KEYS, refresh_s)
 
-    async def _reload(self) -> None:
-        rows = await self.store.rows(
-            "SELECT key_id, org, name, prefix, toUnixTimestamp64Milli(created_at), "
-            "if(isNull(revoked_at), NULL, toUnixTimestamp64Milli(assumeNotNull(revoked_at))), key_hash "
-            "FROM api_keys FINAL"
-        )
-        self._by_hash = {r[6]: ApiKey(*r) for r in rows}
-        self._loaded_at = time.monotonic()
+    async def _all(self) -> list[ApiKey]:
+        return [ApiKey(*r) for r in await self.store.rows(_SELECT_KEYS)]
 
     async def authenticate(self, secret: str) -> ApiKey | None:
         """The enabled key for this secret, or None. Fails closed."""
         if not secret.startswith(KEY_PREFIX) or len(secret) > 200:
             return None
         h = hash_key(secret)
-        if time.monotonic() - self._loaded_at > self.refresh_s:
-            async with self._reload_lock:
-                if time.monotonic() - self._loaded_at > self.refresh_s:
-                    await self._reload()
-        key = self._by_hash.get(h)
-        # compare_digest: the dict lookup already matched; this keeps the check explicit.
+        key = self._by_hash.get(h, MISSING)
+        if key is MISSING:
+            rows = await self.store.rows(_SELECT_KEYS + " WHERE key_hash = {h:String}", {"h": h})
+            key = ApiKey(*rows[0]) if rows else None
+            self._by_hash.put(h, key)
+        # compare_digest: the lookup already matched; this keeps the check explicit.
         if key is None or not hmac.compare_digest(key.key_hash, h) or key.revoked_at_ms is not None:
             return None
         return key
@@ -124,7 +123,7 @@ class Tenancy:
             key_hash=hash_key(secret),
         )
         await self._write_key(key)
-        self._by_hash[key.key_hash] = key
+        self._by_hash.put(key.key_hash, key)
         return key, secret
 
     async def _write_key(self, key: ApiKey) -> None:
@@ -147,19 +146,17 @@ class Tenancy:
 
     async def list_keys(self, org: str | None) -> list[ApiKey]:
         """Keys of one org (or of all orgs, for the operator's CLI)."""
-        await self._reload()
-        keys = [k for k in self._by_hash.values() if org is None or k.org == org]
+        keys = [k for k in await self._all() if org is None or k.org == org]
         return sorted(keys, key=lambda k: k.created_at_ms)
 
     async def revoke_key(self, org: str | None, key_id: str) -> ApiKey | None:
         """Revoke a key of ``org`` (any org when None). None if there is no such key there."""
-        await self._reload()
-        for k in self._by_hash.values():
+        for k in await self._all():
             if k.key_id == key_id and (org is None or k.org == org):
                 if k.revoked_at_ms is not None:
                     return k
                 revoked = ApiKey(k.key_id, k.org, k.name, k.prefix, k.created_at_ms, _now_ms(), k.key_hash)
                 await self._write_key(revoked)
-                self._by_hash[k.key_hash] = revoked
+                self._by_hash.put(k.key_hash, revoked)
                 return revoked
         return None

@@ -9,21 +9,37 @@ from __future__ import annotations
 import json
 import math
 import re
-import time
 from operator import attrgetter
 from typing import Annotated, Any
 
 import msgspec
+
+from arwx.errors import BadRequest, PayloadTooLarge
 
 # Limits are part of the contract (documented in docs/api.md and the schemas).
 MAX_ID_LEN = 128
 MAX_KEY_LEN = 256
 MAX_SEQ = 2**63 - 1
 MAX_TS = 4_102_444_800.0  # 2100-01-01, seconds since the epoch
+MAX_CONFIG_BYTES = 256 << 10  # a run's config, as JSON: bigger is a 413 (it is cached and served whole)
+MAX_CONFIG_DEPTH = 64  # nesting levels of a run's config: deeper is a 400
 
-RunId = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LEN, pattern=r"^[A-Za-z0-9._:@-]+$")]
+
+def _whole(chars: str) -> str:
+    """A pattern for a string made only of ``chars``. Python's ``$`` also matches
+    before a final newline ("loss\\n" would pass ``^[...]+$``); ``(?!\\n)``
+    makes it the end of the string in Python and in JSON Schema alike."""
+    return f"^[{chars}]+$(?!\\n)"
+
+
+# Ids are URL-safe. Metric keys may hold any printable character but ``,``
+# (``keys=a,b`` on the read side is split on commas) and no control
+# character, no lone surrogate (not encodable).
+ID_PATTERN = _whole(r"A-Za-z0-9._:@-")
+KEY_PATTERN = _whole(r"^\x00-\x1f\x7f\ud800-\udfff,")
+RunId = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LEN, pattern=ID_PATTERN)]
 WriterId = RunId
-MetricKey = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_KEY_LEN, pattern=r"^[^\x00-\x1f\x7f\ud800-\udfff]+$")]
+MetricKey = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_KEY_LEN, pattern=KEY_PATTERN)]
 Seq = Annotated[int, msgspec.Meta(ge=0, le=MAX_SEQ)]
 Step = Annotated[int, msgspec.Meta(ge=0, le=MAX_SEQ)]
 Ts = Annotated[float, msgspec.Meta(ge=0, le=MAX_TS)]
@@ -80,8 +96,38 @@ _msgpack_encoder = msgspec.msgpack.Encoder()
 _logbatch_decoder = msgspec.msgpack.Decoder(LogBatch)
 
 
-class BadInput(ValueError):
+class BadInput(BadRequest, ValueError):
     """Client input that cannot be accepted; ``str()`` names what and where."""
+
+    @property
+    def message(self) -> str:
+        return f"bad input: {self}"
+
+
+_TOO_DEEP = "JSON is nested too deeply"
+# msgspec's range error for a float literal past float range (1e309): Python's
+# json reads it as inf, which is then skipped like any non-finite value.
+_OUT_OF_RANGE = "Number out of range"
+
+
+def _strict_or_fallback(decode: Any, data: bytes, type_: type) -> Any:
+    """msgspec first; for what only Python's json reads (NaN/Infinity
+    literals, 1e309) the stdlib, then the same validation. Nesting past the
+    decoder's recursion bound is ``BadInput``, never a RecursionError."""
+    try:
+        try:
+            return decode(data)
+        except msgspec.ValidationError as e:
+            if _OUT_OF_RANGE not in str(e):
+                raise BadInput(str(e)) from None
+        except (msgspec.DecodeError, UnicodeDecodeError):  # msgspec raises the latter for bad UTF-8 in a string
+            pass
+        try:
+            return msgspec.convert(_stdlib_json(data), type_)
+        except msgspec.ValidationError as e:
+            raise BadInput(str(e)) from None
+    except RecursionError:
+        raise BadInput(_TOO_DEEP) from None
 
 
 def _stdlib_json(data: bytes) -> Any:
@@ -95,16 +141,7 @@ def _stdlib_json(data: bytes) -> Any:
 
 def decode_batch(body: bytes) -> IngestBatch:
     """Decode and validate a JSON ingest body."""
-    try:
-        return _json_decoder.decode(body)
-    except msgspec.ValidationError as e:
-        raise BadInput(str(e)) from None
-    except (msgspec.DecodeError, UnicodeDecodeError):  # msgspec raises the latter for bad UTF-8 in a string
-        pass
-    try:
-        return msgspec.convert(_stdlib_json(body), IngestBatch)
-    except msgspec.ValidationError as e:
-        raise BadInput(str(e)) from None
+    return _strict_or_fallback(_json_decoder.decode, body, IngestBatch)
 
 
 # The fast path: the same limits without running a regex per point. Patterns
@@ -113,8 +150,8 @@ def decode_batch(body: bytes) -> IngestBatch:
 # strict decoder, which gives the exact error (or accepts NaN literals).
 _Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LEN)]
 _Key = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_KEY_LEN)]
-_ID_RE = re.compile(r"^[A-Za-z0-9._:@-]+$")
-_KEY_RE = re.compile(r"^[^\x00-\x1f\x7f\ud800-\udfff]+$")  # no lone surrogates: not encodable
+_ID_RE = re.compile(ID_PATTERN)
+_KEY_RE = re.compile(KEY_PATTERN)
 
 
 class _FastPoint(msgspec.Struct, forbid_unknown_fields=True):
@@ -154,7 +191,7 @@ def decode_batch_fast(body: bytes) -> IngestBatch:
     """``decode_batch`` with the same outcome, about 3x faster on good input."""
     try:
         batch = _fast_decoder.decode(body)
-    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return decode_batch(body)
     if not _patterns_ok(batch.points, batch.run_id, batch.writer_id):
         return decode_batch(body)
@@ -168,7 +205,7 @@ def decode_lines_fast(lines: list[bytes]) -> list[Point] | None:
     dec = _fast_line_decoder.decode
     try:
         points = [dec(line) for line in lines]
-    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return None
     if not _patterns_ok(points):
         return None
@@ -177,16 +214,7 @@ def decode_lines_fast(lines: list[bytes]) -> list[Point] | None:
 
 def decode_line(line: bytes) -> Point:
     """Decode and validate one NDJSON line."""
-    try:
-        return _point_decoder.decode(line)
-    except msgspec.ValidationError as e:
-        raise BadInput(str(e)) from None
-    except (msgspec.DecodeError, UnicodeDecodeError):  # msgspec raises the latter for bad UTF-8 in a string
-        pass
-    try:
-        return msgspec.convert(_stdlib_json(line), Point)
-    except msgspec.ValidationError as e:
-        raise BadInput(str(e)) from None
+    return _strict_or_fallback(_point_decoder.decode, line, Point)
 
 
 def numeric_value(v: Any) -> tuple[float, str | None]:
@@ -200,6 +228,44 @@ def numeric_value(v: Any) -> tuple[float, str | None]:
             return math.nan, "non_finite"
         return (f, None) if math.isfinite(f) else (math.nan, "non_finite")
     return math.nan, "non_numeric"
+
+
+SeqRange = tuple[int, int, int, int]  # (seq_min, seq_max, count, skipped)
+
+
+def fold_seq_ranges(writer_ids: list[str], seqs: list[int], values: list[float] | None = None) -> dict[str, SeqRange]:
+    """Per writer of a column of points: the seq range, the count and how many
+    values are NaN (skipped; 0 without ``values``). The one fold of seq ranges:
+    the gateway's response and the consumer's ledger both use it."""
+    n = len(seqs)
+    if writer_ids.count(writer_ids[0]) == n:  # one writer (the common case): no loop per point in Python
+        skipped = sum(v != v for v in values) if values is not None else 0
+        return {writer_ids[0]: (min(seqs), max(seqs), n, skipped)}
+    out: dict[str, list[int]] = {}
+    for i, (w, s) in enumerate(zip(writer_ids, seqs)):
+        nan = int(values is not None and values[i] != values[i])
+        acc = out.get(w)
+        if acc is None:
+            out[w] = [s, s, 1, nan]
+        else:
+            if s < acc[0]:
+                acc[0] = s
+            if s > acc[1]:
+                acc[1] = s
+            acc[2] += 1
+            acc[3] += nan
+    return {w: tuple(a) for w, a in out.items()}  # type: ignore[misc]
+
+
+def merge_seq_range(into: dict, key: object, r: SeqRange) -> None:
+    """Fold one writer's ``SeqRange`` into an accumulator of ``[min, max, count, skipped]`` lists."""
+    acc = into.get(key)
+    if acc is None:
+        into[key] = list(r)
+    else:
+        acc[0], acc[1] = min(acc[0], r[0]), max(acc[1], r[1])
+        acc[2] += r[2]
+        acc[3] += r[3]
 
 
 class RunChunk:
@@ -219,13 +285,21 @@ class RunChunk:
     def __len__(self) -> int:
         return len(self.seq)
 
+    def extend(self, writer_id: str, n: int, seq: Any, step: Any, ts: list[float], key: Any, value: list[float]) -> None:
+        """Append ``n`` points of one writer, column by column (iterables of length ``n``)."""
+        self.writer_id += [writer_id] * n
+        self.seq += seq
+        self.step += step
+        self.ts += ts
+        self.key += key
+        self.value += value
+
     def add(self, writer_id: str, seq: int, step: int, ts: float, key: str, value: float) -> None:
-        self.writer_id.append(writer_id)
-        self.seq.append(seq)
-        self.step.append(step)
-        self.ts.append(ts)
-        self.key.append(key)
-        self.value.append(value)
+        """One point: ``extend`` with one row."""
+        self.extend(writer_id, 1, (seq,), (step,), [ts], (key,), [value])
+
+    def seq_ranges(self) -> dict[str, SeqRange]:
+        return fold_seq_ranges(self.writer_id, self.seq)
 
     def encode(self, org: str, received_at: float) -> bytes:
         return _msgpack_encoder.encode(
@@ -255,11 +329,7 @@ def decode_log_batch(payload: bytes) -> LogBatch:
     return batch
 
 
-def now() -> float:
-    return time.time()
-
-
-ProjectName = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f\ud800-\udfff/]+$")]
+ProjectName = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=_whole(r"^\x00-\x1f\x7f\ud800-\udfff/"))]
 
 
 class RunCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -305,3 +375,33 @@ def decode_body(body: bytes, type_: type) -> Any:
         return msgspec.json.decode(body or b"{}", type=type_)
     except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as e:
         raise BadInput(str(e)) from None
+    except RecursionError:
+        raise BadInput(_TOO_DEEP) from None
+
+
+def _depth(obj: Any) -> int:
+    """Nesting levels of decoded JSON, without recursion."""
+    deepest, todo = 0, [(obj, 1)]
+    while todo:
+        o, d = todo.pop()
+        if isinstance(o, dict):
+            o = o.values()
+        elif not isinstance(o, list):
+            continue
+        deepest = max(deepest, d)
+        if d > MAX_CONFIG_DEPTH:
+            break
+        todo.extend((v, d + 1) for v in o)
+    return deepest
+
+
+def check_config(config: dict | None) -> None:
+    """A run config within the contract's bounds: ``BadInput`` if nested past
+    ``MAX_CONFIG_DEPTH``, ``PayloadTooLarge`` past ``MAX_CONFIG_BYTES`` as JSON."""
+    if not config:
+        return
+    if _depth(config) > MAX_CONFIG_DEPTH:
+        raise BadInput(f"config is nested deeper than {MAX_CONFIG_DEPTH} levels")
+    size = len(msgspec.json.encode(config))
+    if size > MAX_CONFIG_BYTES:
+        raise PayloadTooLarge(f"config is {size} bytes as JSON; the limit is {MAX_CONFIG_BYTES}")

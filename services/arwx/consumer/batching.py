@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 from dataclasses import dataclass, field
 
@@ -11,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from arwx.log.base import LogMessage
-from arwx.wire import LogBatch
+from arwx.wire import LogBatch, fold_seq_ranges
 
 
 def _ms_timestamps(seconds: list[float]) -> pa.Array:
@@ -133,20 +132,4 @@ class Batch:
 
 def _per_writer(b: LogBatch) -> dict[str, tuple[int, int, int, int]]:
     """(seq_min, seq_max, count, skipped) per writer of one message."""
-    writers = set(b.writer_id)
-    if len(writers) == 1:  # the common case: one SDK writer per request
-        skipped = sum(1 for v in b.value if v != v)
-        return {b.writer_id[0]: (min(b.seq), max(b.seq), len(b.seq), skipped)}
-    out: dict[str, list[int]] = {}
-    for w, s, v in zip(b.writer_id, b.seq, b.value):
-        acc = out.get(w)
-        if acc is None:
-            out[w] = [s, s, 1, int(math.isnan(v))]
-        else:
-            if s < acc[0]:
-                acc[0] = s
-            if s > acc[1]:
-                acc[1] = s
-            acc[2] += 1
-            acc[3] += int(math.isnan(v))
-    return {w: tuple(a) for w, a in out.items()}
+    return fold_seq_ranges(b.writer_id, b.seq, b.value)

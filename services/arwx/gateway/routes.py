@@ -1,56 +1,42 @@
-"""Write-side routes: runs (create, finish), ingest, API keys."""
+"""Write-side routes: runs (create, finish), ingest, API keys.
+
+Handlers decode, call a service and answer; every refusal is an
+``arwx.errors`` exception rendered by the app's middleware.
+"""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from arwx.appkeys import API_KEY, RUNS, TENANCY
-from arwx.gateway.body import BodyTooLarge, read_body
-from arwx.gateway.errors import json_error
+from arwx.errors import NotFound
+from arwx.gateway.body import read_body
 from arwx.gateway.ingest import ingest_batch, ingest_stream
-from arwx.wire import MAX_ID_LEN, BadInput, KeyCreate, RunCreate, RunFinish, decode_body
+from arwx.wire import MAX_ID_LEN, KeyCreate, RunCreate, RunFinish, decode_body
 
 MAX_SMALL_BODY = 1 << 20
 
 
-async def _small_body(request: web.Request) -> bytes:
-    try:
-        return await read_body(request, MAX_SMALL_BODY)
-    except BodyTooLarge as e:
-        raise BadInput(str(e)) from None
-
-
 async def create_run(request: web.Request) -> web.Response:
-    org = request[API_KEY].org
-    try:
-        req = decode_body(await _small_body(request), RunCreate)
-    except BadInput as e:
-        return json_error(400, f"bad input: {e}")
+    req = decode_body(await read_body(request, MAX_SMALL_BODY), RunCreate)
     fingerprint = {k: v for k, v in (("commit", req.commit), ("diff_sha", req.diff_sha)) if v}
     run, created = await request.app[RUNS].create(
-        org, req.id, req.project, req.name, req.config, req.writer_ids, fingerprint
+        request[API_KEY].org, req.id, req.project, req.name, req.config, req.writer_ids, fingerprint
     )
     return web.json_response(run.public(), status=201 if created else 200)
 
 
 async def finish_run(request: web.Request) -> web.Response:
-    org = request[API_KEY].org
     run_id = request.match_info["run_id"]
-    try:
-        req = decode_body(await _small_body(request), RunFinish)
-    except BadInput as e:
-        return json_error(400, f"bad input: {e}")
-    run = await request.app[RUNS].finish(org, run_id, req.status, dict(req.writer_totals))
+    req = decode_body(await read_body(request, MAX_SMALL_BODY), RunFinish)
+    run = await request.app[RUNS].finish(request[API_KEY].org, run_id, req.status, dict(req.writer_totals))
     if run is None:
-        return json_error(404, f"unknown run {run_id!r}")
+        raise NotFound(f"unknown run {run_id!r}")
     return web.json_response(run.public())
 
 
 async def create_key(request: web.Request) -> web.Response:
-    try:
-        req = decode_body(await _small_body(request), KeyCreate)
-    except BadInput as e:
-        return json_error(400, f"bad input: {e}")
+    req = decode_body(await read_body(request, MAX_SMALL_BODY), KeyCreate)
     key, secret = await request.app[TENANCY].create_key(request[API_KEY].org, req.name)
     return web.json_response({**key.public(), "key": secret}, status=201)
 
@@ -64,7 +50,7 @@ async def revoke_key(request: web.Request) -> web.Response:
     key_id = request.match_info["key_id"][:MAX_ID_LEN]
     key = await request.app[TENANCY].revoke_key(request[API_KEY].org, key_id)
     if key is None:
-        return json_error(404, f"unknown key {key_id!r}")
+        raise NotFound(f"unknown key {key_id!r}")
     return web.json_response(key.public())
 
 

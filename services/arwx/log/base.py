@@ -10,12 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from arwx.errors import Unavailable
 
-class LogUnavailable(Exception):
+
+class LogUnavailable(Unavailable):
     """The log cannot take an append right now (down, full, timed out).
 
     The gateway answers 503 with ``Retry-After``; the client retries.
     """
+
+    public_message = "the event log is unavailable or full; retry later"
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from arwx.appkeys import API_KEY, LOG, RUNS, STORE
-from arwx.gateway.errors import json_error
+from arwx.errors import BadRequest, NotFound
 from arwx.query import charts as charts_mod
 from arwx.query import projects as projects_mod
 from arwx.query import series
@@ -29,24 +29,24 @@ def _int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int
     try:
         v = int(raw)
     except ValueError:
-        raise web.HTTPBadRequest(text=f'{{"error": "{name} must be an integer"}}', content_type="application/json") from None
+        raise BadRequest(f"{name} must be an integer") from None
     if not lo <= v <= hi:
-        raise web.HTTPBadRequest(text=f'{{"error": "{name} must be in {lo}..{hi}"}}', content_type="application/json")
+        raise BadRequest(f"{name} must be in {lo}..{hi}")
     return v
 
 
 async def get_run(request: web.Request) -> web.Response:
     run = await _run(request)
     if run is None:
-        return json_error(404, f"unknown run {request.match_info['run_id']!r}")
+        raise NotFound(f"unknown run {request.match_info['run_id']!r}")
     return web.json_response(run.public())
 
 
-async def _history_args(request: web.Request) -> tuple[Run, list[str], int, int] | web.Response:
-    """The run and the history filters both history routes take (or the error answer)."""
+async def _history_args(request: web.Request) -> tuple[Run, list[str], int, int]:
+    """The run and the history filters both history routes take; ``NotFound``/``BadRequest``."""
     run = await _run(request)
     if run is None:
-        return json_error(404, f"unknown run {request.match_info['run_id']!r}")
+        raise NotFound(f"unknown run {request.match_info['run_id']!r}")
     keys = [k for k in request.query.get("keys", "").split(",") if k]
     min_step = _int(request, "min_step", 0, 0, MAX_SEQ)
     max_step = _int(request, "max_step", MAX_SEQ, 0, MAX_SEQ)
@@ -66,13 +66,10 @@ def _history_format(request: web.Request) -> str | None:
 
 
 async def get_metrics(request: web.Request) -> web.StreamResponse:
-    args = await _history_args(request)
-    if isinstance(args, web.Response):
-        return args
-    run, keys, min_step, max_step = args
+    run, keys, min_step, max_step = await _history_args(request)
     fmt = _history_format(request)
     if fmt is None:
-        return json_error(400, f"format must be one of {', '.join(HISTORY_FORMATS)}")
+        raise BadRequest(f"format must be one of {', '.join(HISTORY_FORMATS)}")
     store = request.app[STORE]
     if fmt == "ndjson":
         return await stream_history(request, store, run.org, run.run_id, keys, min_step, max_step)
@@ -82,7 +79,7 @@ async def get_metrics(request: web.Request) -> web.StreamResponse:
         try:
             after = series.decode_cursor(cursor) if cursor else None
         except series.BadCursor as e:
-            return json_error(400, str(e))
+            raise BadRequest(str(e)) from None
         rng = series.Range(run.org, run.run_id, keys, min_step, max_step)
         if fmt == "columns":
             body = await series.columns_page(store, rng, limit, after)
@@ -94,20 +91,17 @@ async def get_metrics(request: web.Request) -> web.StreamResponse:
         try:
             after_row = parse_cursor(cursor)
         except ValueError:
-            return json_error(400, "cursor is not one this service gave out")
+            raise BadRequest("cursor is not one this service gave out") from None
     page = await history(store, run.org, run.run_id, keys, min_step, max_step, limit, after_row)
     return web.json_response(page)
 
 
 async def get_metrics_stream(request: web.Request) -> web.StreamResponse:
     """The whole history (or a step range) as NDJSON or one Arrow IPC stream, with bounded memory."""
-    args = await _history_args(request)
-    if isinstance(args, web.Response):
-        return args
-    run, keys, min_step, max_step = args
+    run, keys, min_step, max_step = await _history_args(request)
     fmt = _history_format(request)
     if fmt not in ("json", "ndjson", "arrow"):
-        return json_error(400, "format must be ndjson or arrow")
+        raise BadRequest("format must be ndjson or arrow")
     if fmt == "arrow":
         rng = series.Range(run.org, run.run_id, keys, min_step, max_step)
         return await stream_arrow(request, request.app[STORE], rng)
@@ -117,7 +111,7 @@ async def get_metrics_stream(request: web.Request) -> web.StreamResponse:
 async def get_integrity(request: web.Request) -> web.Response:
     run = await _run(request)
     if run is None:
-        return json_error(404, f"unknown run {request.match_info['run_id']!r}")
+        raise NotFound(f"unknown run {request.match_info['run_id']!r}")
     return web.json_response(await receipt(request.app[STORE], request.app[LOG], run))
 
 
@@ -137,7 +131,7 @@ async def get_project(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     project = await projects_mod.get_project(request.app[STORE], request[API_KEY].org, name)
     if project is None:
-        return json_error(404, f"unknown project {name!r}")
+        raise NotFound(f"unknown project {name!r}")
     return web.json_response(project)
 
 
@@ -145,19 +139,19 @@ async def get_project_runs(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     status = request.query.get("status") or None
     if status is not None and status not in RUN_STATUSES:
-        return json_error(400, f"status must be one of {', '.join(RUN_STATUSES)}")
+        raise BadRequest(f"status must be one of {', '.join(RUN_STATUSES)}")
     limit = _int(request, "limit", 100, 1, projects_mod.MAX_PAGE)
     after = None
     if request.query.get("cursor"):
         try:
             after = projects_mod.parse_run_cursor(request.query["cursor"])
         except ValueError:
-            return json_error(400, "cursor is not one this service gave out")
+            raise BadRequest("cursor is not one this service gave out") from None
     page = await projects_mod.project_runs(
         request.app[STORE], request[API_KEY].org, name, status, request.query.get("name_prefix", ""), limit, after
     )
     if not page["runs"] and after is None and await projects_mod.get_project(request.app[STORE], request[API_KEY].org, name) is None:
-        return json_error(404, f"unknown project {name!r}")
+        raise NotFound(f"unknown project {name!r}")
     return web.json_response(page)
 
 
@@ -168,7 +162,7 @@ MAX_CHART_KEYS = 50
 def _choice(request: web.Request, name: str, options: tuple[str, ...]) -> str:
     v = request.query.get(name) or options[0]
     if v not in options:
-        raise web.HTTPBadRequest(text=f'{{"error": "{name} must be one of {", ".join(options)}"}}', content_type="application/json")
+        raise BadRequest(f"{name} must be one of {', '.join(options)}")
     return v
 
 
@@ -177,18 +171,18 @@ async def get_project_charts(request: web.Request) -> web.Response:
     store, org, name = request.app[STORE], request[API_KEY].org, request.match_info["name"]
     runs = [r for r in request.query.get("runs", "").split(",") if r]
     if len(runs) > MAX_CHART_RUNS:
-        return json_error(400, f"at most {MAX_CHART_RUNS} runs per chart")
+        raise BadRequest(f"at most {MAX_CHART_RUNS} runs per chart")
     keys = [k for k in request.query.get("keys", "").split(",") if k]
     if len(keys) > MAX_CHART_KEYS:
-        return json_error(400, f"at most {MAX_CHART_KEYS} keys per chart")
+        raise BadRequest(f"at most {MAX_CHART_KEYS} keys per chart")
     samples = _int(request, "maxDataPoints", 500, 2, 10_000) if "maxDataPoints" in request.query else _int(request, "samples", 500, 2, 10_000)
     interval = _opt_int(request, "intervalMs", 1, MAX_SEQ) or _opt_int(request, "interval", 1, MAX_SEQ)
     try:
         smoothing = float(request.query.get("smoothing") or 0)
     except ValueError:
-        return json_error(400, "smoothing must be a number in 0..1")
+        raise BadRequest("smoothing must be a number in 0..1") from None
     if not 0 <= smoothing < 1:
-        return json_error(400, "smoothing must be a number in 0..1 (1 excluded)")
+        raise BadRequest("smoothing must be a number in 0..1 (1 excluded)")
     fmt = _choice(request, "format", ("json", "grafana"))
     req = charts_mod.ChartRequest(
         org=org, runs=runs, keys=keys, samples=samples, x=_choice(request, "x", charts_mod.AXES),
@@ -198,14 +192,14 @@ async def get_project_charts(request: web.Request) -> web.Response:
         interval=interval, smoothing=smoothing,
     )
     if req.agg == "lttb" and req.writers == "combined":
-        return json_error(400, "agg=lttb works per writer (writers=per)")
+        raise BadRequest("agg=lttb works per writer (writers=per)")
     project_runs = await projects_mod.project_run_ids(store, org, name, 10_000 if runs else MAX_CHART_RUNS)
     if not project_runs:
-        return json_error(404, f"unknown project {name!r}")
+        raise NotFound(f"unknown project {name!r}")
     if runs:
         unknown = sorted(set(runs) - set(project_runs))
         if unknown:
-            return json_error(404, f"unknown run(s) in project {name!r}: {', '.join(unknown)}")
+            raise NotFound(f"unknown run(s) in project {name!r}: {', '.join(unknown)}")
     else:
         req.runs = project_runs
     result = await charts_mod.chart(store, req)

@@ -12,11 +12,10 @@ from html import escape
 from aiohttp import web
 
 from arwx.appkeys import SDK_WHEEL
-from arwx.gateway.errors import json_error
+from arwx.errors import NotFound
+from arwx.gateway.auth import public
 from arwx.sdkdist.wheel import Wheel, served_wheel
 
-# The routes the auth middleware lets through without a key (route templates).
-PUBLIC_ROUTES = frozenset({"/sdk", "/sdk/", "/sdk/{filename}"})
 # Revalidate every time: the bytes follow the server's SDK sources, and a 304 costs nothing.
 _CACHE = "public, no-cache"
 
@@ -48,20 +47,23 @@ def index_html(wheel: Wheel) -> bytes:
     ).encode()
 
 
+@public
 async def index(request: web.Request) -> web.Response:
     wheel = request.app[SDK_WHEEL]
     return _answer(request, index_html(wheel), "text/html; charset=utf-8", _etag(wheel, "index"), {})
 
 
+@public
 async def redirect_to_index(request: web.Request) -> web.Response:
     # The page links the wheel relatively: it must be read as /sdk/, not /sdk.
     raise web.HTTPMovedPermanently("/sdk/")
 
 
+@public
 async def wheel_file(request: web.Request) -> web.Response:
     wheel = request.app[SDK_WHEEL]
     if request.match_info["filename"] != wheel.filename:
-        return json_error(404, f"no such file under /sdk/; the SDK is /sdk/{wheel.filename}")
+        raise NotFound(f"no such file under /sdk/; the SDK is /sdk/{wheel.filename}")
     disposition = {"Content-Disposition": f'attachment; filename="{wheel.filename}"'}
     return _answer(request, wheel.data, "application/zip", _etag(wheel, "wheel"), disposition)
 

@@ -11,6 +11,8 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
+from arwx.errors import Unavailable
+
 Params = dict[str, Any]
 
 # Dedup tokens are built by the consumer from log coordinates only; checked so
@@ -18,9 +20,12 @@ Params = dict[str, Any]
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9:._,@-]{1,512}$")
 
 
-class StoreUnavailable(Exception):
+class StoreUnavailable(Unavailable):
     """The store cannot do the work now (unreachable, disk full, read-only,
-    out of memory): an outage, not bad data. Pause and retry; HTTP 503."""
+    out of memory): an outage, not bad data. Pause and retry; HTTP 503 with
+    ``Retry-After``."""
+
+    public_message = "the store is unavailable; retry later"
 
 
 class StoreRejected(Exception):

@@ -1,0 +1,281 @@
+"""Validated points → per-run columnar log messages, appended durably.
+
+Invariants:
+
+- A point is acknowledged only once the log holds it durably: ``IngestResult``
+  counts only appended messages.
+- A batch (``ingest``) is all or nothing: one bad point or refused run raises
+  before anything of it is appended.
+- Lines (``ingest_lines``) are taken one by one: a bad line (malformed, too
+  deep, too long, of an unknown or finished run) is rejected by number and
+  every good line is written.
+- Only running runs take points; a finished run takes what each writer had
+  sent before finishing (late delivery from a spool): seq below its total.
+- Any error raised mid-way (the log full, the client too slow) carries what
+  was already written (``extra``), so the client can tell.
+
+Points become columns by one builder (``Chunker.add_many``, C loops) and
+messages carry at most ``CHUNK_POINTS`` points.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import AsyncIterable
+from dataclasses import dataclass, field
+from operator import attrgetter
+
+from arwx import metrics
+from arwx.errors import ApiError, BadRequest, Conflict, NotFound
+from arwx.ingest.ndjson import Line
+from arwx.log.base import Appended, EventLog, LogUnavailable
+from arwx.runs import Runs
+from arwx.wire import (
+    BadInput,
+    Point,
+    RunChunk,
+    decode_line,
+    decode_lines_fast,
+    merge_seq_range,
+    numeric_value,
+)
+
+CHUNK_POINTS = 5000  # points per log message (~250 KB): well under Kafka's message limit
+MAX_ERRORS_LISTED = 100
+
+_get_seq = attrgetter("seq")
+_get_step = attrgetter("step")
+_get_ts = attrgetter("ts")
+_get_key = attrgetter("key")
+_get_value = attrgetter("value")
+_get_run = attrgetter("run_id")
+_get_writer = attrgetter("writer_id")
+
+
+@dataclass
+class IngestResult:
+    """What a request wrote; ``body()`` is the receipt the client gets."""
+
+    points: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    writers: dict[tuple[str, str], list[int]] = field(default_factory=dict)  # (run, writer) -> [min, max, n, _]
+    log: list[Appended] = field(default_factory=list)
+    errors: list[dict] = field(default_factory=list)
+    rejected: int = 0
+
+    def reject(self, line: int, reason: str) -> None:
+        self.rejected += 1
+        metrics.POINTS_REJECTED.labels(reason="bad_line").inc()
+        if len(self.errors) < MAX_ERRORS_LISTED:
+            self.errors.append({"line": line, "reason": reason})
+
+    def body(self) -> dict:
+        out = {
+            "points": self.points,
+            "skipped": sum(self.skipped.values()),
+            "skipped_by_reason": dict(self.skipped),
+            "writers": [
+                {"run_id": r, "writer_id": w, "seq_min": a, "seq_max": b, "count": n}
+                for (r, w), (a, b, n, _) in sorted(self.writers.items())
+            ],
+            "log": [{"topic": a.topic, "partition": a.partition, "offset": a.offset} for a in self.log],
+        }
+        if self.rejected or self.errors:
+            out["rejected"] = self.rejected
+            out["errors"] = self.errors
+        return out
+
+
+class Chunker:
+    """Points of one request → per-run columnar chunks → durable log messages."""
+
+    def __init__(self, org: str, log: EventLog, runs: Runs, result: IngestResult) -> None:
+        self.org = org
+        self.log = log
+        self.runs = runs
+        self.result = result
+        self.chunks: dict[str, RunChunk] = {}
+        self.pending = 0
+        self.received_at = time.time()
+
+    async def check(self, run_id: str, writer_id: str, seq: int) -> bool:
+        """Whether the run is running (True) or finished but still owed this
+        seq (False); ``NotFound`` for an unknown run, ``Conflict`` for a seq
+        past what the writer reported when it finished."""
+        run = await self.runs.get(self.org, run_id)
+        if run is None:
+            raise NotFound(f"unknown run {run_id!r}")
+        if run.status != "running":
+            # Ranks finish one by one: a writer that has not reported its
+            # total yet is still running and keeps writing.
+            total = run.writer_totals.get(writer_id)
+            if total is not None and seq >= total:
+                raise Conflict(
+                    f"run {run_id!r} is {run.status}; writer {writer_id!r} seq {seq} is past what it sent"
+                )
+            return False
+        return True
+
+    async def add_many(self, points: list[Point], run_id: str, writer_id: str) -> None:
+        """Points of one checked (run, writer), flushed every ``CHUNK_POINTS``:
+        columns are built by C loops (map, attrgetter), not a loop per point."""
+        i = 0
+        while i < len(points):
+            part = points[i : i + max(1, CHUNK_POINTS - self.pending)]
+            i += len(part)
+            self._add_columns(part, run_id, writer_id)
+            if self.pending >= CHUNK_POINTS:
+                await self.flush()
+
+    def _add_columns(self, points: list[Point], run_id: str, writer_id: str) -> None:
+        values = list(map(_get_value, points))
+        total = sum(values) if set(map(type, values)) == {float} else None
+        if total is None or total - total != 0:  # an int, a non-number, a NaN/inf, or a sum past float range
+            skipped = self.result.skipped
+            for i, v in enumerate(values):
+                values[i], why = numeric_value(v)
+                if why:
+                    skipped[why] += 1
+                    metrics.POINTS_SKIPPED.labels(reason=why).inc()
+        ts = list(map(_get_ts, points))
+        if None in ts:
+            ts = [self.received_at if t is None else t for t in ts]
+        chunk = self.chunks.get(run_id)
+        if chunk is None:
+            chunk = self.chunks[run_id] = RunChunk(run_id)
+        chunk.extend(writer_id, len(points), map(_get_seq, points), map(_get_step, points), ts,
+                     map(_get_key, points), values)
+        self.pending += len(points)
+
+    async def flush(self) -> None:
+        """Append every pending chunk; returns once all are durable."""
+        for run_id, chunk in self.chunks.items():
+            t0 = time.perf_counter()
+            try:
+                appended = await self.log.append(f"{self.org}/{run_id}", [chunk.encode(self.org, self.received_at)])
+            except LogUnavailable:
+                metrics.LOG_UNAVAILABLE.inc()
+                raise
+            metrics.LOG_APPEND_SECONDS.observe(time.perf_counter() - t0)
+            self.result.log.extend(appended)
+            self.result.points += len(chunk)
+            metrics.POINTS_ACCEPTED.inc(len(chunk))
+            for w, r in chunk.seq_ranges().items():
+                merge_seq_range(self.result.writers, (run_id, w), r)
+        self.chunks.clear()
+        self.pending = 0
+
+
+def _ids(p: Point, run_id: str | None, writer_id: str | None, where: str) -> tuple[str, str]:
+    r = p.run_id or run_id
+    w = p.writer_id or writer_id
+    if not r:
+        raise BadInput(f"{where}: run_id is missing (give it on the point or the batch)")
+    if not w:
+        raise BadInput(f"{where}: writer_id is missing (give it on the point or the batch)")
+    return r, w
+
+
+class IngestService:
+    """The ingest path of every route and adapter: ``ingest`` (all or nothing) and ``ingest_lines``."""
+
+    def __init__(self, log: EventLog, runs: Runs) -> None:
+        self.log = log
+        self.runs = runs
+
+    def _chunker(self, org: str) -> Chunker:
+        return Chunker(org, self.log, self.runs, IngestResult())
+
+    async def ingest(
+        self, org: str, points: list[Point], run_id: str | None = None, writer_id: str | None = None
+    ) -> IngestResult:
+        """Write ``points`` (ids on each point or given once here) all or nothing.
+
+        Raises ``BadInput`` (a point without ids), ``NotFound``/``Conflict``
+        (a run that does not take it) before writing anything, and
+        ``LogUnavailable`` (with what was written) if the log fails mid-way."""
+        chunker = self._chunker(org)
+        try:
+            # The common shape (ids once on the batch): one run check, columns in C loops.
+            once = points and run_id and writer_id and not any(map(_get_run, points)) and not any(map(_get_writer, points))
+            if once and await self._checked(chunker, run_id, writer_id, points[0].seq):  # type: ignore[arg-type]
+                await chunker.add_many(points, run_id, writer_id)  # type: ignore[arg-type]
+                await chunker.flush()
+                return chunker.result
+            resolved = [_ids(p, run_id, writer_id, f"points[{i}]") for i, p in enumerate(points)]
+            running: set[tuple[str, str]] = set()  # checked once; a finished run checks every seq
+            groups: dict[tuple[str, str], list[Point]] = {}
+            for p, rw in zip(points, resolved):
+                if rw not in running and await self._checked(chunker, rw[0], rw[1], p.seq):
+                    running.add(rw)
+                groups.setdefault(rw, []).append(p)
+            for (r, w), pts in groups.items():
+                await chunker.add_many(pts, r, w)
+            await chunker.flush()
+        except BadInput:
+            metrics.POINTS_REJECTED.labels(reason="bad_request").inc()
+            raise
+        except LogUnavailable as e:
+            e.extra = chunker.result.body()
+            raise
+        return chunker.result
+
+    @staticmethod
+    async def _checked(chunker: Chunker, run_id: str, writer_id: str, seq: int) -> bool:
+        try:
+            return await chunker.check(run_id, writer_id, seq)
+        except (NotFound, Conflict):
+            metrics.POINTS_REJECTED.labels(reason="run").inc()
+            raise
+
+    async def ingest_lines(self, org: str, groups: AsyncIterable[list[Line]], max_line_bytes: int) -> IngestResult:
+        """Write NDJSON points line by line (``ndjson.split_lines`` groups):
+        bad lines are listed in ``rejected``/``errors``, good ones written.
+
+        Any ``ApiError`` raised mid-way (the log full, the body too slow)
+        carries what was already written in ``extra``."""
+        chunker = self._chunker(org)
+        try:
+            async for lines in groups:
+                await self._take(chunker, [(n, ln) for n, ln in lines if ln is None or ln.strip()], max_line_bytes)
+            await chunker.flush()
+        except ApiError as e:
+            e.extra = {**chunker.result.body(), **e.extra}
+            raise
+        return chunker.result
+
+    async def _take(self, chunker: Chunker, lines: list[Line], max_line_bytes: int) -> None:
+        """Decode a piece's lines in one go when they are all good and of one
+        running (run, writer); otherwise line by line, naming bad lines."""
+        if not lines:
+            return
+        if all(ln is not None for _, ln in lines):
+            pts = decode_lines_fast([ln for _, ln in lines])  # type: ignore[misc]
+            if pts is not None:
+                runs, writers = set(map(_get_run, pts)), set(map(_get_writer, pts))
+                if len(runs) == 1 and len(writers) == 1 and None not in runs and None not in writers:
+                    (r,), (w,) = runs, writers
+                    try:
+                        running = await chunker.check(r, w, pts[0].seq)
+                    except (NotFound, Conflict):
+                        running = False
+                    if running:
+                        await chunker.add_many(pts, r, w)
+                        return
+        result = chunker.result
+        groups: dict[tuple[str, str], list[Point]] = {}
+        for n, ln in lines:
+            if ln is None:
+                result.reject(n, f"line is over the {max_line_bytes}-byte limit")
+                continue
+            try:
+                p = decode_line(ln)
+                rw = _ids(p, None, None, f"line {n}")
+                await chunker.check(rw[0], rw[1], p.seq)
+            except (BadRequest, NotFound, Conflict) as e:
+                result.reject(n, str(e))
+                continue
+            groups.setdefault(rw, []).append(p)
+        for (r, w), pts in groups.items():
+            await chunker.add_many(pts, r, w)
