@@ -32,6 +32,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from arwx.store.base import StoreUnavailable
+from arwx.wire import BadInput
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 # Org ids become path segments: keep them to a safe alphabet.
@@ -40,11 +41,11 @@ _ORG_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")
 MISSING_CONCURRENCY = 32
 
 
-class BadSha(ValueError):
+class BadSha(BadInput):
     """A string that is not a SHA-256 in lowercase hex (64 characters)."""
 
 
-class HashMismatch(ValueError):
+class HashMismatch(BadInput):
     """The bytes do not hash to the claimed SHA-256; nothing was stored."""
 
     def __init__(self, claimed: str, actual: str) -> None:

@@ -1,7 +1,9 @@
 """Blob routes: which SHAs are missing, upload one blob, download one blob.
 
 Thin: they translate HTTP to the ``BlobStore`` of the app and back. Bytes
-stream both ways in bounded chunks; the server computes every hash itself.
+stream both ways in bounded chunks (an upload idle for ``body_idle_s`` is a
+408); the server computes every hash itself. Refusals are ``arwx.errors``
+exceptions (``BadSha`` and ``HashMismatch`` are 400s), rendered by the app.
 """
 
 from __future__ import annotations
@@ -9,28 +11,24 @@ from __future__ import annotations
 from aiohttp import ClientPayloadError, web
 
 from arwx.appkeys import API_KEY, BLOBS
-from arwx.blobs.base import BadSha, HashMismatch, check_sha
-from arwx.gateway.body import BodyTooLarge, read_body
-from arwx.gateway.errors import json_error
+from arwx.blobs.base import BadSha, check_sha
+from arwx.errors import BadRequest, NotFound
+from arwx.gateway.body import body_chunks, read_body
 from arwx.wire import BadInput, BlobsMissing, decode_body
 
 # The claimed SHA of an upload: this header or the ``sha256`` query parameter.
 SHA_HEADER = "X-Content-SHA256"
-UPLOAD_CHUNK = 1 << 16
 # 10,000 SHAs of 64 characters, quoted and separated, fit well below this.
 MAX_MISSING_BODY = 1 << 20
 
 
 async def missing_blobs(request: web.Request) -> web.Response:
-    try:
-        req = decode_body(await read_body(request, MAX_MISSING_BODY), BlobsMissing)
-        for i, sha in enumerate(req.shas):
-            try:
-                check_sha(sha)
-            except BadSha as e:
-                raise BadInput(f"shas[{i}]: {e}") from None
-    except (BadInput, BodyTooLarge) as e:
-        return json_error(400, f"bad input: {e}")
+    req = decode_body(await read_body(request, MAX_MISSING_BODY), BlobsMissing)
+    for i, sha in enumerate(req.shas):
+        try:
+            check_sha(sha)
+        except BadSha as e:
+            raise BadInput(f"shas[{i}]: {e}") from None
     missing = await request.app[BLOBS].missing(request[API_KEY].org, req.shas)
     return web.json_response({"missing": missing})
 
@@ -48,36 +46,28 @@ def _claimed_sha(request: web.Request) -> str | None:
 
 
 async def upload_blob(request: web.Request) -> web.Response:
+    claimed = _claimed_sha(request)
     try:
-        claimed = _claimed_sha(request)
-    except BadInput as e:
-        return json_error(400, f"bad input: {e}")
-    try:
-        info = await request.app[BLOBS].put(request[API_KEY].org, request.content.iter_chunked(UPLOAD_CHUNK), claimed)
-    except HashMismatch as e:
-        return json_error(400, f"bad input: {e}")
+        info = await request.app[BLOBS].put(request[API_KEY].org, body_chunks(request, whole=False), claimed)
     except (ClientPayloadError, ConnectionResetError):
         # The client went away mid-body; the store kept nothing.
-        return json_error(400, "the upload was cut off before its end; nothing was stored")
+        raise BadRequest("the upload was cut off before its end; nothing was stored") from None
     return web.json_response({"sha": info.sha, "size": info.size}, status=201)
 
 
 async def get_blob(request: web.Request) -> web.StreamResponse:
     sha = request.match_info["sha"]
-    try:
-        check_sha(sha)
-    except BadSha as e:
-        return json_error(400, f"bad input: {e}")
+    check_sha(sha)
     blobs, org = request.app[BLOBS], request[API_KEY].org
     headers = {"Content-Type": "application/octet-stream", "ETag": f'"{sha}"'}
     if request.method == "HEAD":
         size = await blobs.size(org, sha)
         if size is None:
-            return json_error(404, f"unknown blob {sha}")
+            raise NotFound(f"unknown blob {sha}")
         return web.Response(headers={**headers, "Content-Length": str(size)})
     blob = await blobs.open(org, sha)
     if blob is None:
-        return json_error(404, f"unknown blob {sha}")
+        raise NotFound(f"unknown blob {sha}")
     try:
         resp = web.StreamResponse(headers=headers)
         resp.content_length = blob.size  # a short body is then a broken download, never a silent one

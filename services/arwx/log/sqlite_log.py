@@ -212,9 +212,11 @@ class SqliteLog:
     def _commit_batch(self, conn: sqlite3.Connection, batch: list[_Append]) -> None:
         now = time.time()
         results: list[list[Appended]] = []
-        offset = self._next_offset
         try:
             conn.execute("BEGIN IMMEDIATE")
+            # Read the mark under the write lock: another writer on the same file (a
+            # second process on one data dir, in-process test servers) may have appended.
+            offset = max(self._next_offset, _high_water(conn))
             for a in batch:
                 out = []
                 for p in a.payloads:
