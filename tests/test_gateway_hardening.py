@@ -291,3 +291,17 @@ def test_aiohttp_parse_errors_answer_the_json_error_shape(embedded, api: Api, na
     assert 400 <= status < 500, (status, head, body)
     assert b"content-type: application/json" in head.lower(), head
     assert json.loads(body)["error"], body
+
+
+def test_receipt_counts_a_resent_skipped_point_once(api: Api) -> None:
+    """The receipt's ``skipped`` counted every message's NaNs, so a re-send counted again."""
+    api.ok("POST", "/v1/runs", {"id": "nan"})
+    raw = (b'{"run_id": "nan", "writer_id": "w", "points": [{"seq": 0, "step": 0, "key": "k", "value": NaN},'
+           b'{"seq": 1, "step": 1, "key": "k", "value": 1.5}]}')
+    for _ in range(3):  # the client did not see the answer and re-sent
+        status, out = api.post("/v1/ingest", raw=raw)
+        assert status == 200 and out["skipped"] == 1, (status, out)
+    wait_for(lambda: api.receipt("nan")["points_committed"] == 6, 60, what="all three messages consumed")
+    r = api.wait_intact("nan", 2)
+    assert r["skipped"] == 1 and r["writers"][0]["skipped"] == 1, r
+    assert r["duplicates_collapsed"] == 4, r

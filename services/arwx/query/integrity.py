@@ -3,6 +3,8 @@
 - ``points_committed``: points in log messages the consumer wrote (ledger).
 - ``points_stored``: distinct points stored (FINAL: replays collapsed).
 - ``duplicates_collapsed``: committed minus stored (client re-sends, replays).
+- ``skipped``: distinct stored points whose value was skipped (a NaN
+  placeholder): counted in the store, so a re-sent point counts once.
 - per writer: expected points = max(what the client said it sent at finish,
   the highest committed seq + 1); holes in the stored seq range are listed.
 - ``pending``: log messages of this run acknowledged but not yet stored
@@ -42,14 +44,14 @@ async def receipt(store: Store, log: EventLog, run: Run) -> dict:
             p,
         )
     }
-    stored = {
-        w: (int(n), int(lo), int(hi), int(s1), int(s2))
-        for w, n, lo, hi, s1, s2 in await store.rows(
-            "SELECT writer_id, count(), min(seq), max(seq), sum(toUInt128(seq)), sum(toUInt128(seq) * seq)"
-            f" FROM points FINAL WHERE {_RUN} GROUP BY writer_id",
-            p,
-        )
-    }
+    stored, skipped_by_writer = {}, {}
+    for w, n, lo, hi, s1, s2, nan in await store.rows(
+        "SELECT writer_id, count(), min(seq), max(seq), sum(toUInt128(seq)), sum(toUInt128(seq) * seq),"
+        f" countIf(isNaN(value)) FROM points FINAL WHERE {_RUN} GROUP BY writer_id",
+        p,
+    ):
+        stored[w] = (int(n), int(lo), int(hi), int(s1), int(s2))
+        skipped_by_writer[w] = int(nan)
     # Distinct seqs per writer: when count, range and the first two moments
     # of seq all match lo..hi exactly, the seqs are that range (a repeated
     # seq under another key would have to cancel a hole in both sums); only
@@ -66,7 +68,7 @@ async def receipt(store: Store, log: EventLog, run: Run) -> dict:
     writers = []
     missing_total = 0
     for w in sorted(set(ledger) | set(stored) | set(run.writer_totals)):
-        committed, skipped, _, l_hi = ledger.get(w, (0, 0, 0, -1))
+        committed, _, _, l_hi = ledger.get(w, (0, 0, 0, -1))
         n_stored, s_lo, s_hi, _, _ = stored.get(w, (0, 0, -1, 0, 0))
         uniq = distinct.get(w, 0)
         sent = run.writer_totals.get(w)
@@ -79,7 +81,7 @@ async def receipt(store: Store, log: EventLog, run: Run) -> dict:
                 "sent": sent,
                 "committed": committed,
                 "stored": n_stored,
-                "skipped": skipped,
+                "skipped": skipped_by_writer.get(w, 0),
                 "seq_min": s_lo if n_stored else None,
                 "seq_max": s_hi if n_stored else None,
                 "expected": expected,
@@ -98,7 +100,7 @@ async def receipt(store: Store, log: EventLog, run: Run) -> dict:
         "points_committed": committed,
         "points_stored": n_stored,
         "duplicates_collapsed": max(0, committed - n_stored),
-        "skipped": sum(v[1] for v in ledger.values()),
+        "skipped": sum(skipped_by_writer.values()),
         "lost": lost,
         "pending": pending,
         "pending_points": missing_total if pending else 0,
