@@ -187,6 +187,46 @@ def _patterns_ok(points: list, *ids: str | None) -> bool:
     return all(map(_ID_RE.search, ids_seen))
 
 
+_get_seq = attrgetter("seq")
+_get_step = attrgetter("step")
+_get_ts = attrgetter("ts")
+
+
+def _ranges_ok(points: list) -> bool:
+    try:
+        for col in (list(map(_get_seq, points)), list(map(_get_step, points))):
+            if set(map(type, col)) != {int} or min(col) < 0 or max(col) > MAX_SEQ:
+                return False
+        ts = [t for t in map(_get_ts, points) if t is not None]
+        if ts and (not {type(t) for t in ts} <= {float, int} or min(ts) < 0 or max(ts) > MAX_TS):
+            return False
+    except TypeError:
+        return False
+    keys = set(map(_get_key, points))
+    ids = set(map(_get_run, points)) | set(map(_get_writer, points))
+    ids.discard(None)
+    return all(type(k) is str and len(k) <= MAX_KEY_LEN for k in keys) and all(
+        type(i) is str and len(i) <= MAX_ID_LEN for i in ids
+    )
+
+
+def check_points(points: list[Point], run_id: str | None = None, writer_id: str | None = None) -> None:
+    """Points built in code (an adapter's), held to the same contract as
+    decoded ones: ``BadInput`` naming the first bad point. Cheap when all are
+    good (C loops, patterns once per distinct key and id)."""
+    if not points or (_ranges_ok(points) and _patterns_ok(points, run_id, writer_id)):
+        for i in (run_id, writer_id):
+            if i is not None and not (type(i) is str and len(i) <= MAX_ID_LEN and _ID_RE.search(i)):
+                raise BadInput(f"bad id {i!r}")
+        return
+    for i, p in enumerate(points):
+        try:
+            msgspec.convert(msgspec.structs.asdict(p), Point)
+        except msgspec.ValidationError as e:
+            raise BadInput(f"points[{i}]: {e}") from None
+    raise BadInput(f"bad id in {run_id!r}, {writer_id!r}")
+
+
 def decode_batch_fast(body: bytes) -> IngestBatch:
     """``decode_batch`` with the same outcome, about 3x faster on good input."""
     try:

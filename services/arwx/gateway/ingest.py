@@ -31,7 +31,9 @@ async def ingest_batch(request: web.Request) -> web.Response:
     except BadInput:
         metrics.POINTS_REJECTED.labels(reason="bad_request").inc()
         raise
-    result = await request.app[INGEST].ingest(request[API_KEY].org, batch.points, batch.run_id, batch.writer_id)
+    result = await request.app[INGEST].ingest(
+        request[API_KEY].org, batch.points, batch.run_id, batch.writer_id, validated=True
+    )
     return web.json_response(result.body())
 
 

@@ -35,6 +35,7 @@ from arwx.wire import (
     BadInput,
     Point,
     RunChunk,
+    check_points,
     decode_line,
     decode_lines_fast,
     merge_seq_range,
@@ -188,15 +189,20 @@ class IngestService:
         return Chunker(org, self.log, self.runs, IngestResult())
 
     async def ingest(
-        self, org: str, points: list[Point], run_id: str | None = None, writer_id: str | None = None
+        self, org: str, points: list[Point], run_id: str | None = None, writer_id: str | None = None,
+        validated: bool = False,
     ) -> IngestResult:
         """Write ``points`` (ids on each point or given once here) all or nothing.
 
-        Raises ``BadInput`` (a point without ids), ``NotFound``/``Conflict``
-        (a run that does not take it) before writing anything, and
-        ``LogUnavailable`` (with what was written) if the log fails mid-way."""
+        Points are held to the wire contract (``wire.check_points``) unless
+        ``validated`` says a ``wire`` decoder made them. Raises ``BadInput`` (a
+        bad point, one without ids), ``NotFound``/``Conflict`` (a run that does
+        not take it) before writing anything, and ``LogUnavailable`` (with
+        what was written) if the log fails mid-way."""
         chunker = self._chunker(org)
         try:
+            if not validated:
+                check_points(points, run_id, writer_id)
             # The common shape (ids once on the batch): one run check, columns in C loops.
             once = points and run_id and writer_id and not any(map(_get_run, points)) and not any(map(_get_writer, points))
             if once and await self._checked(chunker, run_id, writer_id, points[0].seq):  # type: ignore[arg-type]
