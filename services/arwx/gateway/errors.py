@@ -30,8 +30,7 @@ def set_renderer(app: web.Application, body: Renderer) -> None:
 def render(request: web.Request, e: ApiError) -> web.Response:
     """The answer for ``e``: the innermost routing app's renderer, else ``{"error": ...}``."""
     body: Renderer = default_body
-    match_info = request.match_info if request.match_info is not None else None
-    for app in reversed(match_info.apps if match_info is not None else ()):
+    for app in reversed(request.match_info.apps):
         if RENDERER in app:
             body = app[RENDERER]  # type: ignore[assignment]
             break
