@@ -19,6 +19,7 @@ from arwx.app import build_app
 from arwx.appkeys import API_KEY, INGEST, TENANCY
 from arwx.errors import ApiError
 from arwx.gateway.auth import AUTHENTICATORS, bearer_key, public
+from arwx.gateway.body import read_body
 from arwx.gateway.errors import AppRunner, set_renderer
 from arwx.tenancy import ApiKey
 from arwx.wire import Point
@@ -34,7 +35,7 @@ class LogMetric(msgspec.Struct):
 
 
 async def log_metric(request: web.Request) -> web.Response:
-    m = msgspec.json.decode(await request.read(), type=LogMetric)
+    m = msgspec.json.decode(await read_body(request, 1 << 20), type=LogMetric)  # bounded in size and time
     p = Point(seq=m.step, step=m.step, key=m.key, value=m.value)
     await request.config_dict[INGEST].ingest(request[API_KEY].org, [p], m.run_id, "mlflow")
     return web.json_response({})

@@ -22,7 +22,7 @@ from arwx.errors import PayloadTooLarge, RequestTimeout
 
 async def body_chunks(request: web.Request, whole: bool) -> AsyncIterator[bytes]:
     """The body as it arrives; ``whole``: the body is read in full before use (total-time bound)."""
-    cfg = request.app[CONFIG]
+    cfg = request.config_dict[CONFIG]
     loop = asyncio.get_running_loop()
     deadline = loop.time() + cfg.body_timeout_s if whole else None
     reservation = request.get(RESERVATION)
