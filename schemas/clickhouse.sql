@@ -64,7 +64,10 @@ CREATE TABLE IF NOT EXISTS dead_letters
 ENGINE = ReplacingMergeTree
 ORDER BY (log_topic, log_partition, log_offset)
 ;
--- Runs. A row per change; the newest version wins (FINAL).
+-- Runs: a mirror of the catalog's runs (the catalog is the truth; see
+-- services/arwx/catalog/mirror.py), kept so SQL here can filter and label
+-- points by project and run name. A row per change; the newest catalog
+-- version wins (FINAL).
 CREATE TABLE IF NOT EXISTS runs
 (
     org           LowCardinality(String),
@@ -82,44 +85,17 @@ CREATE TABLE IF NOT EXISTS runs
 ENGINE = ReplacingMergeTree(version)
 ORDER BY (org, run_id)
 ;
--- What each writer says it sent, reported at finish. A row per writer, so
--- ranks finishing at once never overwrite each other.
-CREATE TABLE IF NOT EXISTS run_writers
+-- Which installation this store belongs to: the same id is in the catalog
+-- (services/arwx/catalog/pairing.py), so a store is never used with a catalog
+-- it was not made with. Organizations, API keys and writer totals live in
+-- the catalog; a store written before it still has those tables, which the
+-- first start imports (services/arwx/catalog/legacy.py).
+CREATE TABLE IF NOT EXISTS installation
 (
-    org         LowCardinality(String),
-    run_id      String,
-    writer_id   String,
-    sent        UInt64,
-    reported_at DateTime64(3, 'UTC')
-)
-ENGINE = ReplacingMergeTree(reported_at)
-ORDER BY (org, run_id, writer_id)
-;
--- Organizations.
-CREATE TABLE IF NOT EXISTS orgs
-(
-    org        String,
-    name       String,
-    created_at DateTime64(3, 'UTC')
+    id UInt64
 )
 ENGINE = ReplacingMergeTree
-ORDER BY org
-;
--- API keys: only the SHA-256 of the secret is stored. A revoke is a new
--- version of the row.
-CREATE TABLE IF NOT EXISTS api_keys
-(
-    key_id     String,
-    org        String,
-    name       String,
-    key_hash   String,
-    prefix     String,
-    created_at DateTime64(3, 'UTC'),
-    revoked_at Nullable(DateTime64(3, 'UTC')),
-    version    UInt64
-)
-ENGINE = ReplacingMergeTree(version)
-ORDER BY key_id
+ORDER BY id
 ;
 -- Chart rollups: per (run, key, writer) and power-of-two step cells (tiers
 -- 2^4, 2^6, ... 2^16: a factor 4 apart, so a chart reads at most about 4 cells

@@ -37,3 +37,27 @@ def embedded(store_dir: Path):
 def api(embedded: ServerThread) -> Api:
     """A client with a key of a fresh organization on the embedded server."""
     return Api(embedded.url, embedded.new_org_key())
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server for the session (tests/postgres_server.py). Fails, never skips,
+    when it cannot start: the distributed catalog is part of the product."""
+    from tests.postgres_server import PostgresServer
+
+    server = PostgresServer()
+    try:
+        server.start()
+    except Exception as e:  # noqa: BLE001 - say why and fail
+        server.stop()
+        pytest.fail(f"cannot start PostgreSQL for the catalog tests: {type(e).__name__}: {e}", pytrace=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty catalog database of each kind ("" is SQLite in ``tmp_path``)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'catalog.sqlite'}"
+    return request.getfixturevalue("postgres").new_database()

@@ -54,9 +54,19 @@ def test_revoked_key_stops_at_once_and_keys_are_listed_without_secrets(api: Api)
 
 def test_keys_are_stored_hashed(embedded, api: Api) -> None:
     made = api.ok("POST", "/v1/keys", {"name": "hashed"})
-    rows = embedded.call(embedded.server.store.rows("SELECT key_hash, prefix FROM api_keys"))
+    rows = embedded.call(_catalog_rows(embedded, "key_hash", "prefix"))
     assert all(made["key"] not in (h, p) for h, p in rows)
     assert any(len(h) == 64 and p == made["prefix"] for h, p in rows)
+
+
+async def _catalog_rows(embedded, *columns: str) -> list[tuple]:
+    """Every API key row as stored in the catalog."""
+    from sqlalchemy import select
+
+    from arwx.catalog.tables import api_keys
+
+    async with embedded.server.catalog.connect() as conn:
+        return [tuple(r) for r in await conn.execute(select(*(api_keys.c[c] for c in columns)))]
 
 
 @pytest.fixture

@@ -193,7 +193,7 @@ def test_run_cache_stays_bounded_with_many_big_configs(embedded, api: Api) -> No
     """150 runs with 200 KB configs kept every one in memory before; now the
     cache's weight stays under its bound and a lookup still answers."""
     org = embedded.call(embedded.server.tenancy.authenticate(api.key)).org
-    runs = Runs(embedded.server.store, cache=run_cache(ttl_s=60, max_runs=1000, max_bytes=1 << 20))
+    runs = Runs(embedded.server.catalog, cache=run_cache(ttl_s=60, max_runs=1000, max_bytes=1 << 20))
     config = {"blob": "x" * (200 << 10)}
 
     async def create_all() -> None:

@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
                 help="the store was lost but the embedded log kept: rebuild the store from what the log holds",
             )
     keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)
-    store_opts = ["data_dir", "clickhouse_url", "log_level", "log_format"]
+    store_opts = ["data_dir", "clickhouse_url", "catalog_url", "log_level", "log_format"]
     c = keys.add_parser("create", help="create a key (and its organization if new); prints the secret once")
     c.add_argument("--org", default="default", help="organization name (created if missing)")
     c.add_argument("--name", default="", help="a label for the key")
@@ -73,6 +73,8 @@ async def _run_service(settings: Settings, roles: frozenset[str], rebuild_store:
         print(f"arwx: {server.notice}", flush=True)
     mode = "kafka" if settings.kafka_bootstrap else "embedded log"
     store = "ClickHouse server" if settings.clickhouse_url else f"chDB in {settings.data_path}"
+    if server.catalog is not None:
+        store += f", catalog {server.catalog.display}"
     if server.url:
         print(f"arwx {'+'.join(sorted(roles))} listening on {server.url} ({mode}, {store})", flush=True)
     else:
@@ -101,6 +103,9 @@ async def _run_service(settings: Settings, roles: frozenset[str], rebuild_store:
 
 
 async def _keys(args: argparse.Namespace, settings: Settings) -> int:
+    from arwx.catalog import CatalogError
+    from arwx.catalog.pairing import open_catalog
+    from arwx.server import store_description
     from arwx.store.base import open_store
     from arwx.store.schema import apply_schema
     from arwx.tenancy import Tenancy
@@ -116,9 +121,15 @@ async def _keys(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return 1
+    catalog = None
     try:
         await apply_schema(store)
-        tenancy = Tenancy(store)
+        try:
+            catalog = await open_catalog(settings.catalog_url, settings.data_path, store, store_description(settings))
+        except CatalogError as e:
+            print(f"arwx keys: {e}", file=sys.stderr)
+            return 1
+        tenancy = Tenancy(catalog)
         if args.keys_command == "create":
             org = await tenancy.find_org(args.org) or await tenancy.create_org(args.org)
             key, secret = await tenancy.create_key(org, args.name)
@@ -142,6 +153,8 @@ async def _keys(args: argparse.Namespace, settings: Settings) -> int:
             print(f"revoked {key.key_id}")
         return 0
     finally:
+        if catalog is not None:
+            await catalog.stop()
         await store.stop()
 
 
@@ -168,6 +181,13 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"arwx {args.command}: distributed mode needs --blobs s3://bucket/prefix (ARWX_BLOBS_URL), "
             "shared by every gateway and query service",
+            file=sys.stderr,
+        )
+        return 2
+    if args.command in ("gateway", "query") and not settings.catalog_url:
+        print(
+            f"arwx {args.command}: distributed mode needs --catalog postgresql://… (ARWX_CATALOG_URL): "
+            "every gateway and query service shares one catalog of keys and runs",
             file=sys.stderr,
         )
         return 2

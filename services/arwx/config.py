@@ -54,9 +54,10 @@ OPTIONS: list[Option] = [
         "blobs_url", str, "",
         "blob store: s3://bucket/prefix (credentials and endpoint from the AWS_* variables); else a directory in data_dir",
     ),
+    Option("catalog_url", str, "", "catalog of orgs, keys and runs: postgresql://user:pass@host/db; else SQLite in data_dir"),
     Option("max_body_bytes", int, 16 << 20, "largest JSON ingest body (bigger: 413; use the stream)"),
     Option("max_line_bytes", int, 1 << 20, "largest NDJSON line on the stream (bigger: that line is rejected)"),
-    Option("key_refresh_s", float, 2.0, "how often API keys are re-read from the store (revocation bound)"),
+    Option("key_refresh_s", float, 0.25, "how often a process asks the catalog whether keys changed (revocation bound)"),
     Option("send_timeout_s", float, 10.0, "bound on a log append before answering 503"),
     Option("log_retention_s", float, 3600.0, "embedded log: how long consumed messages are kept (what --rebuild-store can replay)"),
     Option("max_inflight_bytes", int, 256 << 20, "bound on ingest bytes received and not yet answered in a gateway (over it: 429 + Retry-After)"),
@@ -69,7 +70,10 @@ OPTIONS: list[Option] = [
     Option("metrics_host", str, "127.0.0.1", "address of the ops listener"),
 ]
 
-_ALIASES = {"kafka_bootstrap": ["--kafka"], "clickhouse_url": ["--clickhouse"], "blobs_url": ["--blobs"]}
+_ALIASES = {
+    "kafka_bootstrap": ["--kafka"], "clickhouse_url": ["--clickhouse"], "blobs_url": ["--blobs"],
+    "catalog_url": ["--catalog"],
+}
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,7 @@ class Settings:
     consumer_group: str
     clickhouse_url: str
     blobs_url: str
+    catalog_url: str
     max_body_bytes: int
     max_line_bytes: int
     key_refresh_s: float
@@ -128,6 +133,8 @@ class Settings:
             raise ConfigError(f"clickhouse_url {self.clickhouse_url!r} must start with http:// or https://")
         if self.blobs_url and not re.match(r"^s3://[^/]+(/.*)?$", self.blobs_url):
             raise ConfigError(f"blobs_url {self.blobs_url!r} must be s3://bucket or s3://bucket/prefix")
+        if self.catalog_url and not self.catalog_url.startswith(("postgresql://", "postgres://", "sqlite://")):
+            raise ConfigError(f"catalog_url must start with postgresql:// (or sqlite://), not {self.catalog_url.split(':')[0]!r}")
         return self
 
     @property

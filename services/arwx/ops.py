@@ -45,6 +45,7 @@ class Parts:
     reader: LogReader | None = None
     store: Store | None = None
     consumer: object | None = None  # a Consumer: its ``paused`` says why it waits
+    catalog: object | None = None  # arwx.catalog.Catalog (not imported: ops stays light)
     needs_log: bool = True
     samplers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
@@ -70,6 +71,8 @@ async def readiness(parts: Parts) -> tuple[bool, dict]:
     pending: dict[str, Awaitable[str]] = {}
     if parts.store is not None:
         pending["store"] = _bounded(parts.store.ping(), "store")
+    if parts.catalog is not None:
+        pending["catalog"] = _bounded(parts.catalog.ping(), "catalog")  # type: ignore[attr-defined]
     if parts.needs_log and parts.log is not None:
         pending["log"] = _bounded(parts.log.pending(_PROBE_KEY), "log")
     results = await asyncio.gather(*pending.values())

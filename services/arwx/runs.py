@@ -1,24 +1,37 @@
-"""The run registry: create (idempotent on id), finish, look up.
+"""The run registry, in the catalog: create (idempotent on id), finish, look up.
 
 Runs are scoped by organization: the same run id in two orgs names two runs,
-and a lookup never crosses orgs. Finishing is final: the first finish sets
-the status, and a writer's reported total never changes (a different one is a
-409); later calls only add the totals of writers that had not reported.
+and a lookup never crosses orgs. The catalog's primary key (org, run_id)
+makes a run id created by two processes at once one run: the loser of the
+insert reads the winner's row. Finishing is final: the first finish sets the
+status, and a writer's reported total never changes (a different one is a
+409); later calls only add the totals of writers that had not reported. The
+run's row lock serializes finishes across processes.
+
+Ingest checks a run on every request, so lookups are cached per process for
+``ttl_s`` in a bounded cache (memory must not grow with runs): a finish
+through another process is seen here within that bound (a late point is then
+judged against the writers' reported totals).
+
+Every change is copied to the ClickHouse mirror (``catalog/mirror.py``) so
+that SQL on ClickHouse can label points by project and run name.
 """
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import time
 from dataclasses import dataclass, field
 
 import msgspec
-import pyarrow as pa
+from sqlalchemy import case, select, update
+from sqlalchemy.exc import IntegrityError
 
 from arwx.cache import MISSING, BoundedCache
+from arwx.catalog import Catalog
+from arwx.catalog.mirror import RunMirror
+from arwx.catalog.tables import run_writers, runs
 from arwx.errors import Conflict
-from arwx.store.base import Store
 from arwx.wire import check_config
 
 RUN_STATUSES = ("running", "finished", "failed", "crashed", "killed")
@@ -37,6 +50,7 @@ class Run:
     finished_at_ms: int | None
     fingerprint: dict = field(default_factory=dict)
     writer_totals: dict[str, int] = field(default_factory=dict)
+    version: int = 0
     config_bytes: int = 0  # the config's size as JSON: its weight in the cache
 
     def public(self) -> dict:
@@ -54,14 +68,14 @@ class Run:
         }
 
 
-def _ts(values: list[int | None]) -> pa.Array:
-    return pa.array(values, pa.int64()).cast(pa.timestamp("ms", tz="UTC"))
-
-
-_SELECT = (
-    "SELECT org, run_id, project, name, status, config, writer_ids, toUnixTimestamp64Milli(created_at), "
-    "if(isNull(finished_at), NULL, toUnixTimestamp64Milli(assumeNotNull(finished_at))), fingerprint FROM runs FINAL "
+_COLUMNS = (
+    runs.c.org, runs.c.run_id, runs.c.project, runs.c.name, runs.c.status, runs.c.config, runs.c.writer_ids,
+    runs.c.created_at, runs.c.finished_at, runs.c.fingerprint, runs.c.version,
 )
+
+
+def _run(row: tuple) -> Run:
+    return Run(*row[:10], version=row[10], config_bytes=len(msgspec.json.encode(row[5])))
 
 
 CACHE_RUNS = 10_000
@@ -73,36 +87,42 @@ def run_cache(ttl_s: float = 2.0, max_runs: int = CACHE_RUNS, max_bytes: int = C
     return BoundedCache(max_runs, ttl_s, max_bytes, weigh=lambda run: 200 + run.config_bytes)
 
 
-class Runs:
-    """Run lookups are cached per process for ``ttl_s`` in a bounded cache
-    (ingest checks a run on every request; memory must not grow with runs)."""
+def next_version(now_ns: int):  # noqa: ANN201 - a SQL expression
+    """A run's next version: the clock in ns, but always above the last one
+    (so the ClickHouse mirror, which keeps the highest, keeps the newest even
+    when two hosts' clocks disagree)."""
+    return case((runs.c.version + 1 > now_ns, runs.c.version + 1), else_=now_ns)
 
-    def __init__(self, store: Store, ttl_s: float = 2.0, cache: BoundedCache | None = None) -> None:
-        self.store = store
+
+class Runs:
+    """Runs of every org; see the module docstring for caching and mirroring."""
+
+    def __init__(
+        self, catalog: Catalog, mirror: RunMirror | None = None, ttl_s: float = 2.0, cache: BoundedCache | None = None
+    ) -> None:
+        self.catalog = catalog
+        self.mirror = mirror
         self.ttl_s = ttl_s
         self._cache = cache if cache is not None else run_cache(ttl_s)
-        self._lock = asyncio.Lock()  # read-modify-write of a run row within this process
 
     async def get(self, org: str, run_id: str, fresh: bool = False) -> Run | None:
         if not fresh:
             hit = self._cache.get((org, run_id), MISSING)
             if hit is not MISSING:
                 return hit  # type: ignore[return-value]
-        rows = await self.store.rows(
-            _SELECT + "WHERE org = {org:String} AND run_id = {run:String}", {"org": org, "run": run_id}
-        )
-        if not rows:
-            return None
-        r = rows[0]
-        run = Run(
-            r[0], r[1], r[2], r[3], r[4], msgspec.json.decode(r[5] or "{}"), list(r[6]), r[7], r[8],
-            msgspec.json.decode(r[9] or "{}"), config_bytes=len(r[5] or ""),
-        )
-        totals = await self.store.rows(
-            "SELECT writer_id, sent FROM run_writers FINAL WHERE org = {org:String} AND run_id = {run:String}",
-            {"org": org, "run": run_id},
-        )
-        run.writer_totals = {w: int(n) for w, n in totals}
+        async with self.catalog.connect() as conn:
+            row = (
+                await conn.execute(select(*_COLUMNS).where((runs.c.org == org) & (runs.c.run_id == run_id)))
+            ).first()
+            if row is None:
+                return None
+            run = _run(tuple(row))
+            totals = await conn.execute(
+                select(run_writers.c.writer_id, run_writers.c.sent).where(
+                    (run_writers.c.org == org) & (run_writers.c.run_id == run_id)
+                )
+            )
+            run.writer_totals = {w: int(n) for w, n in totals}
         self._cache.put((org, run_id), run)
         return run
 
@@ -119,76 +139,96 @@ class Runs:
         """The run and whether it was created now (False: it existed).
         Raises ``BadInput``/``PayloadTooLarge`` for a config past the contract's bounds."""
         check_config(config)
-        async with self._lock:
-            if run_id:
-                existing = await self.get(org, run_id, fresh=True)
-                if existing is not None:
-                    return existing, False
-            run_id = run_id or secrets.token_hex(6)
-            run = Run(
-                org, run_id, project, name or run_id, "running", config or {}, writer_ids or [],
-                int(time.time() * 1000), None, fingerprint or {},
-            )
-            await self._write(run)
-            return run, True
+        if run_id:
+            existing = await self.get(org, run_id, fresh=True)
+            if existing is not None:
+                await self._mirror(existing)  # repairs a mirror write lost to an earlier outage
+                return existing, False
+        run_id = run_id or secrets.token_hex(6)
+        run = Run(
+            org, run_id, project, name or run_id, "running", config or {}, writer_ids or [],
+            int(time.time() * 1000), None, fingerprint or {}, version=time.time_ns(),
+        )
+        try:
+            async with self.catalog.begin() as conn:
+                await conn.execute(
+                    runs.insert().values(
+                        org=run.org, run_id=run.run_id, project=run.project, name=run.name, status=run.status,
+                        config=run.config, writer_ids=run.writer_ids, fingerprint=run.fingerprint,
+                        created_at=run.created_at_ms, finished_at=None, version=run.version,
+                    )
+                )
+        except IntegrityError:
+            # Another process created the same id between our read and insert: one run, theirs.
+            existing = await self.get(org, run_id, fresh=True)
+            if existing is None:
+                raise
+            return existing, False
+        run.config_bytes = len(msgspec.json.encode(run.config))
+        await self._mirror(run)
+        self._cache.put((org, run_id), run)
+        return run, True
 
     async def finish(self, org: str, run_id: str, status: str, writer_totals: dict[str, int]) -> Run | None:
         """Finish a run (or report more writers' totals); None if there is no such run.
 
-        The first finish sets the status; a running run's later finishes keep
+        The first finish sets the status; a finished run's later finishes keep
         it. A total already reported may be reported again (a retry) but not
         changed: ``Conflict``, and nothing of the call is recorded."""
-        async with self._lock:
-            run = await self.get(org, run_id, fresh=True)
-            if run is None:
+        now = int(time.time() * 1000)
+        where = (runs.c.org == org) & (runs.c.run_id == run_id)
+        async with self.catalog.begin() as conn:
+            # FOR UPDATE (PostgreSQL; SQLite's write transaction locks the whole file):
+            # finishes of one run from any process run one after the other.
+            row = (await conn.execute(select(runs.c.status).where(where).with_for_update())).first()
+            if row is None:
                 return None
-            changed = sorted(w for w, n in writer_totals.items() if run.writer_totals.get(w, n) != n)
+            w_where = (run_writers.c.org == org) & (run_writers.c.run_id == run_id)
+            have = {w: int(n) for w, n in await conn.execute(
+                select(run_writers.c.writer_id, run_writers.c.sent).where(w_where)
+            )}
+            changed = sorted(w for w, n in writer_totals.items() if have.get(w, n) != n)
             if changed:
                 w = changed[0]
                 raise Conflict(
-                    f"writer {w!r} of run {run_id!r} already reported {run.writer_totals[w]} points; "
+                    f"writer {w!r} of run {run_id!r} already reported {have[w]} points; "
                     f"a writer's total is final (got {writer_totals[w]})"
                 )
-            writer_totals = {w: n for w, n in writer_totals.items() if w not in run.writer_totals}
-            now = int(time.time() * 1000)
-            if writer_totals:
-                await self.store.insert(
-                    "run_writers",
-                    pa.table(
-                        {
-                            "org": [org] * len(writer_totals),
-                            "run_id": [run_id] * len(writer_totals),
-                            "writer_id": list(writer_totals),
-                            "sent": pa.array(list(writer_totals.values()), pa.uint64()),
-                            "reported_at": _ts([now] * len(writer_totals)),
-                        }
-                    ),
+            new = [
+                {"org": org, "run_id": run_id, "writer_id": w, "sent": n, "reported_at": now}
+                for w, n in writer_totals.items() if w not in have
+            ]
+            if new:
+                await conn.execute(run_writers.insert(), new)
+            finished_now = row[0] == "running"
+            if finished_now:
+                await conn.execute(
+                    update(runs).where(where).values(
+                        status=status, finished_at=now, version=next_version(time.time_ns())
+                    )
                 )
-            if run.status == "running":
-                run.status = status
-                run.finished_at_ms = now
-                await self._write(run)
-            return await self.get(org, run_id, fresh=True)
+        run = await self.get(org, run_id, fresh=True)
+        if run is not None and finished_now:
+            await self._mirror(run)
+        return run
 
-    async def _write(self, run: Run) -> None:
-        config = msgspec.json.encode(run.config).decode()
-        run.config_bytes = len(config)
-        await self.store.insert(
-            "runs",
-            pa.table(
-                {
-                    "org": [run.org],
-                    "run_id": [run.run_id],
-                    "project": [run.project],
-                    "name": [run.name],
-                    "status": [run.status],
-                    "config": [config],
-                    "writer_ids": pa.array([run.writer_ids], pa.list_(pa.string())),
-                    "fingerprint": [msgspec.json.encode(run.fingerprint).decode()],
-                    "created_at": _ts([run.created_at_ms]),
-                    "finished_at": _ts([run.finished_at_ms]),
-                    "version": pa.array([time.time_ns()], pa.uint64()),
-                }
-            ),
-        )
-        self._cache.put((run.org, run.run_id), run)
+    async def sync_mirror(self, batch: int = 5000) -> int:
+        """Copy to the mirror every run it lacks at its catalog version; how many were copied."""
+        if self.mirror is None:
+            return 0
+        have = await self.mirror.versions()
+        pending: list[Run] = []
+        copied = 0
+        async with self.catalog.connect() as conn:
+            async for row in await conn.stream(select(*_COLUMNS)):
+                if have.get((row[0], row[1])) != row[10]:
+                    pending.append(_run(tuple(row)))
+                if len(pending) >= batch:
+                    await self.mirror.write(pending)
+                    copied, pending = copied + len(pending), []
+        await self.mirror.write(pending)
+        return copied + len(pending)
+
+    async def _mirror(self, run: Run) -> None:
+        if self.mirror is not None:
+            await self.mirror.write([run])

@@ -16,6 +16,9 @@ from aiohttp import web
 
 from arwx.app import build_app
 from arwx.blobs.base import BlobStore, open_blob_store
+from arwx.catalog import Catalog
+from arwx.catalog.mirror import RunMirror
+from arwx.catalog.pairing import open_catalog
 from arwx.config import Settings
 from arwx.consumer.runner import Consumer
 from arwx.datadir import StartRefused, check_data_dir
@@ -44,6 +47,7 @@ class Server:
     #: What the start-up checks had to say (a rebuild and how much it replays).
     notice: str | None = None
     store: Store | None = None
+    catalog: Catalog | None = None
     log: EventLog | None = None
     reader: LogReader | None = None
     consumer: Consumer | None = None
@@ -85,8 +89,14 @@ class Server:
         except Exception as e:
             raise StartRefused(f"the store ({store_name}) cannot be opened or checked: {e}") from e
         self.parts.store = self.store
-        self.tenancy = Tenancy(self.store, refresh_s=s.key_refresh_s)
-        self.runs = Runs(self.store)
+        if self.roles & {"gateway", "query"}:
+            # Keys and runs live in the catalog; the consumer needs neither.
+            self.catalog = await open_catalog(s.catalog_url, s.data_path, self.store, store_description(s))
+            self._closers.append(self.catalog.stop)
+            self.parts.catalog = self.catalog
+            self.tenancy = Tenancy(self.catalog, refresh_s=s.key_refresh_s)
+            self.runs = Runs(self.catalog, RunMirror(self.store))
+            await self.runs.sync_mirror()
         self.log, self.reader = await self._open_log()
         self.parts.log, self.parts.reader = self.log, self.reader
         if not s.kafka_bootstrap:
@@ -175,6 +185,16 @@ class Server:
                 await closer()
             except Exception:
                 log.exception("error while stopping")
+
+
+def store_description(s: Settings) -> str:
+    """The store, for messages: never a password."""
+    if s.clickhouse_url:
+        from urllib.parse import urlsplit
+
+        u = urlsplit(s.clickhouse_url)
+        return f"{u.scheme}://{u.hostname}:{u.port or ''}{u.path}"
+    return f"chDB in {s.data_path}"
 
 
 async def serve_forever(server: Server, stop: asyncio.Event) -> None:

@@ -1,40 +1,43 @@
-"""Organizations and API keys.
+"""Organizations and API keys, in the catalog.
 
 A key is ``arwx_live_`` plus 32 random URL-safe characters. Only its SHA-256
-is stored. Every key belongs to one organization. Lookups by hash go through a
-bounded in-process cache (``arwx.cache``) whose entries live ``refresh_s``
-seconds (so a key revoked through another process stops working within that
-bound), updated at once for changes made by this process.
+is stored. Every key belongs to one organization.
+
+Invariant: ``authenticate`` does not query the catalog per request. Keys
+are looked up by hash through a bounded in-process cache (``arwx.cache``;
+a hash known not to exist is cached too, so a flood of bad keys costs no
+queries), and at most once per ``refresh_s`` it reads the catalog's ``keys``
+counter, which every key change bumps in the same transaction; when that
+counter moved, the cache is emptied. So a key revoked (or created) through
+any process is seen by every other process within ``refresh_s`` (plus one
+small query), and by this process at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
 import time
 from dataclasses import dataclass
 
-import pyarrow as pa
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from arwx.cache import MISSING, BoundedCache
-from arwx.store.base import Store
+from arwx.catalog import Catalog
+from arwx.catalog.tables import api_keys, catalog_state, orgs
 
 KEY_PREFIX = "arwx_live_"
+KEYS_COUNTER = "keys"
 CACHE_KEYS = 10_000
-_SELECT_KEYS = (
-    "SELECT key_id, org, name, prefix, toUnixTimestamp64Milli(created_at), "
-    "if(isNull(revoked_at), NULL, toUnixTimestamp64Milli(assumeNotNull(revoked_at))), key_hash "
-    "FROM api_keys FINAL"
-)
+# The counter, not age, keeps entries true; the age bound is a backstop.
+CACHE_MAX_AGE_S = 300.0
 
 
 def hash_key(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
-
-
-def _ts(ms: int) -> pa.Array:
-    return pa.array([ms], pa.int64()).cast(pa.timestamp("ms", tz="UTC"))
 
 
 def _now_ms() -> int:
@@ -63,28 +66,65 @@ class ApiKey:
         }
 
 
+_KEY_COLUMNS = (
+    api_keys.c.key_id, api_keys.c.org, api_keys.c.name, api_keys.c.prefix,
+    api_keys.c.created_at, api_keys.c.revoked_at, api_keys.c.key_hash,
+)
+
+
+async def bump_counter(conn: AsyncConnection, name: str) -> None:
+    """Tell every process that polls ``name`` that something changed (in ``conn``'s transaction)."""
+    # The row is made by the first migration; the UPDATE also serializes key changes.
+    await conn.execute(
+        update(catalog_state).where(catalog_state.c.name == name).values(value=catalog_state.c.value + 1)
+    )
+
+
 class Tenancy:
-    """Orgs and keys on a ``Store``, with a cached authenticator."""
+    """Orgs and keys in the catalog, with a cached authenticator."""
 
-    def __init__(self, store: Store, refresh_s: float = 2.0, cache: BoundedCache | None = None) -> None:
-        self.store = store
+    def __init__(self, catalog: Catalog, refresh_s: float = 0.25, cache: BoundedCache | None = None) -> None:
+        self.catalog = catalog
         self.refresh_s = refresh_s
-        # hash -> key, or None for a hash known not to exist (so a flood of bad keys costs no queries)
-        self._by_hash: BoundedCache[str, ApiKey | None] = cache or BoundedCache(CACHE_KEYS, refresh_s)
+        # hash -> key, or None for a hash known not to exist
+        self._by_hash: BoundedCache[str, ApiKey | None] = cache or BoundedCache(CACHE_KEYS, CACHE_MAX_AGE_S)
+        self._seen_version: int | None = None
+        self._checked_at = float("-inf")
+        self._check_lock = asyncio.Lock()
+        self._generation = 0  # grows at every emptying of the cache
 
-    async def _all(self) -> list[ApiKey]:
-        return [ApiKey(*r) for r in await self.store.rows(_SELECT_KEYS)]
+    async def _check_counter(self) -> None:
+        """Empty the cache if any key changed anywhere since the last look."""
+        async with self._check_lock:
+            if time.monotonic() - self._checked_at <= self.refresh_s:
+                return  # another request looked while this one waited
+            async with self.catalog.connect() as conn:
+                version = await conn.scalar(
+                    select(catalog_state.c.value).where(catalog_state.c.name == KEYS_COUNTER)
+                )
+            if version != self._seen_version:
+                self._by_hash.clear()
+                self._generation += 1
+                self._seen_version = version
+            self._checked_at = time.monotonic()
 
     async def authenticate(self, secret: str) -> ApiKey | None:
         """The enabled key for this secret, or None. Fails closed."""
         if not secret.startswith(KEY_PREFIX) or len(secret) > 200:
             return None
         h = hash_key(secret)
+        if time.monotonic() - self._checked_at > self.refresh_s:
+            await self._check_counter()
         key = self._by_hash.get(h, MISSING)
         if key is MISSING:
-            rows = await self.store.rows(_SELECT_KEYS + " WHERE key_hash = {h:String}", {"h": h})
-            key = ApiKey(*rows[0]) if rows else None
-            self._by_hash.put(h, key)
+            generation = self._generation
+            async with self.catalog.connect() as conn:
+                row = (await conn.execute(select(*_KEY_COLUMNS).where(api_keys.c.key_hash == h))).first()
+            key = ApiKey(*row) if row is not None else None
+            # A read that began before the cache was emptied may predate the change
+            # that emptied it: answer with it, but do not keep it.
+            if generation == self._generation:
+                self._by_hash.put(h, key)
         # compare_digest: the lookup already matched; this keeps the check explicit.
         if key is None or not hmac.compare_digest(key.key_hash, h) or key.revoked_at_ms is not None:
             return None
@@ -94,19 +134,21 @@ class Tenancy:
 
     async def create_org(self, name: str) -> str:
         org = "org_" + secrets.token_hex(6)
-        await self.store.insert(
-            "orgs", pa.table({"org": [org], "name": [name], "created_at": _ts(_now_ms())})
-        )
+        async with self.catalog.begin() as conn:
+            await conn.execute(orgs.insert().values(org=org, name=name, created_at=_now_ms()))
         return org
 
     async def find_org(self, name: str) -> str | None:
-        rows = await self.store.rows(
-            "SELECT org FROM orgs FINAL WHERE name = {name:String} ORDER BY created_at LIMIT 1", {"name": name}
-        )
-        return rows[0][0] if rows else None
+        """The oldest organization with this name."""
+        async with self.catalog.connect() as conn:
+            return await conn.scalar(
+                select(orgs.c.org).where(orgs.c.name == name).order_by(orgs.c.created_at, orgs.c.org).limit(1)
+            )
 
     async def orgs(self) -> list[tuple[str, str]]:
-        return [tuple(r) for r in await self.store.rows("SELECT org, name FROM orgs FINAL ORDER BY created_at")]
+        async with self.catalog.connect() as conn:
+            rows = await conn.execute(select(orgs.c.org, orgs.c.name).order_by(orgs.c.created_at, orgs.c.org))
+            return [(r[0], r[1]) for r in rows]
 
     # -- keys -----------------------------------------------------------------
 
@@ -122,41 +164,38 @@ class Tenancy:
             revoked_at_ms=None,
             key_hash=hash_key(secret),
         )
-        await self._write_key(key)
+        async with self.catalog.begin() as conn:
+            await conn.execute(
+                api_keys.insert().values(
+                    key_id=key.key_id, org=key.org, name=key.name, key_hash=key.key_hash, prefix=key.prefix,
+                    created_at=key.created_at_ms, revoked_at=None,
+                )
+            )
+            await bump_counter(conn, KEYS_COUNTER)
         self._by_hash.put(key.key_hash, key)
         return key, secret
 
-    async def _write_key(self, key: ApiKey) -> None:
-        revoked = pa.array([key.revoked_at_ms], pa.int64()).cast(pa.timestamp("ms", tz="UTC"))
-        await self.store.insert(
-            "api_keys",
-            pa.table(
-                {
-                    "key_id": [key.key_id],
-                    "org": [key.org],
-                    "name": [key.name],
-                    "key_hash": [key.key_hash],
-                    "prefix": [key.prefix],
-                    "created_at": _ts(key.created_at_ms),
-                    "revoked_at": revoked,
-                    "version": pa.array([time.time_ns()], pa.uint64()),
-                }
-            ),
-        )
-
     async def list_keys(self, org: str | None) -> list[ApiKey]:
-        """Keys of one org (or of all orgs, for the operator's CLI)."""
-        keys = [k for k in await self._all() if org is None or k.org == org]
-        return sorted(keys, key=lambda k: k.created_at_ms)
+        """Keys of one org (or of all orgs, for the operator's CLI), oldest first."""
+        query = select(*_KEY_COLUMNS).order_by(api_keys.c.created_at, api_keys.c.key_id)
+        if org is not None:
+            query = query.where(api_keys.c.org == org)
+        async with self.catalog.connect() as conn:
+            return [ApiKey(*r) for r in await conn.execute(query)]
 
     async def revoke_key(self, org: str | None, key_id: str) -> ApiKey | None:
         """Revoke a key of ``org`` (any org when None). None if there is no such key there."""
-        for k in await self._all():
-            if k.key_id == key_id and (org is None or k.org == org):
-                if k.revoked_at_ms is not None:
-                    return k
-                revoked = ApiKey(k.key_id, k.org, k.name, k.prefix, k.created_at_ms, _now_ms(), k.key_hash)
-                await self._write_key(revoked)
-                self._by_hash.put(k.key_hash, revoked)
-                return revoked
-        return None
+        where = api_keys.c.key_id == key_id
+        if org is not None:
+            where &= api_keys.c.org == org
+        async with self.catalog.begin() as conn:
+            await conn.execute(
+                update(api_keys).where(where & api_keys.c.revoked_at.is_(None)).values(revoked_at=_now_ms())
+            )
+            row = (await conn.execute(select(*_KEY_COLUMNS).where(where))).first()
+            if row is None:
+                return None
+            await bump_counter(conn, KEYS_COUNTER)
+        key = ApiKey(*row)
+        self._by_hash.put(key.key_hash, key)
+        return key

@@ -1,0 +1,87 @@
+"""The catalog's tables, as SQLAlchemy Core metadata: one schema for SQLite and PostgreSQL.
+
+Invariant: this module describes the schema the newest migration
+(``migrations/versions``) produces; queries are written against it. A change
+here without a migration is a bug (``tests/test_catalog_contract.py`` compares
+the migrated database with this metadata).
+
+Times are milliseconds since the epoch (BigInteger) so both databases store
+and compare them the same way. Ids are strings chosen by the server (orgs,
+keys) or the client (runs).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Index, MetaData, String, Table, Text
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# Counters other processes poll to learn that something changed ("keys": any
+# key created or revoked), and one-time markers ("legacy_clickhouse_import").
+catalog_state = Table(
+    "catalog_state",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)
+
+orgs = Table(
+    "orgs",
+    metadata,
+    Column("org", String(64), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Index(None, "name"),
+)
+
+# Only the SHA-256 of a secret is stored; the hash is the lookup key.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_id", String(64), primary_key=True),
+    Column("org", String(64), ForeignKey("orgs.org"), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(32), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("revoked_at", BigInteger, nullable=True),
+    Index(None, "org"),
+)
+
+# A run id is unique within its org. ``version`` grows on every change and is
+# the ClickHouse mirror's ReplacingMergeTree version (see catalog/mirror.py).
+runs = Table(
+    "runs",
+    metadata,
+    Column("org", String(64), ForeignKey("orgs.org"), primary_key=True),
+    Column("run_id", String(256), primary_key=True),
+    Column("project", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("config", JSON, nullable=False),
+    Column("writer_ids", JSON, nullable=False),
+    Column("fingerprint", JSON, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("finished_at", BigInteger, nullable=True),
+    Column("version", BigInteger, nullable=False),
+    Index(None, "org", "project", "created_at"),
+)
+
+# What each writer says it sent, reported at finish: a row per writer, so
+# ranks finishing at once never overwrite each other.
+run_writers = Table(
+    "run_writers",
+    metadata,
+    Column("org", String(64), primary_key=True),
+    Column("run_id", String(256), primary_key=True),
+    Column("writer_id", String(256), primary_key=True),
+    Column("sent", BigInteger, nullable=False),
+    Column("reported_at", BigInteger, nullable=False),
+)
