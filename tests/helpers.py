@@ -168,10 +168,13 @@ class ServerProcess:
     """``arwx server`` as a real process: for kill -9 and restart tests."""
 
     def __init__(
-        self, data_dir: Path, port: int | None = None, extra: list[str] | None = None, env: dict | None = None
+        self, data_dir: Path, port: int | None = None, extra: list[str] | None = None, env: dict | None = None,
+        source: Path = ROOT,
     ) -> None:
+        """``source``: the tree whose ``services/`` runs (another version's, for upgrade tests)."""
         self.data_dir = data_dir
         self.env = env or {}
+        self.source = source
         self.port = port or free_port()
         self.extra = extra or []
         self.proc: subprocess.Popen | None = None
@@ -181,7 +184,7 @@ class ServerProcess:
 
     def start(self, timeout: float = 90.0) -> ServerProcess:
         env = dict(os.environ, **self.env)
-        env["PYTHONPATH"] = str(ROOT / "services") + os.pathsep + env.get("PYTHONPATH", "")
+        env["PYTHONPATH"] = str(self.source / "services") + os.pathsep + env.get("PYTHONPATH", "")
         env["PYTHONUNBUFFERED"] = "1"
         cmd = [sys.executable, "-m", "arwx.cli", "server", "--port", str(self.port), "--data-dir", str(self.data_dir)]
         self.proc = subprocess.Popen(

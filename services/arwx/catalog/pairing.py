@@ -13,8 +13,15 @@ store beside a full catalog would show runs without points.
 | none       | none     | yes: a first start (or an upgrade), pair them now         |
 | X          | X        | yes                                                       |
 | X          | Y        | no: they belong to different installations                |
-| X          | none     | only if the store holds nothing (then it takes X)         |
-| none       | Y        | only if the catalog holds nothing (then it takes Y)       |
+| X          | none     | only if the store holds nothing and the catalog no runs   |
+|            |          | (then the store takes X)                                  |
+| none       | Y        | only if the catalog holds no runs and the store nothing   |
+|            |          | (then the catalog takes Y)                                |
+
+"Holds data" means runs (and, for the store, points): runs are what ties
+the two halves together. A catalog that has only organizations and keys may
+get a new, empty store (a second embedded server on one PostgreSQL catalog
+does exactly that).
 
 The id is written under the catalog's start-up lock, store first, so two
 processes starting together pair once and agree.
@@ -30,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from arwx.catalog import Catalog, CatalogError
 from arwx.catalog.legacy import import_from_clickhouse
-from arwx.catalog.tables import catalog_state, orgs
+from arwx.catalog.tables import catalog_state, runs
 from arwx.store.base import Store
 
 INSTALLATION = "installation"
@@ -75,7 +82,7 @@ async def pair(catalog: Catalog, store: Store, where: str) -> int:
                 raise Mismatch(f"the store {where} holds data but was never paired with the catalog {catalog.display}")
             if await _catalog_holds_data(conn):
                 raise Mismatch(
-                    f"the catalog {catalog.display} has organizations but the store {where} is empty or missing: "
+                    f"the catalog {catalog.display} has runs but the store {where} is empty or missing: "
                     "this is not a first start (restore the store, or start with an empty catalog)"
                 )
             await _write_store_id(store, cat_id)
@@ -95,7 +102,7 @@ async def pair(catalog: Catalog, store: Store, where: str) -> int:
 
 
 async def _catalog_holds_data(conn: AsyncConnection) -> bool:
-    return (await conn.scalar(select(orgs.c.org).limit(1))) is not None
+    return (await conn.scalar(select(runs.c.run_id).limit(1))) is not None
 
 
 async def open_catalog(url: str, data_dir, store: Store, where: str) -> Catalog:  # noqa: ANN001 - Path
