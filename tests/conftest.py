@@ -43,16 +43,12 @@ def api(embedded: ServerThread) -> Api:
 def postgres():
     """A real PostgreSQL server for the session (tests/postgres_server.py). Fails, never skips,
     when it cannot start: the distributed catalog is part of the product."""
-    from tests.postgres_server import PostgresServer
+    from tests.postgres_server import shared
 
-    server = PostgresServer()
     try:
-        server.start()
+        return shared()
     except Exception as e:  # noqa: BLE001 - say why and fail
-        server.stop()
         pytest.fail(f"cannot start PostgreSQL for the catalog tests: {type(e).__name__}: {e}", pytrace=False)
-    yield server
-    server.stop()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -39,6 +39,20 @@ def wait_for(cond: Callable[[], Any], timeout: float = 30.0, interval: float = 0
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last_exc})")
 
 
+def catalog_url_for(data_dir: Path | str) -> str:
+    """The catalog a test server on ``data_dir`` uses: "" (SQLite in the data directory), or with
+    ``ARWX_TEST_CATALOG=postgresql`` a database of the test PostgreSQL server named after the
+    data directory (so a restart on the same directory finds its catalog again)."""
+    if os.environ.get("ARWX_TEST_CATALOG", "sqlite") != "postgresql":
+        return ""
+    import hashlib
+
+    from tests.postgres_server import shared
+
+    name = "d_" + hashlib.sha1(str(Path(data_dir).resolve()).encode()).hexdigest()[:20]
+    return shared().database(name)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -135,6 +149,8 @@ class ServerThread:
 
     def __init__(self, roles: frozenset[str] = ALL_ROLES, **settings: Any) -> None:
         settings.setdefault("port", 0)
+        if "catalog_url" not in settings and "data_dir" in settings:
+            settings["catalog_url"] = catalog_url_for(settings["data_dir"])
         args = type("Args", (), {k: str(v) for k, v in settings.items()})()
         self.settings = resolve(args, env={})
         self.server = Server(self.settings, roles)
@@ -187,6 +203,10 @@ class ServerProcess:
         env["PYTHONPATH"] = str(self.source / "services") + os.pathsep + env.get("PYTHONPATH", "")
         env["PYTHONUNBUFFERED"] = "1"
         cmd = [sys.executable, "-m", "arwx.cli", "server", "--port", str(self.port), "--data-dir", str(self.data_dir)]
+        if "--catalog" not in self.extra and self.catalog is None:
+            self.catalog = catalog_url_for(self.data_dir)
+        if self.catalog:
+            cmd += ["--catalog", self.catalog]
         self.proc = subprocess.Popen(
             cmd + self.extra, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True
         )

@@ -16,6 +16,7 @@ Tuned for tests (no fsync): never a production configuration.
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import itertools
 import os
@@ -23,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -53,6 +55,8 @@ class PostgresServer:
         self._proc: subprocess.Popen | None = None
         self._user: dict = {}
         self._dbs = itertools.count(1)
+        self._made: set[str] = set()
+        self._create_lock = threading.Lock()
 
     def _run(self, *args: str) -> str:
         out = subprocess.run(
@@ -108,8 +112,15 @@ class PostgresServer:
 
     def new_database(self) -> str:
         """A fresh, empty database; its URL."""
-        name = f"db_{os.getpid()}_{next(self._dbs)}"
-        self._run("psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-q", "-c", f'CREATE DATABASE "{name}"')
+        return self.database(f"db_{os.getpid()}_{next(self._dbs)}")
+
+    def database(self, name: str) -> str:
+        """The URL of database ``name`` (letters, digits, _), created if missing."""
+        assert name.replace("_", "").isalnum(), name
+        with self._create_lock:
+            if name not in self._made:
+                self._run("psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-q", "-c", f'CREATE DATABASE "{name}"')
+                self._made.add(name)
         return self.url(name)
 
     def stop(self) -> None:
@@ -130,6 +141,23 @@ class PostgresServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+_SHARED: list[PostgresServer] = []
+
+
+def shared() -> PostgresServer:
+    """The one server of this test process, started on first use, stopped at exit."""
+    if not _SHARED:
+        server = PostgresServer()
+        try:
+            server.start()
+        except BaseException:
+            server.stop()
+            raise
+        atexit.register(server.stop)
+        _SHARED.append(server)
+    return _SHARED[0]
 
 
 def _has_group(name: str) -> bool:

@@ -18,7 +18,7 @@ from tests.helpers import ROOT, ServerProcess, free_port
 
 def _used(data: Path, run: str = "r") -> str:
     """A data directory with a run in it; the first key."""
-    srv = ServerProcess(data).start()
+    srv = ServerProcess(data, catalog="").start()  # the data directory's own SQLite catalog
     try:
         api = srv.api()
         api.ok("POST", "/v1/runs", {"id": run})
@@ -76,7 +76,7 @@ def test_catalog_and_store_of_two_installations_are_refused(tmp_path: Path) -> N
 def test_a_paired_directory_restarts_and_keeps_its_key(tmp_path: Path) -> None:
     data = tmp_path / "d"
     key = _used(data)
-    srv = ServerProcess(data).start()
+    srv = ServerProcess(data, catalog="").start()  # the data directory's own SQLite catalog
     try:
         srv.key = key
         assert srv.api().receipt("r")["points_stored"] == 1

@@ -55,7 +55,7 @@ def test_a_data_directory_from_before_the_catalog_starts_with_everything_intact(
 ) -> None:
     data = tmp_path / "data"
     # -- the old version writes: two orgs, four keys (one revoked), runs with points --
-    old = ServerProcess(data, source=old_source).start()
+    old = ServerProcess(data, source=old_source, catalog="").start()
     try:
         assert old.key, old.output
         assert "catalog" not in old.output, "the old code did not run"
@@ -78,7 +78,7 @@ def test_a_data_directory_from_before_the_catalog_starts_with_everything_intact(
 
     # -- the new version starts on it --
     for attempt in range(2):  # the import happens once; a second start finds it done
-        new = ServerProcess(data).start()
+        new = ServerProcess(data, catalog="").start()  # the upgrade of an embedded data directory
         try:
             assert "First start" not in new.output, new.output  # not taken for a first start
             assert f"catalog sqlite+aiosqlite:///{data}" in new.output, new.output

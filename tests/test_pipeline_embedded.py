@@ -39,7 +39,7 @@ def test_many_writers_json_and_ndjson_exact_receipt(api: Api) -> None:
     total = WRITERS * PER_WRITER
     api.ok("POST", "/v1/runs/ranks8/finish", {"writer_totals": {f"rank{i}": PER_WRITER for i in range(WRITERS)}})
     r = api.wait_intact("ranks8", total)
-    assert r["points_committed"] == total
+    assert r["points_committed"] == total, r
     assert r["points_stored"] == total
     assert r["duplicates_collapsed"] == 0 and r["lost"] == 0
     assert r["status"] == "finished"
