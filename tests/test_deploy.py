@@ -46,6 +46,12 @@ def test_compose_brings_up_the_whole_pipeline(compose: dict) -> None:
     assert services["clickhouse"]["image"].startswith("clickhouse/clickhouse-server:")
     weed = services["seaweedfs"]
     assert weed["image"].startswith("chrislusf/seaweedfs:") and "-s3" in weed["command"]
+    # The catalog: PostgreSQL, named by every gateway and query service.
+    assert services["postgres"]["image"].startswith("postgres:")
+    for name in ("gateway-1", "gateway-2", "query"):
+        url = services[name]["environment"]["ARWX_CATALOG_URL"]
+        assert url.startswith("postgresql://") and "@postgres:5432/" in url
+        assert "postgres" in services[name]["depends_on"]
     assert "grafana-clickhouse-datasource" in services["grafana"]["environment"]["GF_INSTALL_PLUGINS"]
     for name in ARWX_SERVICES:
         svc = services[name]
@@ -152,6 +158,12 @@ def test_kubernetes_manifests() -> None:
         assert spec["terminationGracePeriodSeconds"] >= 30
         if c["args"][0] in ("gateway", "query"):
             assert {"secretRef": {"name": "arwx-blobs"}} in c["envFrom"]
+        secrets = {ref["secretRef"]["name"] for ref in c["envFrom"] if "secretRef" in ref}
+        if d["metadata"]["name"] != "arwx-consumer":  # the consumer needs no catalog
+            assert "arwx-catalog" in secrets, d["metadata"]["name"]
+    assert ("StatefulSet", "arwx-postgres") in kinds and ("Service", "arwx-postgres") in kinds
+    catalog = next(d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"] == "arwx-catalog")
+    assert catalog["stringData"]["ARWX_CATALOG_URL"].startswith("postgresql://")
 
 
 def _ddl(text: str) -> dict[str, str]:

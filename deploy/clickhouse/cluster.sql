@@ -12,8 +12,10 @@
 -- (a test checks this); MergeTree engines become their Replicated variants.
 --
 -- Sharding: dedup by FINAL, the receipt and rollups need all rows of a run on
--- one shard, so run-scoped tables shard by cityHash64(org, run_id); keys and
--- orgs by their id, so a revoke (a new row version) lands next to the old one.
+-- one shard, so run-scoped tables shard by cityHash64(org, run_id). (`runs` is
+-- the mirror of the catalog's runs; organizations and API keys live in the
+-- catalog, PostgreSQL, not here. A cluster made by an older cluster.sql still
+-- has orgs/api_keys/run_writers: the first start imports them.)
 -- The consumer's inserts must be synchronous (distributed_foreground_insert=1
 -- in its user's profile) so an insert that returns is on the shard, where the
 -- insert_deduplication_token of a retry makes it a no-op.
@@ -93,48 +95,15 @@ ORDER BY (org, run_id)
 CREATE TABLE IF NOT EXISTS runs ON CLUSTER arwx AS runs_local
 ENGINE = Distributed(arwx, currentDatabase(), runs_local, cityHash64(org, run_id))
 ;
-CREATE TABLE IF NOT EXISTS run_writers_local ON CLUSTER arwx
+CREATE TABLE IF NOT EXISTS installation_local ON CLUSTER arwx
 (
-    org         LowCardinality(String),
-    run_id      String,
-    writer_id   String,
-    sent        UInt64,
-    reported_at DateTime64(3, 'UTC')
+    id UInt64
 )
-ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/run_writers_local', '{replica}', reported_at)
-ORDER BY (org, run_id, writer_id)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/installation_local', '{replica}')
+ORDER BY id
 ;
-CREATE TABLE IF NOT EXISTS run_writers ON CLUSTER arwx AS run_writers_local
-ENGINE = Distributed(arwx, currentDatabase(), run_writers_local, cityHash64(org, run_id))
-;
-CREATE TABLE IF NOT EXISTS orgs_local ON CLUSTER arwx
-(
-    org        String,
-    name       String,
-    created_at DateTime64(3, 'UTC')
-)
-ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/orgs_local', '{replica}')
-ORDER BY org
-;
-CREATE TABLE IF NOT EXISTS orgs ON CLUSTER arwx AS orgs_local
-ENGINE = Distributed(arwx, currentDatabase(), orgs_local, cityHash64(org))
-;
-CREATE TABLE IF NOT EXISTS api_keys_local ON CLUSTER arwx
-(
-    key_id     String,
-    org        String,
-    name       String,
-    key_hash   String,
-    prefix     String,
-    created_at DateTime64(3, 'UTC'),
-    revoked_at Nullable(DateTime64(3, 'UTC')),
-    version    UInt64
-)
-ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/api_keys_local', '{replica}', version)
-ORDER BY key_id
-;
-CREATE TABLE IF NOT EXISTS api_keys ON CLUSTER arwx AS api_keys_local
-ENGINE = Distributed(arwx, currentDatabase(), api_keys_local, cityHash64(key_id))
+CREATE TABLE IF NOT EXISTS installation ON CLUSTER arwx AS installation_local
+ENGINE = Distributed(arwx, currentDatabase(), installation_local, cityHash64(id))
 ;
 CREATE TABLE IF NOT EXISTS point_rollups_local ON CLUSTER arwx
 (
