@@ -185,12 +185,14 @@ class ServerProcess:
 
     def __init__(
         self, data_dir: Path, port: int | None = None, extra: list[str] | None = None, env: dict | None = None,
-        source: Path = ROOT,
+        source: Path = ROOT, catalog: str | None = None,
     ) -> None:
-        """``source``: the tree whose ``services/`` runs (another version's, for upgrade tests)."""
+        """``source``: the tree whose ``services/`` runs (another version's, for upgrade tests);
+        ``catalog``: its ``--catalog`` ("" SQLite; None: ``catalog_url_for(data_dir)``)."""
         self.data_dir = data_dir
         self.env = env or {}
         self.source = source
+        self.catalog = catalog
         self.port = port or free_port()
         self.extra = extra or []
         self.proc: subprocess.Popen | None = None

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import Api, ServerProcess, points
+from tests.helpers import Api, ServerProcess, points, wait_for
 
 pytestmark = pytest.mark.kafka
 
@@ -98,5 +98,8 @@ def test_points_through_both_into_one_run_give_an_intact_receipt(pair: tuple[Api
     b.ok("POST", "/v1/runs/shared/finish", {"status": "finished", "writer_totals": {"wa": 600, "wb": 600}})
     for api in (a, b):
         r = api.wait_intact("shared", 1200, timeout=90)
-        assert r["points_stored"] == 1200 and r["status"] == "finished", r
+        assert r["points_stored"] == 1200 and r["lost"] == 0, r
+        # a caches the run for up to 2 s (Runs.ttl_s): the finish through b shows within that.
+        r = wait_for(lambda api=api: (x := api.receipt("shared"))["status"] == "finished" and x, 5, 0.05, "finished")
+        assert r["intact"] and r["points_stored"] == 1200, r
     assert a.ok("GET", "/v1/runs/shared")["writer_totals"] == {"wa": 600, "wb": 600}
