@@ -85,18 +85,9 @@ CREATE TABLE IF NOT EXISTS runs
 ENGINE = ReplacingMergeTree(version)
 ORDER BY (org, run_id)
 ;
--- Which installation this store belongs to: the same id is in the catalog
--- (services/arwx/catalog/pairing.py), so a store is never used with a catalog
--- it was not made with. Organizations, API keys and writer totals live in
--- the catalog; a store written before it still has those tables, which the
--- first start imports (services/arwx/catalog/legacy.py).
-CREATE TABLE IF NOT EXISTS installation
-(
-    id UInt64
-)
-ENGINE = ReplacingMergeTree
-ORDER BY id
-;
+-- Organizations, API keys and writer totals live in the catalog; a store
+-- written before it still has those tables, which the first start imports
+-- (services/arwx/catalog/legacy.py).
 -- Chart rollups: per (run, key, writer) and power-of-two step cells (tiers
 -- 2^4, 2^6, ... 2^16: a factor 4 apart, so a chart reads at most about 4 cells
 -- per output bucket), finite values only. seq_min/seq_max let a raw read of a

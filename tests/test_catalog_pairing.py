@@ -1,8 +1,12 @@
-"""Start-up: a catalog without its store, or a store without its catalog, is never a first start.
+"""Start-up: a catalog without its store, or a store without its catalog, is never a first start
+(``arwx.datadir.check_catalog``).
 
 Real ``arwx server`` processes on real data directories; each case removes or
 swaps one half and checks the start is refused with a message that says
-which, and that nothing was created (no new default org, no new key).
+which, and that nothing was created (no new default org, no new key). The
+embedded log's own check (the log fed another store) is tested in
+test_startup_checks; here the log goes with the half that is removed, so the
+catalog's check is the one that speaks.
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ def _used(data: Path, run: str = "r") -> str:
 def _start_fails(data: Path) -> str:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "services")}
     out = subprocess.run(
-        [sys.executable, "-m", "arwx.cli", "server", "--port", str(free_port()), "--data-dir", str(data)],
+        [sys.executable, "-m", "arwx.cli", "server", "--port", str(free_port()), "--data-dir", str(data),
+         "--catalog", ""],
         capture_output=True, text=True, env=env, timeout=120,
     )
     assert out.returncode == 1, (out.returncode, out.stdout, out.stderr)
@@ -46,20 +51,26 @@ def _remove_catalog(data: Path) -> None:
         p.unlink()
 
 
+def _remove_store_and_log(data: Path) -> None:
+    shutil.rmtree(data / "clickhouse")
+    for p in data.glob("log.sqlite3*"):
+        p.unlink()
+
+
 def test_store_without_its_catalog_is_refused(tmp_path: Path) -> None:
     data = tmp_path / "d"
     _used(data)
     _remove_catalog(data)
     err = _start_fails(data)
-    assert "holds runs or points but the catalog" in err and "not a first start" in err, err
+    assert "the store holds runs or points but the catalog has no runs" in err and "not a first start" in err, err
 
 
 def test_catalog_without_its_store_is_refused(tmp_path: Path) -> None:
     data = tmp_path / "d"
     _used(data)
-    shutil.rmtree(data / "clickhouse")
+    _remove_store_and_log(data)
     err = _start_fails(data)
-    assert "has runs but the store" in err and "not a first start" in err, err
+    assert "the catalog has runs but the store is empty" in err and "not a first start" in err, err
 
 
 def test_catalog_and_store_of_two_installations_are_refused(tmp_path: Path) -> None:
@@ -71,6 +82,20 @@ def test_catalog_and_store_of_two_installations_are_refused(tmp_path: Path) -> N
         shutil.copy(p, a / p.name)
     err = _start_fails(a)
     assert "belong to different installations" in err, err
+
+
+def test_rebuild_store_keeps_the_catalog_and_replays_the_points(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    key = _used(data)
+    shutil.rmtree(data / "clickhouse")  # the log stays: --rebuild-store replays it into a new store
+    srv = ServerProcess(data, catalog="", extra=["--rebuild-store"]).start()
+    try:
+        assert "First start" not in srv.output and "now goes with the store" in srv.output, srv.output
+        srv.key = key  # the catalog kept the org and its key
+        assert srv.api().wait_intact("r", 1)["points_stored"] == 1
+        assert srv.api().ok("GET", "/v1/runs/r")["id"] == "r"
+    finally:
+        assert srv.terminate() == 0, srv.logs()
 
 
 def test_a_paired_directory_restarts_and_keeps_its_key(tmp_path: Path) -> None:

@@ -95,16 +95,6 @@ ORDER BY (org, run_id)
 CREATE TABLE IF NOT EXISTS runs ON CLUSTER arwx AS runs_local
 ENGINE = Distributed(arwx, currentDatabase(), runs_local, cityHash64(org, run_id))
 ;
-CREATE TABLE IF NOT EXISTS installation_local ON CLUSTER arwx
-(
-    id UInt64
-)
-ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/installation_local', '{replica}')
-ORDER BY id
-;
-CREATE TABLE IF NOT EXISTS installation ON CLUSTER arwx AS installation_local
-ENGINE = Distributed(arwx, currentDatabase(), installation_local, cityHash64(id))
-;
 CREATE TABLE IF NOT EXISTS point_rollups_local ON CLUSTER arwx
 (
     org        LowCardinality(String),

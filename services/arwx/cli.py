@@ -105,8 +105,8 @@ async def _run_service(settings: Settings, roles: frozenset[str], rebuild_store:
 
 async def _keys(args: argparse.Namespace, settings: Settings) -> int:
     from arwx.catalog import CatalogError
-    from arwx.catalog.pairing import open_catalog
-    from arwx.server import store_description
+    from arwx.catalog.startup import open_catalog
+    from arwx.datadir import StartRefused, check_catalog
     from arwx.store.base import open_store
     from arwx.store.schema import apply_schema
     from arwx.tenancy import Tenancy
@@ -126,8 +126,10 @@ async def _keys(args: argparse.Namespace, settings: Settings) -> int:
     try:
         await apply_schema(store)
         try:
-            catalog = await open_catalog(settings.catalog_url, settings.data_path, store, store_description(settings))
-        except CatalogError as e:
+            catalog = await open_catalog(settings.catalog_url, settings.data_path, store)
+            where = "the ClickHouse server" if settings.clickhouse_url else f"chDB in {settings.data_path / 'clickhouse'}"
+            await check_catalog(catalog, store, where)
+        except (CatalogError, StartRefused) as e:
             print(f"arwx keys: {e}", file=sys.stderr)
             return 1
         tenancy = Tenancy(catalog)

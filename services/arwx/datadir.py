@@ -6,8 +6,11 @@ a wrong ``--clickhouse`` URL) would otherwise start as a "first start": a new
 organization and key, and history silently missing. The way out is explicit:
 ``arwx server --rebuild-store`` replays what the log still holds.
 
-This is the one place for such checks; a new part that must agree with the
-others (a catalog) adds its check to ``check_data_dir``.
+The catalog (orgs, keys, runs) must agree with the store the same way:
+``check_catalog`` pairs them by the store's id, in embedded and distributed
+mode alike.
+
+This is the one place for such checks.
 """
 
 from __future__ import annotations
@@ -16,6 +19,10 @@ import logging
 import secrets
 import time
 
+from sqlalchemy import select, update
+
+from arwx.catalog import Catalog
+from arwx.catalog.tables import catalog_state, runs
 from arwx.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -73,10 +80,75 @@ async def check_data_dir(sqlite_log, store: Store, store_name: str, rebuild: boo
             f"{store_name} (that store is new or another one: was its directory deleted?). Starting would show "
             f"an empty history and make a new organization. The log {what}. Ways out: restore the store from "
             f"a backup; or start once with `arwx server --rebuild-store` to rebuild the store from the log "
-            f"(organizations, keys and runs lived in the store and must be made again)."
+            f"(organizations, keys and runs are in the catalog and stay)."
         )
     sqlite_log.rewind()
     sqlite_log.set_meta("store_id", sid)
     msg = f"rebuilding the store {store_name} from the embedded log {sqlite_log.path}: {what}; replaying {held} messages"
     log.warning(msg)
     return msg
+
+
+PAIRED_STORE = "paired_store"  # catalog_state row: the store_id this catalog goes with
+
+
+async def _store_holds_data(store: Store) -> bool:
+    rows = await store.rows("SELECT (SELECT count() FROM (SELECT 1 FROM points LIMIT 1)) + "
+                            "(SELECT count() FROM (SELECT 1 FROM runs LIMIT 1))")
+    return rows[0][0] > 0
+
+
+async def check_catalog(catalog: Catalog, store: Store, store_name: str, rebuild: bool = False) -> str | None:
+    """Refuse (``StartRefused``) a catalog and a store that are not two halves of one installation.
+
+    The catalog remembers the ``store_id`` it was first used with. Runs tie the
+    two together (a run's points are in the store), so:
+
+    - same store: start;
+    - ``rebuild`` (``--rebuild-store``, the store is being remade from the log):
+      the catalog keeps its orgs, keys and runs and goes with the new store;
+    - never paired (a first start, or the first start after the upgrade that
+      made the catalog): pair, unless exactly one side holds data: a catalog
+      with runs beside an empty store, or a store with points or runs beside
+      an empty catalog, is a half missing, not a first start;
+    - paired with another store: refuse, unless neither side holds data yet
+      (a second embedded server on one PostgreSQL catalog before any run).
+
+    Under the catalog's start-up lock, so processes starting together agree.
+    Returns a line to print when it re-paired, else None.
+    """
+    sid = await store_id(store)
+    async with catalog.locked() as conn:
+        paired = await conn.scalar(select(catalog_state.c.text).where(catalog_state.c.name == PAIRED_STORE))
+        if paired == sid:
+            return None
+        cat_runs = (await conn.scalar(select(runs.c.run_id).limit(1))) is not None
+        st_data = await _store_holds_data(store)
+        where = f"the catalog {catalog.display} and the store {store_name}"
+        if not rebuild:
+            if cat_runs and not st_data:
+                raise StartRefused(
+                    f"{where} do not belong together: the catalog has runs but the store is empty (new, or "
+                    f"another one: was its directory deleted?). This is not a first start. Restore the store, or "
+                    f"rebuild it from the embedded log with `arwx server --rebuild-store`."
+                )
+            if st_data and not cat_runs:
+                raise StartRefused(
+                    f"{where} do not belong together: the store holds runs or points but the catalog has no runs "
+                    f"(new, or another one: was catalog.sqlite deleted, or is --catalog wrong?). This is not a "
+                    f"first start. Restore the catalog, or point --catalog at the one these runs were made in."
+                )
+            if paired is not None and cat_runs:
+                raise StartRefused(
+                    f"{where} belong to different installations (the catalog was made with store {paired}, this "
+                    f"store is {sid}). Point --catalog and --data-dir/--clickhouse at one pair."
+                )
+        if paired is None:
+            await conn.execute(catalog_state.insert().values(name=PAIRED_STORE, value=0, text=sid))
+        else:
+            await conn.execute(update(catalog_state).where(catalog_state.c.name == PAIRED_STORE).values(text=sid))
+    if paired is not None:
+        msg = f"the catalog {catalog.display} now goes with the store {store_name} ({sid}; it was {paired})"
+        log.warning(msg)
+        return msg
+    return None

@@ -18,10 +18,10 @@ from arwx.app import build_app
 from arwx.blobs.base import BlobStore, open_blob_store
 from arwx.catalog import Catalog
 from arwx.catalog.mirror import RunMirror
-from arwx.catalog.pairing import open_catalog
+from arwx.catalog.startup import open_catalog
 from arwx.config import Settings
 from arwx.consumer.runner import Consumer
-from arwx.datadir import StartRefused, check_data_dir
+from arwx.datadir import StartRefused, check_catalog, check_data_dir
 from arwx.gateway.errors import AppRunner
 from arwx.log.base import EventLog, LogReader
 from arwx.ops import Parts, embedded_log_sampler, kafka_lag_sampler, start_ops_listener
@@ -89,18 +89,20 @@ class Server:
         except Exception as e:
             raise StartRefused(f"the store ({store_name}) cannot be opened or checked: {e}") from e
         self.parts.store = self.store
-        if self.roles & {"gateway", "query"}:
-            # Keys and runs live in the catalog; the consumer needs neither.
-            self.catalog = await open_catalog(s.catalog_url, s.data_path, self.store, store_description(s))
-            self._closers.append(self.catalog.stop)
-            self.parts.catalog = self.catalog
-            self.tenancy = Tenancy(self.catalog, refresh_s=s.key_refresh_s)
-            self.runs = Runs(self.catalog, RunMirror(self.store))
-            await self.runs.sync_mirror()
         self.log, self.reader = await self._open_log()
         self.parts.log, self.parts.reader = self.log, self.reader
         if not s.kafka_bootstrap:
             self.notice = await check_data_dir(self.log, self.store, store_name, self.rebuild_store)
+        if self.roles & {"gateway", "query"}:
+            # Keys and runs live in the catalog; the consumer needs neither.
+            self.catalog = await open_catalog(s.catalog_url, s.data_path, self.store)
+            self._closers.append(self.catalog.stop)
+            self.parts.catalog = self.catalog
+            paired = await check_catalog(self.catalog, self.store, store_name, self.rebuild_store)
+            self.notice = "; ".join(n for n in (self.notice, paired) if n) or None
+            self.tenancy = Tenancy(self.catalog, refresh_s=s.key_refresh_s)
+            self.runs = Runs(self.catalog, RunMirror(self.store))
+            await self.runs.sync_mirror()
         # The query service reads pending counts from the log for receipts, so every role needs it.
         if "consumer" in self.roles:
             self.consumer = Consumer(self.reader, self.store, on_fatal=self._on_fatal)
@@ -185,16 +187,6 @@ class Server:
                 await closer()
             except Exception:
                 log.exception("error while stopping")
-
-
-def store_description(s: Settings) -> str:
-    """The store, for messages: never a password."""
-    if s.clickhouse_url:
-        from urllib.parse import urlsplit
-
-        u = urlsplit(s.clickhouse_url)
-        return f"{u.scheme}://{u.hostname}:{u.port or ''}{u.path}"
-    return f"chDB in {s.data_path}"
 
 
 async def serve_forever(server: Server, stop: asyncio.Event) -> None:

@@ -24,12 +24,15 @@ metadata = MetaData(
 )
 
 # Counters other processes poll to learn that something changed ("keys": any
-# key created or revoked), and one-time markers ("legacy_clickhouse_import").
+# key created or revoked), one-time markers ("legacy_clickhouse_import"), and
+# facts ("paired_store": the store_id of the ClickHouse store this catalog goes
+# with, in ``text``; see arwx/datadir.py).
 catalog_state = Table(
     "catalog_state",
     metadata,
     Column("name", String(64), primary_key=True),
     Column("value", BigInteger, nullable=False),
+    Column("text", Text, nullable=True),
 )
 
 orgs = Table(

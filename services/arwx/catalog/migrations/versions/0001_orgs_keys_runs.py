@@ -21,6 +21,7 @@ def upgrade() -> None:
         "catalog_state",
         sa.Column("name", sa.String(64), nullable=False),
         sa.Column("value", sa.BigInteger, nullable=False),
+        sa.Column("text", sa.Text, nullable=True),
         sa.PrimaryKeyConstraint("name", name="pk_catalog_state"),
     )
     # The counter exists from the start, so a bump is always an UPDATE (no
