@@ -21,6 +21,7 @@ from sqlalchemy import event, select
 from arwx.catalog import Catalog, CatalogError, catalog_url
 from arwx.catalog.migrate import current_revision, head_revision
 from arwx.catalog.tables import api_keys, metadata
+from arwx.errors import Conflict
 from arwx.runs import Runs
 from arwx.tenancy import Tenancy, hash_key
 
@@ -151,10 +152,12 @@ async def test_runs_are_scoped_and_finish_records_writer_totals(catalog_url: str
         done = await runs.finish(org, "r1", "finished", {"w0": 10})
         assert done.status == "finished" and done.writer_totals == {"w0": 10} and done.finished_at_ms
         assert done.version > run.version
-        later = await runs.finish(org, "r1", "failed", {"w1": 7, "w0": 11})
-        assert later.writer_totals == {"w0": 11, "w1": 7}
-        assert later.finished_at_ms == done.finished_at_ms  # the first finish time stays
-        assert later.version > done.version
+        with pytest.raises(Conflict, match="a writer's total is final"):
+            await runs.finish(org, "r1", "finished", {"w1": 7, "w0": 11})
+        assert (await runs.get(org, "r1", fresh=True)).writer_totals == {"w0": 10}  # nothing of that call
+        later = await runs.finish(org, "r1", "failed", {"w1": 7, "w0": 10})  # a retry, plus a new writer
+        assert later.writer_totals == {"w0": 10, "w1": 7}
+        assert later.status == "finished" and later.finished_at_ms == done.finished_at_ms  # the first finish stays
         fresh = await Runs(catalog).get(org, "r1")
         assert fresh.config == {"nested": {"a": [1, 2]}} and fresh.fingerprint == {"commit": "abc"}
         assert fresh.public()["writer_ids"] == ["w0", "w1"]
@@ -162,3 +165,19 @@ async def test_runs_are_scoped_and_finish_records_writer_totals(catalog_url: str
         assert created and generated.name == generated.run_id
     finally:
         await catalog.stop()
+
+
+async def test_ranks_finishing_at_once_through_two_processes_all_count(catalog_url: str) -> None:
+    one, two = await _started(catalog_url), await _started(catalog_url)
+    try:
+        org = await Tenancy(one).create_org("o")
+        await Runs(one).create(org, "ranks", "p", None, None, None)
+        await asyncio.gather(*(
+            Runs(c).finish(org, "ranks", "finished", {f"rank{i}": 100 + i})
+            for i, c in enumerate([one, two] * 4)
+        ))
+        run = await Runs(two).get(org, "ranks")
+        assert run.writer_totals == {f"rank{i}": 100 + i for i in range(8)} and run.status == "finished"
+    finally:
+        await one.stop()
+        await two.stop()
