@@ -62,12 +62,10 @@ async def x_api_key(request: web.Request) -> ApiKey | None:
 
 @pytest.fixture(scope="module")
 def adapter_url(embedded):
-    srv = embedded.server
-    components = {"config": srv.settings, "store": srv.store, "log": srv.log, "runs": srv.runs,
-                  "tenancy": srv.tenancy, "blobs": srv.blobs}
+    components = embedded.server.components  # the same parts the server's own app runs on
 
     async def start() -> tuple[AppRunner, str]:
-        app = build_app(components, {"gateway", "query"})
+        app = build_app(components, frozenset({"gateway", "query"}))
         app[AUTHENTICATORS] = [bearer_key, x_api_key]
         app.add_subapp("/api/2.0/mlflow", mlflow_adapter())
         runner = AppRunner(app, access_log=None)

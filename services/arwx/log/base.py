@@ -88,6 +88,11 @@ class LogReader(Protocol):
         """Commit ``{(topic, partition): next_offset_to_read}``."""
         ...
 
+    async def partition_lag(self) -> dict[tuple[str, int], int]:
+        """Per partition this reader holds now: messages appended but not yet
+        committed by its group (a metrics gauge; may raise on any failure)."""
+        ...
+
     def set_revoke_hook(self, hook) -> None:  # noqa: ANN001
         """``hook(partitions)`` is awaited before partitions are taken away,
         so the consumer can flush and commit what it holds for them."""

@@ -351,6 +351,15 @@ class KafkaLogReader:
         except KafkaError as e:
             raise LogUnavailable(f"kafka: commit failed: {e!r}") from e
 
+    async def partition_lag(self) -> dict[tuple[str, int], int]:
+        """End offset minus the group's committed offset, per partition held now."""
+        consumer = self._consumer
+        if consumer is None:
+            return {}
+        tps = sorted(consumer.assignment())
+        ends = await consumer.end_offsets(tps) if tps else {}
+        return {(tp.topic, tp.partition): max(ends[tp] - (await consumer.committed(tp) or 0), 0) for tp in tps}
+
     def assignment(self) -> set[tuple[str, int]]:
         """Partitions this reader holds right now."""
         if self._consumer is None:

@@ -367,6 +367,10 @@ class SqliteLog:
             self._reader_conn.execute("DELETE FROM consumer_offsets WHERE group_id = ?", (self.group_id,))
             self._read_pos = None
 
+    async def partition_lag(self) -> dict[tuple[str, int], int]:
+        """The one partition's ``lag()``."""
+        return {(self.topic, 0): await self.lag()}
+
     async def lag(self) -> int:
         """Messages appended but not yet committed (all keys)."""
 

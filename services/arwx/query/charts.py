@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from arwx.query.rollups import RAW_CELLS, extents_sql, pick_tier, step_cells, time_cells
 from arwx.store.base import Store
@@ -40,7 +40,6 @@ class ChartRequest:
     to_ms: int | None = None
     interval: int | None = None  # bucket width: steps on the step axis, ms on time axes
     smoothing: float = 0.0
-    extents: dict = field(default_factory=dict)
 
 
 def _ceil_div(a: int, b: int) -> int:
