@@ -38,7 +38,7 @@ class LogCorrupt(Exception):
 def corrupt_message(path: str, detail: str) -> str:
     """What to tell the operator: the file, what is wrong, the ways out."""
     return (
-        f"the embedded log {path} is corrupt ({detail}). Nothing was acknowledged into it after this check. "
+        f"the embedded log {path} is corrupt ({detail}); arwx acknowledges nothing more into it. "
         f"Ways out: restore it from a backup; or salvage what it holds with "
         f"`sqlite3 {path} .recover | sqlite3 {path}.recovered`, then stop arwx and replace the file "
         f"(and remove {path}-wal and {path}-shm); or move all three aside to start with a new log "
@@ -305,6 +305,12 @@ class SqliteLog:
             except sqlite3.DatabaseError as e:
                 self._note_corruption(e)
                 raise
+            if any(type(k) is not str or type(p) is not bytes for _, k, p in rows):
+                # NOT NULL columns read back NULL or as another type: damaged pages that
+                # SQLite's structure checks let through.
+                e = sqlite3.DatabaseError("database disk image is malformed (a message read back without its bytes)")
+                self._note_corruption(e)
+                raise e
         if rows:
             self._read_pos = rows[-1][0] + 1
         return [LogMessage(self.topic, 0, off, key, bytes(payload)) for off, key, payload in rows]
