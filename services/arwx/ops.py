@@ -28,6 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from arwx import metrics
 from arwx.components import Components
+from arwx.gateway.errors import AppRunner
 from arwx.log.base import EventLog, LogReader
 from arwx.log.sqlite_log import SqliteLog
 from arwx.roles import ROLES, Background
@@ -147,7 +148,7 @@ def build_ops_app(watched: Watched) -> web.Application:
 
 async def start_ops_listener(watched: Watched, host: str, port: int) -> tuple[web.AppRunner, str]:
     """Start the listener; returns its runner (``cleanup()`` to stop) and URL."""
-    runner = web.AppRunner(build_ops_app(watched), access_log=None, handle_signals=False, shutdown_timeout=2)
+    runner = AppRunner(build_ops_app(watched), access_log=None, handle_signals=False, shutdown_timeout=2)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
     await site.start()
