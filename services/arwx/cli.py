@@ -73,13 +73,8 @@ async def _run_service(settings: Settings, roles: frozenset[str], rebuild_store:
         print(f"arwx: {server.notice}", flush=True)
     mode = "kafka" if settings.kafka_bootstrap else "embedded log"
     store = "ClickHouse server" if settings.clickhouse_url else f"chDB in {settings.data_path}"
-    if server.url:
-        print(f"arwx {'+'.join(sorted(roles))} listening on {server.url} ({mode}, {store})", flush=True)
-    else:
-        print(f"arwx {'+'.join(sorted(roles))} running ({mode}, {store})", flush=True)
-    if server.ops_url:
-        print(f"arwx ops listener on {server.ops_url} (/metrics, /ready, /health)", flush=True)
-    log.info("started", extra={"roles": sorted(roles), "url": server.url, "ops_url": server.ops_url})
+    # The key before "listening on": whoever waits for that line (a test, a script)
+    # must find the key already printed.
     if server.first_key:
         print(
             "First start: created organization 'default' and an API key (shown only now):\n"
@@ -87,6 +82,13 @@ async def _run_service(settings: Settings, roles: frozenset[str], rebuild_store:
             f"  export ARWANDB_API_KEY={server.first_key}",
             flush=True,
         )
+    if server.url:
+        print(f"arwx {'+'.join(sorted(roles))} listening on {server.url} ({mode}, {store})", flush=True)
+    else:
+        print(f"arwx {'+'.join(sorted(roles))} running ({mode}, {store})", flush=True)
+    if server.ops_url:
+        print(f"arwx ops listener on {server.ops_url} (/metrics, /ready, /health)", flush=True)
+    log.info("started", extra={"roles": sorted(roles), "url": server.url, "ops_url": server.ops_url})
     if not await wait_stop_or_death(server, stop):
         # Loud and non-zero: a supervisor restarts us; half alive, we would ack what nothing consumes.
         print(f"arwx: a background task died ({server.fatal!r}); stopping with exit code 1", file=sys.stderr, flush=True)
