@@ -26,7 +26,7 @@ import threading
 import time
 from pathlib import Path
 
-from arwx.log.base import Appended, LogMessage, LogUnavailable
+from arwx.log.base import Appended, LogMessage, LogUnavailable, check_sizes
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +169,7 @@ class SqliteLog:
         if self._corrupt is not None:
             # Never acknowledge what the consumer cannot read back.
             raise LogUnavailable(f"the embedded log is corrupt: {self._corrupt}")
+        check_sizes(payloads)
         size = sum(len(p) for p in payloads)
         with self._pending_lock:
             if self._pending_bytes + size > self.max_pending_bytes and self._pending_bytes > 0:
