@@ -242,3 +242,59 @@ async def test_two_versions_in_the_table_the_engine_keeps_the_first(embedded) ->
     await store.command("OPTIMIZE TABLE points FINAL")
     rows = await store.rows("SELECT value FROM points WHERE org = {org:String}", {"org": org})
     assert rows == [(1.0,)]
+
+
+class _CountingStore:
+    """The real store, counting the queries the consumer makes."""
+
+    def __init__(self, store) -> None:  # noqa: ANN001
+        self.store = store
+        self.queries: list[str] = []
+
+    async def rows(self, sql, params=None):  # noqa: ANN001, ANN201
+        self.queries.append(sql)
+        return await self.store.rows(sql, params)
+
+    def __getattr__(self, name):  # noqa: ANN001, ANN204
+        return getattr(self.store, name)
+
+
+async def test_the_common_case_reads_nothing_but_the_ledger_once(embedded, tmp_path: Path) -> None:
+    """New seqs in order (what the SDK sends): one ledger read per writer, no
+    point read; only a batch that overlaps what is stored reads points."""
+    org = "org_fwcheap_" + secrets.token_hex(3)
+    log = SqliteLog(str(tmp_path))
+    await log.start()
+    counting = _CountingStore(embedded.server.store)
+    for start in range(0, 2000, 100):
+        await log.append(f"{org}/r", [_message(org, "r", w, range(start, start + 100)) for w in ("a", "b")])
+    await _consume(log, counting, read_messages=3, max_rows=300)  # many batches
+    assert len(counting.queries) == 1 and "FROM ledger" in counting.queries[0]
+    await log.append(f"{org}/r", [_message(org, "r", "a", range(1990, 2010))])  # overlaps the stored tail
+    counting.queries.clear()
+    await _consume(log, counting)
+    assert sum("FROM points" in q for q in counting.queries) == 1
+    r = await receipt(embedded.server.store, log, Run(org, "r", "p", "r", "running", {}, [], 0, None))
+    assert (r["points_stored"], r["duplicates_collapsed"], r["conflicts"]) == (4010, 10, 0)
+    await log.stop()
+
+
+def test_seq_ranges_stay_bounded_and_never_forget_a_stored_seq() -> None:
+    from arwx.consumer.first_wins import _Ranges
+
+    rng = np.random.default_rng(5)
+    r = _Ranges()
+    added: list[tuple[int, int]] = []
+    for _ in range(2000):
+        lo = int(rng.integers(0, 100_000))
+        hi = lo + int(rng.integers(0, 50))
+        r.add(lo, hi, 8)
+        added.append((lo, hi))
+        assert len(r.lo) <= 8 and r.lo == sorted(r.lo)
+        assert all(a <= b < c for a, b, c in zip(r.lo, r.hi, r.lo[1:]))
+    assert all(r.overlaps(lo, hi) for lo, hi in added)
+    assert all(r.overlaps(s, s) for lo, hi in added[-50:] for s in range(lo, hi + 1))
+    fresh = _Ranges()
+    for lo in range(0, 1000, 10):  # a writer going on: one range, extended in place
+        fresh.add(lo, lo + 9, 8)
+    assert (fresh.lo, fresh.hi) == ([0], [999]) and not fresh.overlaps(1000, 2000)
