@@ -118,6 +118,9 @@ class FirstWins:
             r = self._known.get(w)
             if r is not None:
                 r.add(lo, hi, self.max_ranges)
+        # Bounded: the writers seen longest ago go (read again from the ledger if they come back).
+        while len(self._known) > self.max_writers:
+            self._known.popitem(last=False)
 
     async def screen(self, batch: Batch, now_ms: int | None = None) -> Screened:
         """Drop from ``batch`` every point whose seq is stored or came earlier
@@ -173,8 +176,6 @@ class FirstWins:
                 if w in found:
                     r.add(*found[w], self.max_ranges)
                 self._known[(org, run, w)] = r
-        while len(self._known) > self.max_writers:
-            self._known.popitem(last=False)
 
     async def _exact(
         self, batch: Batch, w: WriterKey, rows: list[int], drop: list[int], out: Screened, now_ms: int
