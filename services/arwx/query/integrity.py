@@ -39,6 +39,10 @@ async def receipt(store: Store, log: EventLog, run: Run) -> dict:
             p,
         )
     }
+    # Pending next, before the counts: when it is 0, every message of the run
+    # was stored before the reads below, so the ledger read cannot miss a batch
+    # whose points the points read sees (committed < stored on an intact receipt).
+    pending = await log.pending(f"{run.org}/{run.run_id}", stored_at)
     ledger = {
         w: (int(n), int(sk), int(lo), int(hi))
         for w, n, sk, lo, hi in await store.rows(
@@ -73,7 +77,6 @@ async def receipt(store: Store, log: EventLog, run: Run) -> dict:
             f"SELECT writer_id, count() FROM seq_conflicts FINAL WHERE {_RUN} GROUP BY writer_id", p
         )
     }
-    pending = await log.pending(f"{run.org}/{run.run_id}", stored_at)
     writers = []
     missing_total = 0
     for w in sorted(set(ledger) | set(stored) | set(run.writer_totals)):
