@@ -184,6 +184,11 @@ CREATE TABLE IF NOT EXISTS point_rollups
 )
 ENGINE = AggregatingMergeTree
 ORDER BY (org, run_id, key, writer_id, tier, bucket)
+-- Small granules: a series holds ~1.3 rows per 16 steps over all tiers, so
+-- with the default 8192 one granule held every tier of a 100k-step series
+-- and a chart read (and -Merged) them all; 1024 lets the tier condition
+-- prune (a 50-series chart: 2x less CPU, measured).
+SETTINGS index_granularity = 1024
 ;
 -- Fills point_rollups on every insert into points: the block is cut into
 -- 16-step cells once, then each cell is folded into every tier.
