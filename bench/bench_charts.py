@@ -1,55 +1,61 @@
-"""Chart latency at 10^4..10^7 points per key, history streaming rate, receipt latency.
+"""Chart latency of one metric at 10^5..10^7 points, project charts for a dashboard, receipt latency.
 
 Embedded store (chDB in a temp dir). Synthetic points go in with
 ``store.insert("points", table)`` in 1M-row blocks, so the rollup materialized
-views fill exactly as they do behind the consumer. Not a test: prints a table.
+views fill exactly as they do behind the consumer. In-process: the chart
+service's time (its ClickHouse queries included), not HTTP. Each figure is
+the wall-clock p50/p99 and the process CPU time (all threads, chDB's
+included: far less sensitive to other load on a shared machine) per chart.
 
-    /tmp/venv/bin/python bench/bench_charts.py [--max-exp 7] [--reps 30]
+``--baseline DIR`` times DIR/services/arwx/query/charts.py (e.g. the code
+before a change: ``git archive <rev> services | tar -x -C DIR``) on the same
+store, interleaved, and prints it beside this tree's. Not a test: prints tables.
+
+    python bench/bench_charts.py --exps 5 6 7 --samples 320 --project 50 10 100000 --baseline /tmp/arwx-base
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
+import os
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import msgspec
 import numpy as np
 import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "services"))
 
 from arwx.query.charts import ChartRequest, chart  # noqa: E402
-from arwx.query.history import read_rows, to_rows  # noqa: E402
 from arwx.query.integrity import receipt  # noqa: E402
 from arwx.runs import Run  # noqa: E402
 from arwx.store.chdb_store import ChdbStore  # noqa: E402
 from arwx.store.schema import apply_schema  # noqa: E402
 
-KEYS = ("loss", "acc", "lr", "grad_norm")
-_enc = msgspec.json.Encoder()
 BLOCK = 1_000_000
 ORG = "bench"
+DASHBOARD_KEYS = ("loss", "acc", "lr", "grad_norm", "val_loss", "val_acc", "throughput", "mem", "tokens", "epoch")
 
 
-def _block(run: str, start_step: int, n_steps: int, msg_points: int = 500) -> pa.Table:
-    """``n_steps`` steps × 4 keys of one writer; seq interleaves keys as the SDK does;
+def _block(run: str, keys: tuple[str, ...], start_step: int, n_steps: int, msg_points: int = 500) -> pa.Table:
+    """``n_steps`` steps × keys of one writer; seq interleaves keys as the SDK does;
     log offsets mimic 500-point SDK batches (one log message each)."""
-    steps = np.repeat(np.arange(start_step, start_step + n_steps, dtype=np.uint64), len(KEYS))
+    steps = np.repeat(np.arange(start_step, start_step + n_steps, dtype=np.uint64), len(keys))
     n = len(steps)
-    seq = np.arange(start_step * len(KEYS), start_step * len(KEYS) + n, dtype=np.uint64)
-    rng = np.random.default_rng(start_step)
+    seq = np.arange(start_step * len(keys), start_step * len(keys) + n, dtype=np.uint64)
+    rng = np.random.default_rng(start_step + hash(run) % 1000)
     value = np.sin(steps / 1000.0) + rng.normal(0, 0.05, n)
-    ts = (1_700_000_000_000 + steps.astype(np.int64) * 100)
+    ts = 1_700_000_000_000 + steps.astype(np.int64) * 100
     return pa.table(
         {
             "org": pa.array(np.full(n, ORG, dtype=object), pa.string()),
             "run_id": pa.array(np.full(n, run, dtype=object), pa.string()),
-            "key": pa.array(np.tile(np.array(KEYS, dtype=object), n_steps), pa.string()),
+            "key": pa.array(np.tile(np.array(keys, dtype=object), n_steps), pa.string()),
             "writer_id": pa.array(np.full(n, "rank0", dtype=object), pa.string()),
             "seq": pa.array(seq),
             "step": pa.array(steps),
@@ -62,11 +68,11 @@ def _block(run: str, start_step: int, n_steps: int, msg_points: int = 500) -> pa
     )
 
 
-async def _fill(store: ChdbStore, run: str, per_key: int) -> float:
+async def _fill(store: ChdbStore, run: str, keys: tuple[str, ...], per_key: int) -> float:
     t0 = time.perf_counter()
-    steps_per_block = BLOCK // len(KEYS)
+    steps_per_block = BLOCK // len(keys)
     for start in range(0, per_key, steps_per_block):
-        await store.insert("points", _block(run, start, min(steps_per_block, per_key - start)))
+        await store.insert("points", _block(run, keys, start, min(steps_per_block, per_key - start)))
     return time.perf_counter() - t0
 
 
@@ -74,72 +80,100 @@ def _pct(xs: list[float], p: float) -> float:
     return float(np.percentile(np.array(xs) * 1000, p))
 
 
-async def _time(fn, reps: int) -> list[float]:  # noqa: ANN001
-    await fn()  # warm
-    out = []
+async def _time(fn, reps: int) -> tuple[list[float], list[float]]:  # noqa: ANN001
+    """Wall and process-CPU seconds of each call (after one warm-up call)."""
+    await fn()
+    wall, cpu = [], []
     for _ in range(reps):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         await fn()
-        out.append(time.perf_counter() - t0)
-    return out
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return wall, cpu
 
 
-async def main(max_exp: int, reps: int) -> None:
+def _load_baseline(tree: str):  # noqa: ANN202
+    """The chart function of another tree's charts.py (its imports resolve to this tree's arwx)."""
+    path = Path(tree) / "services" / "arwx" / "query" / "charts.py"
+    spec = importlib.util.spec_from_file_location("baseline_charts", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up
+    spec.loader.exec_module(mod)
+    return mod
+
+
+async def main(a: argparse.Namespace) -> None:
+    la = os.getloadavg()
+    print(f"<!-- load avg {la[0]:.2f} {la[1]:.2f} {la[2]:.2f}; {time.strftime('%Y-%m-%d %H:%M:%S %Z')} -->")
+    impls = [("this tree", ChartRequest, chart)]
+    if a.baseline:
+        base = _load_baseline(a.baseline)
+        impls.append(("baseline", base.ChartRequest, base.chart))
     tmp = tempfile.mkdtemp(prefix="arwx-bench-")
     store = ChdbStore(tmp)
     await store.start()
     await apply_schema(store)
-    rows = []
     try:
-        for e in range(4, max_exp + 1):
+        rows = []
+        for e in a.exps:
             run = f"run_1e{e}"
-            load_s = await _fill(store, run, 10**e)
+            load_s = await _fill(store, run, ("loss",), 10**e)
             await store.command("OPTIMIZE TABLE point_rollups")  # as background merges would, eventually
+            print(f"  10^{e}: loaded {10**e:,} points in {load_s:.1f}s", flush=True)
+            for name, req_cls, fn in impls:
 
-            async def one(run: str = run, agg: str = "minmax") -> None:
-                await chart(store, ChartRequest(org=ORG, runs=[run], keys=list(KEYS), samples=500, agg=agg))
+                async def one(run: str = run, req_cls=req_cls, fn=fn) -> dict:  # noqa: ANN001
+                    return await fn(store, req_cls(org=ORG, runs=[run], keys=["loss"], samples=a.samples))
 
-            res = await chart(store, ChartRequest(org=ORG, runs=[run], keys=list(KEYS), samples=500))
-            lat = await _time(one, reps)
-            lat_lttb = await _time(lambda run=run: one(run, "lttb"), max(5, reps // 3))
-            rows.append((e, load_s, res["tier"], len(res["series"][0]["x"]), _pct(lat, 50), _pct(lat, 99), _pct(lat_lttb, 50)))
-            print(f"  10^{e}: loaded {4 * 10**e:,} rows in {load_s:.1f}s", flush=True)
-        print()
-        print("chart: 1 run x 4 keys, samples=500, agg=minmax (lttb p50 alongside)")
-        print(f"{'points/key':>11} {'load s':>7} {'tier':>5} {'buckets':>8} {'p50 ms':>8} {'p99 ms':>8} {'lttb p50':>9}")
-        for e, load_s, tier, nb, p50, p99, lp50 in rows:
-            print(f"{'10^' + str(e):>11} {load_s:7.1f} {tier:5d} {nb:8d} {p50:8.1f} {p99:8.1f} {lp50:9.1f}")
-        base = rows[0][4]
-        print(f"largest / smallest p50: {rows[-1][4] / base:.2f}x")
+                res = await one()
+                wall, cpu = await _time(one, a.reps)
+                rows.append((e, name, res["tier"], len(res["series"][0]["x"]), _pct(wall, 50), _pct(wall, 99), _pct(cpu, 50)))
+        print(f"\n| chart, 1 metric, samples={a.samples}, agg=minmax | code | tier | buckets | p50 ms | p99 ms | CPU ms p50 |")
+        print("|---|---|---:|---:|---:|---:|---:|")
+        for e, name, tier, nb, p50, p99, c50 in rows:
+            print(f"| 10^{e} points | {name} | {tier} | {nb} | {p50:.1f} | {p99:.1f} | {c50:.1f} |")
 
-        # History streaming (the stream endpoint's page loop) and the receipt, at 10^6 per key.
-        run = "run_1e6"
-        if any(r[0] == 6 for r in rows):
+        if a.project:
+            n_runs, n_keys, per_key = a.project
+            keys = DASHBOARD_KEYS[:n_keys]
             t0 = time.perf_counter()
-            n, nbytes, seen = 0, 0, set()
-            # What GET /v1/runs/:id/metrics/stream does: step windows, rows, NDJSON.
-            async for raw in read_rows(store, ORG, run, ["loss"], 0, 2**63 - 1, 20_000):
-                rows_ = to_rows(raw, seen)
-                nbytes += len(b"\n".join(_enc.encode(r) for r in rows_))
-                n += len(rows_)
-            dt = time.perf_counter() - t0
-            print(f"\nhistory stream, 1 key of 10^6 points: {n:,} rows in {dt:.2f}s = {n / dt:,.0f} points/s")
+            runs = [f"dash{i:03d}" for i in range(n_runs)]
+            for r in runs:
+                await _fill(store, r, keys, per_key)
+            await store.command("OPTIMIZE TABLE point_rollups")
+            print(f"  project: loaded {n_runs} runs x {n_keys} keys x {per_key:,} points in {time.perf_counter() - t0:.0f}s", flush=True)
+            print(f"\n| project chart: {n_runs} runs x {n_keys} keys x {per_key:,} points, samples={a.samples} | code | agg | tier | series | p50 ms | p99 ms | CPU ms p50 |")
+            print("|---|---|---|---:|---:|---:|---:|---:|")
+            for agg in ("minmax", "last"):
+                for name, req_cls, fn in impls:
+
+                    async def dash(req_cls=req_cls, fn=fn, agg=agg) -> dict:  # noqa: ANN001
+                        return await fn(store, req_cls(org=ORG, runs=runs, keys=list(keys), samples=a.samples, agg=agg))
+
+                    res = await dash()
+                    wall, cpu = await _time(dash, max(3, a.reps // 3))
+                    print(f"| | {name} | {agg} | {res['tier']} | {len(res['series'])} | {_pct(wall, 50):.0f} | {_pct(wall, 99):.0f} | {_pct(cpu, 50):.0f} |", flush=True)
+
+        if a.exps:
+            run = f"run_1e{max(a.exps)}"
 
             class _NoLog:
-                async def pending(self, _: str) -> int:
+                async def pending(self, _: str, stored: dict | None = None) -> int:
                     return 0
 
             r = Run(ORG, run, "bench", run, "finished", {}, ["rank0"], 0, None)
-            lat = await _time(lambda: receipt(store, _NoLog(), r), 10)
-            print(f"integrity receipt, 4x10^6 points in the run: p50 {_pct(lat, 50):.0f} ms, p99 {_pct(lat, 99):.0f} ms")
+            wall, _ = await _time(lambda: receipt(store, _NoLog(), r), 10)
+            print(f"\nintegrity receipt, 10^{max(a.exps)} points in the run: p50 {_pct(wall, 50):.0f} ms, p99 {_pct(wall, 99):.0f} ms")
     finally:
         await store.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--max-exp", type=int, default=7)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--exps", type=int, nargs="*", default=[5, 6, 7], help="points of the one metric: 10^e")
+    ap.add_argument("--samples", type=int, default=320)
     ap.add_argument("--reps", type=int, default=30)
-    a = ap.parse_args()
-    asyncio.run(main(a.max_exp, a.reps))
+    ap.add_argument("--project", type=int, nargs=3, metavar=("RUNS", "KEYS", "POINTS"), help="also time a dashboard chart")
+    ap.add_argument("--baseline", help="a tree whose services/arwx/query/charts.py is the 'before'")
+    asyncio.run(main(ap.parse_args()))

@@ -30,10 +30,10 @@ say "4a SDK log() cost"
 PYTHONPATH=sdk $PY bench/bench_sdk_log.py --calls 200000
 say "4b training loop slowdown"
 $PY bench/bench_train_overhead.py --steps 20000 --rounds 3
-if [ -f bench/bench_charts.py ]; then
-  say "charts (bench_charts.py)"
-  $PY bench/bench_charts.py --max-exp 7 --reps 10
-fi
+say "7a history reads over HTTP, paging, stream, receipt freshness (bench_history.py)"
+$PY bench/bench_history.py --points 100000 --pages-points 1000000
+say "7b charts: one metric 10^5..10^7 points, dashboard 50 runs x 10 keys (bench_charts.py)"
+$PY bench/bench_charts.py --exps 5 6 7 --samples 320 --reps 20 --project 50 10 100000
 if [ "${LONG:-0}" = 1 ]; then   # LONG=1 bash bench/run_all.sh: + the 10-minute memory run (~12 min)
   say "3 memory: 10 minutes at 150k points/s offered"
   $PY bench/bench_ingest.py --writers 8 --seconds 600 --rate 150000 --rss-every 30

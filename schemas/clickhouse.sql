@@ -8,6 +8,10 @@
 -- writer, seq) collapses. Reads use FINAL, which is cheap on a key prefix.
 -- Skipped (non-finite / non-numeric) values are kept as NaN so a writer's seq
 -- range stays whole; every read filters them with isFinite(value).
+-- The first value written for a (run, writer, seq) wins: the consumer drops
+-- re-sent seqs before inserting (consumer/first_wins.py). Should two versions
+-- of one point still meet here, the version column makes the engine keep the
+-- earlier log position too (a run's messages share one log partition).
 CREATE TABLE IF NOT EXISTS points
 (
     org         LowCardinality(String),
@@ -21,17 +25,19 @@ CREATE TABLE IF NOT EXISTS points
     log_partition UInt32 CODEC(ZSTD(1)),
     log_offset  UInt64 CODEC(Delta, ZSTD(1)),
     ingested_at DateTime64(3, 'UTC') CODEC(DoubleDelta, ZSTD(1)),
+    first_wins  UInt64 MATERIALIZED bitNot(log_offset) CODEC(Delta, ZSTD(1)),
     -- Within a writer, step follows seq: granules have tight step ranges, so
     -- history windows by step skip the rest of the run.
     INDEX step_range step TYPE minmax GRANULARITY 1
 )
-ENGINE = ReplacingMergeTree
+ENGINE = ReplacingMergeTree(first_wins)
 ORDER BY (org, run_id, key, writer_id, seq)
 SETTINGS non_replicated_deduplication_window = 10000
 ;
 -- Durability ledger: one row per (log message, writer). Keyed by log
 -- coordinates, so a replayed message collapses; a client re-send is a new
--- message and shows up as duplicates_collapsed in the receipt.
+-- message and shows up as duplicates_collapsed (or conflicts) in the receipt:
+-- a row counts every point of its message, also those dropped as re-sends.
 CREATE TABLE IF NOT EXISTS ledger
 (
     org          LowCardinality(String),
@@ -48,6 +54,32 @@ CREATE TABLE IF NOT EXISTS ledger
 )
 ENGINE = ReplacingMergeTree
 ORDER BY (org, run_id, log_topic, log_partition, log_offset, writer_id)
+SETTINGS non_replicated_deduplication_window = 10000
+;
+-- Re-sent seqs that carried another key, step or value than the stored
+-- point (a client bug): the first value was kept, the re-sent one dropped and
+-- recorded here, one row per rejected point, keyed by where it sat in the log
+-- so a replay collapses. The receipt counts them as `conflicts`.
+CREATE TABLE IF NOT EXISTS seq_conflicts
+(
+    org           LowCardinality(String),
+    run_id        String,
+    writer_id     String,
+    seq           UInt64,
+    kept_key      String,
+    kept_step     UInt64,
+    kept_value    Float64,
+    key           String,
+    step          UInt64,
+    value         Float64,
+    log_topic     LowCardinality(String),
+    log_partition UInt32,
+    log_offset    UInt64,
+    log_index     UInt32,
+    detected_at   DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (org, run_id, writer_id, seq, log_topic, log_partition, log_offset, log_index)
 SETTINGS non_replicated_deduplication_window = 10000
 ;
 -- Log messages that could not be decoded or written (poison), with where they
@@ -119,6 +151,11 @@ CREATE TABLE IF NOT EXISTS point_rollups
 )
 ENGINE = AggregatingMergeTree
 ORDER BY (org, run_id, key, writer_id, tier, bucket)
+-- Small granules: a series holds ~1.3 rows per 16 steps over all tiers, so
+-- with the default 8192 one granule held every tier of a 100k-step series
+-- and a chart read (and -Merged) them all; 1024 lets the tier condition
+-- prune (a 50-series chart: 2x less CPU, measured).
+SETTINGS index_granularity = 1024
 ;
 -- Fills point_rollups on every insert into points: the block is cut into
 -- 16-step cells once, then each cell is folded into every tier.

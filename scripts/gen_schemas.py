@@ -246,11 +246,31 @@ def openapi() -> dict:
                         {
                             "points_committed": {"type": "integer"},
                             "points_stored": {"type": "integer"},
-                            "duplicates_collapsed": {"type": "integer"},
+                            "duplicates_collapsed": {
+                                "type": "integer",
+                                "description": "identical re-sends and replays, stored once",
+                            },
+                            "conflicts": {
+                                "type": "integer",
+                                "description": "re-sent seqs with another key, step or value: the first value was kept",
+                            },
                             "lost": {"type": "integer"},
                             "pending": {"type": "integer"},
                             "intact": {"type": "boolean"},
-                            "writers": {"type": "array"},
+                            "writers": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "properties": {
+                                        "writer_id": {"type": "string"},
+                                        "committed": {"type": "integer"},
+                                        "stored": {"type": "integer"},
+                                        "conflicts": {"type": "integer"},
+                                        "missing": {"type": "integer"},
+                                        "gaps": {"type": "array"},
+                                    },
+                                },
+                            },
                         },
                     ),
                     "404": _ERR,

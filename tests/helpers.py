@@ -19,7 +19,8 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from arwx.config import resolve
-from arwx.server import ALL_ROLES, Server
+from arwx.roles import SERVER_ROLES
+from arwx.server import Server
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -147,7 +148,7 @@ def ndjson(pts: list[dict]) -> bytes:
 class ServerThread:
     """A ``Server`` on its own event loop in a thread, for in-process tests."""
 
-    def __init__(self, roles: frozenset[str] = ALL_ROLES, **settings: Any) -> None:
+    def __init__(self, roles: frozenset[str] = SERVER_ROLES, **settings: Any) -> None:
         settings.setdefault("port", 0)
         if "catalog_url" not in settings and "data_dir" in settings:
             settings["catalog_url"] = catalog_url_for(settings["data_dir"])

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from arwx.app import build_app
 from arwx.appkeys import API_KEY, INGEST, TENANCY
+from arwx.backpressure import budgeted
 from arwx.errors import ApiError
 from arwx.gateway.auth import AUTHENTICATORS, bearer_key, public
 from arwx.gateway.body import read_body
@@ -34,6 +35,7 @@ class LogMetric(msgspec.Struct):
     step: int = 0
 
 
+@budgeted("body")
 async def log_metric(request: web.Request) -> web.Response:
     m = msgspec.json.decode(await read_body(request, 1 << 20), type=LogMetric)  # bounded in size and time
     p = Point(seq=m.step, step=m.step, key=m.key, value=m.value)
@@ -62,12 +64,10 @@ async def x_api_key(request: web.Request) -> ApiKey | None:
 
 @pytest.fixture(scope="module")
 def adapter_url(embedded):
-    srv = embedded.server
-    components = {"config": srv.settings, "store": srv.store, "log": srv.log, "runs": srv.runs,
-                  "tenancy": srv.tenancy, "blobs": srv.blobs}
+    components = embedded.server.components  # the same parts the server's own app runs on
 
     async def start() -> tuple[AppRunner, str]:
-        app = build_app(components, {"gateway", "query"})
+        app = build_app(components, frozenset({"gateway", "query"}))
         app[AUTHENTICATORS] = [bearer_key, x_api_key]
         app.add_subapp("/api/2.0/mlflow", mlflow_adapter())
         runner = AppRunner(app, access_log=None)

@@ -51,7 +51,7 @@ def test_start_up_sync_repairs_a_mirror_write_that_never_happened(embedded, api:
     embedded.call(unmirrored.create(key.org, "lost", "p", "n", None, None))
     q = "SELECT name FROM runs FINAL WHERE org = {org:String} AND run_id = 'lost'"
     assert embedded.call(embedded.server.store.rows(q, {"org": key.org})) == []
-    copied = embedded.call(embedded.server.runs.sync_mirror())
+    copied = embedded.call(embedded.server.components.runs.sync_mirror())
     assert copied >= 1
     assert embedded.call(embedded.server.store.rows(q, {"org": key.org})) == [("n",)]
-    assert embedded.call(embedded.server.runs.sync_mirror()) == 0  # nothing left to copy
+    assert embedded.call(embedded.server.components.runs.sync_mirror()) == 0  # nothing left to copy

@@ -58,8 +58,15 @@ def test_distributed_commands_need_kafka_and_clickhouse(capsys: pytest.CaptureFi
 
 def test_gateway_and_query_need_a_shared_blob_store(capsys: pytest.CaptureFixture) -> None:
     for cmd in ("gateway", "query"):
-        assert main([cmd, "--kafka", "127.0.0.1:1", "--clickhouse", "http://127.0.0.1:1"]) == 2
+        argv = [cmd, "--kafka", "127.0.0.1:1", "--clickhouse", "http://127.0.0.1:1", "--catalog", "postgresql://h/db"]
+        assert main(argv) == 2
         assert "needs --blobs s3://" in capsys.readouterr().err
+
+
+def test_gateway_and_query_need_a_shared_catalog(capsys: pytest.CaptureFixture) -> None:
+    for cmd in ("gateway", "query"):
+        assert main([cmd, "--kafka", "127.0.0.1:1", "--clickhouse", "http://127.0.0.1:1", "--blobs", "s3://b"]) == 2
+        assert "needs --catalog postgresql://" in capsys.readouterr().err
 
 
 def test_every_setting_is_in_the_reference_and_nothing_else() -> None:

@@ -271,9 +271,9 @@ async def _new_consumer(server) -> None:  # noqa: ANN001
     s = server.settings
     reader = KafkaLogReader(s.kafka_bootstrap, topic=s.kafka_topic, group_id=s.consumer_group)
     await reader.start()
-    server.reader = reader
-    server.consumer = Consumer(reader, server.store)
-    await server.consumer.start()
+    server.components.reader = reader
+    consumer = server.background["consumer"] = Consumer(reader, server.store)
+    await consumer.start()
 
 
 @pytest.mark.kafka

@@ -22,7 +22,7 @@ import pytest
 from arwx.config import ConfigError, resolve
 from arwx.log.sqlite_log import SqliteLog
 from arwx.logging_setup import JsonFormatter
-from arwx.ops import Parts, readiness
+from arwx.ops import readiness
 from arwx.store.clickhouse_store import ClickHouseStore
 from tests.helpers import Api, ServerProcess, free_port, points, wait_for
 
@@ -192,14 +192,14 @@ def test_inflight_bound_answers_429_with_retry_after(ops_server: ServerProcess, 
 
 
 async def test_ready_names_the_part_that_is_down(tmp_path: Path) -> None:
-    assert await readiness(Parts(phase="stopping")) == (False, {"status": "stopping", "checks": {}})
+    assert await readiness("stopping") == (False, {"status": "stopping", "checks": {}})
     log = SqliteLog(str(tmp_path))
     await log.start()
     store = ClickHouseStore(f"http://127.0.0.1:{free_port()}")  # nothing listens there
-    ok, body = await readiness(Parts(phase="running", log=log, store=store))
+    ok, body = await readiness("running", store=store, log=log)
     assert not ok and body["checks"]["log"] == "ok" and body["checks"]["store"] != "ok"
     await log.stop()
-    ok, body = await readiness(Parts(phase="running", log=log))
+    ok, body = await readiness("running", log=log)
     assert not ok and body["checks"]["log"].startswith("log:")
 
 

@@ -236,13 +236,15 @@ def test_history_pages_of_any_size_with_uneven_steps(api: Api) -> None:
 
 
 def test_a_reused_seq_cannot_hide_a_hole(api: Api) -> None:
-    """seq 5 sent under two keys and seq 7 never sent: ten stored points over
-    0..9 look whole by count alone; the receipt must still find the hole."""
+    """seq 5 sent under two keys and seq 7 never sent: ten points over 0..9 look
+    whole by count alone; the receipt must still find the hole. (The second
+    seq 5 is a conflict now: the first value wins and it is never stored.)"""
     api.ok("POST", "/v1/runs", {"id": "reuse"})
     pts = [p for p in points("reuse", "w", range(10)) if p["seq"] != 7]
     pts.append(dict(pts[5], key="other"))
     api.ok("POST", "/v1/ingest", {"points": pts})
     api.ok("POST", "/v1/runs/reuse/finish", {"writer_totals": {"w": 10}})
     r = wait_for(lambda: (x := api.receipt("reuse"))["pending"] == 0 and x, 30, 0.05, "nothing pending")
-    assert r["points_stored"] == 10 and r["lost"] == 1 and not r["intact"]
+    assert r["points_committed"] == 10 and r["conflicts"] == 1
+    assert r["points_stored"] == 9 and r["lost"] == 1 and not r["intact"]
     assert r["writers"][0]["gaps"] == [[7, 7]]

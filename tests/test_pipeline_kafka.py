@@ -109,6 +109,36 @@ def test_two_gateways_two_consumers_one_group_with_a_rebalance(kafka_bootstrap: 
         first.stop()
 
 
+def test_first_value_wins_across_a_rebalance(kafka_bootstrap: str, store_dir: Path) -> None:
+    """A run's points are stored while two consumers share the topic; one leaves,
+    so the run's partition may move to a consumer that never saw it, and then
+    seqs are re-sent with other values and other steps: the first values stay
+    (state reloaded from the store) and the receipt counts the conflicts."""
+    settings = _topic_settings(kafka_bootstrap)
+    first = ServerThread(data_dir=store_dir, **settings)
+    second = ServerThread(frozenset({"gateway", "consumer"}), data_dir=store_dir, **settings)
+    try:
+        api = Api(first.url, first.new_org_key())
+        api.ok("POST", "/v1/runs", {"id": "kfw"})
+        wait_for(lambda: first.server.reader.assignment() and second.server.reader.assignment(), 60, 0.1, "both consumers to get partitions")
+        pts = points("kfw", "w", range(500))
+        for i in range(0, 500, 100):
+            send_until_acked(api, "/v1/ingest", {"points": pts[i : i + 100]})
+        api.wait_intact("kfw", 500, timeout=120)
+        second.call(second.server.consumer.stop())
+        second.call(second.server.reader.stop())
+        wait_for(lambda: len(first.server.reader.assignment()) == settings["kafka_partitions"], 60, 0.1, "all partitions on one consumer")
+        resent = [dict(p, value=-1.0) for p in pts[100:110]] + [dict(pts[200], step=10**6)] + pts[300:305]
+        send_until_acked(api, "/v1/ingest", {"points": resent})
+        r = wait_for(lambda: (x := api.receipt("kfw"))["points_committed"] == 516 and x["pending"] == 0 and x, 120)
+        rows = api.ok("GET", "/v1/runs/kfw/metrics", params={"limit": 1000})["rows"]
+        assert [(row["step"], row["loss"]) for row in rows] == [(p["step"], p["value"]) for p in pts]
+        assert (r["points_stored"], r["conflicts"], r["duplicates_collapsed"], r["intact"]) == (500, 11, 5, True)
+    finally:
+        second.stop()
+        first.stop()
+
+
 def test_kill9_of_a_kafka_mode_server_mid_write(kafka_bootstrap: str, tmp_path: Path) -> None:
     s = _topic_settings(kafka_bootstrap)
     extra = ["--kafka", kafka_bootstrap, "--kafka-topic", s["kafka_topic"], "--consumer-group", s["consumer_group"]]

@@ -3,6 +3,7 @@ every point exactly once across keyset pages, read by pyarrow and pandas."""
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 from urllib.parse import urlencode
@@ -11,6 +12,7 @@ import pyarrow as pa
 import pytest
 
 import arwx.query.stream as stream
+from arwx.query import series
 from tests.helpers import Api, points
 
 ARROW = "application/vnd.apache.arrow.stream"
@@ -132,7 +134,8 @@ def test_empty_history_in_every_format(api: Api) -> None:
 def test_bad_cursor_and_format_are_400(api: Api, run_with_history) -> None:
     run, _ = run_with_history
     rows_cursor = api.ok("GET", f"/v1/runs/{run}/metrics", params={"limit": 5})["next"]
-    for cursor in ("x", "!!!", rows_cursor, "WyJhIl0"):  # WyJhIl0 is base64 of ["a"]
+    out_of_range = [series.encode_cursor("loss", "w0", 1 << 64).replace("=", ""), base64.urlsafe_b64encode(b'["a","b","-1"]').decode()]
+    for cursor in ("x", "!!!", "é", rows_cursor, "WyJhIl0", *out_of_range):  # WyJhIl0 is base64 of ["a"]
         status, body = api.get(f"/v1/runs/{run}/metrics", format="columns", cursor=cursor)
         assert status == 400 and "cursor" in body["error"], (cursor, body)
         status, _, body = _raw(api, f"/v1/runs/{run}/metrics", {"cursor": cursor}, ARROW)

@@ -53,7 +53,7 @@ def test_wire_schema_examples_validate_like_the_code() -> None:
 
 def test_ddl_is_one_text_of_idempotent_statements() -> None:
     stmts = ddl_statements()
-    assert len(stmts) == 9  # orgs, api_keys and run_writers moved to the catalog (services/arwx/catalog)
+    assert len(stmts) == 10  # orgs, api_keys and run_writers moved to the catalog (services/arwx/catalog)
     assert all(s.startswith(("CREATE TABLE IF NOT EXISTS", "CREATE MATERIALIZED VIEW IF NOT EXISTS")) for s in stmts)
     assert all("org" in s for s in stmts if "dead_letters" not in s and "store_info" not in s)
     assert not any("now()" in s for s in stmts)  # the consumer stamps times: retries stay identical

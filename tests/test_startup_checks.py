@@ -97,3 +97,37 @@ def test_a_lost_store_is_refused_then_rebuilt_from_the_log(tmp_path: Path) -> No
         assert "First start" in plain.output or "listening on" in plain.output
     finally:
         plain.terminate()
+
+
+async def test_a_log_corrupted_while_running_stops_acknowledging(tmp_path: Path) -> None:
+    """Old pages damaged under a running log: the read fails as corrupt, and from then on appends
+    are refused (the gateway answers 503) and the readiness probe of the log fails, instead of
+    acknowledging ingest that the consumer can never read."""
+    import os as _os
+
+    from arwx.log.base import LogUnavailable
+    from arwx.log.sqlite_log import SqliteLog
+
+    log = SqliteLog(str(tmp_path))
+    await log.start()
+    try:
+        for _ in range(300):
+            await log.append("k", [_os.urandom(3000)])
+        log._reader_conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the rows are in the main file now
+        page = log._reader_conn.execute("PRAGMA page_size").fetchone()[0]
+        size = Path(log.path).stat().st_size
+        with open(log.path, "r+b") as f:
+            # Old pages only (the first messages): appends, at the right edge of the tree, still
+            # work, so only the read finds the damage, as with a bad sector under old data.
+            for p in range(8, size // page // 2):
+                f.seek(p * page + 8)
+                f.write(bytes(range(100)))
+        with pytest.raises(sqlite3.DatabaseError, match="malformed"):
+            while await log.read(500, 1):  # the first, intact pages may come back first
+                pass
+        with pytest.raises(LogUnavailable, match="corrupt"):
+            await log.append("k", [b"more"])
+        with pytest.raises(Exception, match=re.escape(log.path)):  # LogCorrupt, naming the file
+            await log.pending("k")
+    finally:
+        await log.stop()

@@ -32,9 +32,10 @@ CREATE TABLE IF NOT EXISTS points_local ON CLUSTER arwx
     value       Float64 CODEC(Gorilla, ZSTD(1)),
     log_partition UInt32 CODEC(ZSTD(1)),
     log_offset  UInt64 CODEC(Delta, ZSTD(1)),
-    ingested_at DateTime64(3, 'UTC') CODEC(DoubleDelta, ZSTD(1))
+    ingested_at DateTime64(3, 'UTC') CODEC(DoubleDelta, ZSTD(1)),
+    first_wins  UInt64 MATERIALIZED bitNot(log_offset) CODEC(Delta, ZSTD(1))
 )
-ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/points_local', '{replica}')
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/points_local', '{replica}', first_wins)
 ORDER BY (org, run_id, key, writer_id, seq)
 ;
 CREATE TABLE IF NOT EXISTS points ON CLUSTER arwx AS points_local
@@ -59,6 +60,30 @@ ORDER BY (org, run_id, log_topic, log_partition, log_offset, writer_id)
 ;
 CREATE TABLE IF NOT EXISTS ledger ON CLUSTER arwx AS ledger_local
 ENGINE = Distributed(arwx, currentDatabase(), ledger_local, cityHash64(org, run_id))
+;
+CREATE TABLE IF NOT EXISTS seq_conflicts_local ON CLUSTER arwx
+(
+    org           LowCardinality(String),
+    run_id        String,
+    writer_id     String,
+    seq           UInt64,
+    kept_key      String,
+    kept_step     UInt64,
+    kept_value    Float64,
+    key           String,
+    step          UInt64,
+    value         Float64,
+    log_topic     LowCardinality(String),
+    log_partition UInt32,
+    log_offset    UInt64,
+    log_index     UInt32,
+    detected_at   DateTime64(3, 'UTC')
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/seq_conflicts_local', '{replica}')
+ORDER BY (org, run_id, writer_id, seq, log_topic, log_partition, log_offset, log_index)
+;
+CREATE TABLE IF NOT EXISTS seq_conflicts ON CLUSTER arwx AS seq_conflicts_local
+ENGINE = Distributed(arwx, currentDatabase(), seq_conflicts_local, cityHash64(org, run_id))
 ;
 CREATE TABLE IF NOT EXISTS dead_letters_local ON CLUSTER arwx
 (

@@ -13,9 +13,9 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from arwandb import _sync
+from arwandb._run import Run
 from arwandb.config import Settings, resolve
-from arwandb.run import Run
-from arwandb.sync import sync as _sync
 
 __version__ = "1.3.1"
 __all__ = ["Run", "Settings", "finish", "init", "log", "run", "sync", "__version__"]
@@ -115,7 +115,7 @@ def finish(status: str = "finished", exit_code: int | None = None, timeout: floa
 def sync(path: str | None = None, **kwargs: Any) -> dict[str, Any]:
     """Upload spools under ``path`` (a run folder, an ``arwandb`` folder or its parent; default
     ``$ARWANDB_DIR`` or cwd) exactly once. Returns a summary dict."""
-    return _sync(path, **kwargs)
+    return _sync.sync(path, **kwargs)
 
 
 _warned = False

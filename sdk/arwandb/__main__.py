@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 
-from arwandb.sync import sync
+from arwandb._sync import sync
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,8 +9,9 @@ import random
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from arwandb.spool import WriterSpool
 
@@ -48,7 +49,27 @@ class Response:
             return None
 
 
-class Transport:
+class Transport(Protocol):
+    """How the uploader reaches the server: ``HttpTransport``, or anything with these two
+    methods (an in-memory server in tests)."""
+
+    timeout: float  # the bound on one request when no deadline is nearer
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        content_type: str = "application/json",
+        timeout: float | None = None,
+    ) -> Response:
+        """One request; raises ``OSError`` / ``http.client.HTTPException`` when the server cannot be reached."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class HttpTransport:
     """One kept-alive HTTP(S) connection to the server; reconnects on any failure."""
 
     def __init__(self, base_url: str, api_key: str | None, timeout: float = 15.0) -> None:
@@ -157,6 +178,42 @@ class Uploader:
         self._recreated = False
         self._last_flush: dict[str, float] = {}
         self._cap: dict[str, int] = {}  # per-writer batch cap after a 413
+
+    # -- driving it ------------------------------------------------------------------------------
+    def start_draining(self, deadline: float) -> None:
+        """From now on send whatever is pending at once (not waiting for full batches), and give up
+        at ``deadline`` (``time.monotonic()``). Wakes a thread waiting in ``drain`` or on ``wake``."""
+        self.deadline = deadline
+        self.draining = True
+        self.wake.set()
+
+    def drain(
+        self,
+        deadline: float,
+        *,
+        reserve: float = 0.0,
+        more: Callable[[], bool] | None = None,
+        idle_wait: float = 0.05,
+    ) -> int:
+        """Upload until nothing is pending (and ``more()``, if given, says nothing more is coming),
+        ``abort`` is set, or fewer than ``reserve`` seconds are left before ``deadline`` (time kept
+        for what the caller sends next, such as ``finish_run``). Returns the points still pending."""
+        self.start_draining(deadline)
+        self.wake.clear()
+        while not self.abort.is_set():
+            if self.pending() == 0 and not (more is not None and more()):
+                break
+            r = self._remaining()
+            if r is not None and r <= reserve:
+                break
+            if not self.step():
+                self.wake.wait(idle_wait)
+                self.wake.clear()
+        return self.pending()
+
+    def close(self) -> None:
+        """Close the connection; the spools stay open (their owner closes them)."""
+        self.t.close()
 
     # -- helpers ---------------------------------------------------------------------------------
     def _remaining(self) -> float | None:

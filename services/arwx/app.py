@@ -18,13 +18,11 @@ from aiohttp import web
 from arwx import metrics
 from arwx.appkeys import API_KEY, BLOBS, CONFIG, INGEST, LOG, RUNS, STORE, TENANCY
 from arwx.backpressure import INFLIGHT, InflightBytes, limit_inflight
-from arwx.blobs import routes as blob_routes
+from arwx.components import Components
 from arwx.errors import ApiError, from_status
-from arwx.gateway import routes as gateway_routes
 from arwx.gateway.auth import authenticate, public
 from arwx.gateway.errors import render
-from arwx.ingest.service import IngestService
-from arwx.query import routes as query_routes
+from arwx.roles import add_routes
 from arwx.sdkdist import routes as sdkdist_routes
 
 log = logging.getLogger("arwx.http")
@@ -96,29 +94,24 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-def build_app(components: dict, roles: set[str]) -> web.Application:
-    """An app serving the HTTP roles in ``roles`` ({"gateway", "query"}).
-
-    ``components`` holds config, store, log, runs, tenancy and blobs.
-    """
-    cfg = components["config"]
+def build_app(components: Components, roles: frozenset[str]) -> web.Application:
+    """An app serving the HTTP routes of ``roles`` (see ``arwx.roles``) on ``components``."""
+    cfg = components.settings
+    # The HTTP roles need the catalog (``arwx.roles``): the process opened it with them.
+    assert components.tenancy is not None and components.runs is not None and components.ingest is not None
     app = web.Application(
         middlewares=[observe, authenticate, limit_inflight], client_max_size=cfg.max_body_bytes
     )
     app[CONFIG] = cfg
     app[INFLIGHT] = InflightBytes(cfg.max_inflight_bytes, cfg.max_inflight_org_bytes)
-    app[STORE] = components["store"]
-    app[LOG] = components["log"]
-    app[RUNS] = components["runs"]
-    app[TENANCY] = components["tenancy"]
-    app[BLOBS] = components["blobs"]
-    app[INGEST] = IngestService(components["log"], components["runs"])
+    app[STORE] = components.store
+    app[LOG] = components.log
+    app[RUNS] = components.runs
+    app[TENANCY] = components.tenancy
+    if components.blobs is not None:  # opened where a role of the process needs it
+        app[BLOBS] = components.blobs
+    app[INGEST] = components.ingest
     app.router.add_get("/health", health)
-    sdkdist_routes.add_routes(app)
-    if "gateway" in roles:
-        gateway_routes.add_routes(app)
-        blob_routes.add_write_routes(app)
-    if "query" in roles:
-        query_routes.add_routes(app)
-        blob_routes.add_read_routes(app)
+    sdkdist_routes.add_routes(app)  # every API process serves the SDK, whatever its roles
+    add_routes(app, roles)
     return app

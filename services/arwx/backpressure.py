@@ -24,8 +24,6 @@ from arwx import metrics
 from arwx.appkeys import API_KEY, CONFIG
 from arwx.errors import TooManyRequests
 
-INGEST_PATHS = frozenset({"/v1/ingest", "/v1/ingest/stream"})
-STREAM_PATH = "/v1/ingest/stream"
 # A stream holds one line and one chunk of points (CHUNK_POINTS, about half a
 # MiB on the wire) at a time, whatever its length: that, not its length, is its cost.
 STREAM_CHUNK_BYTES = 1 << 20
@@ -94,10 +92,26 @@ class Reservation:
         self.held = 0
 
 
-def request_cap(request: web.Request) -> int:
+_BUDGET = "arwx_budget"
+
+
+def budgeted(kind: str):  # noqa: ANN201
+    """Mark an ingest handler (where it is declared) as holding in-flight
+    budget: ``"body"`` up to one body, ``"stream"`` up to a line and a chunk."""
+    if kind not in ("body", "stream"):
+        raise ValueError(f"budget kind {kind!r} is not body or stream")
+
+    def mark(handler):  # noqa: ANN001, ANN202
+        setattr(handler, _BUDGET, kind)
+        return handler
+
+    return mark
+
+
+def request_cap(request: web.Request, kind: str) -> int:
     """The most a request may hold: its body for a batch, a line and a chunk for a stream."""
-    cfg = request.app[CONFIG]
-    if request.path == STREAM_PATH:
+    cfg = request.config_dict[CONFIG]
+    if kind == "stream":
         return cfg.max_line_bytes + STREAM_CHUNK_BYTES
     return cfg.max_body_bytes
 
@@ -108,11 +122,12 @@ RESERVATION = web.RequestKey("arwx_reservation", Reservation)
 
 @web.middleware
 async def limit_inflight(request: web.Request, handler) -> web.StreamResponse:  # noqa: ANN001
-    """Give an ingest request its ``Reservation`` (the body reader grows it);
+    """Give a ``@budgeted`` request its ``Reservation`` (the body reader grows it);
     429 + ``Retry-After`` at once when its organization or the gateway is full."""
-    if request.method != "POST" or request.path not in INGEST_PATHS:
+    kind = getattr(request.match_info.handler, _BUDGET, None)
+    if kind is None:
         return await handler(request)
-    reservation = Reservation(request.app[INFLIGHT], request[API_KEY].org, request_cap(request))
+    reservation = Reservation(request.config_dict[INFLIGHT], request[API_KEY].org, request_cap(request, kind))
     request[RESERVATION] = reservation
     try:
         reservation.grow(1)  # nothing left: refuse before reading anything

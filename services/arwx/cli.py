@@ -1,7 +1,7 @@
 """``arwx``: run the services and manage API keys.
 
-    arwx server                  all three services in one process (embedded)
-    arwx gateway|consumer|query  one service each (distributed: Kafka + ClickHouse)
+    arwx server                  every role in one process (embedded by default)
+    arwx gateway|consumer|query  one role each (distributed: Kafka + ClickHouse); see arwx.roles
     arwx keys create|list|revoke API keys, straight on the store
 """
 
@@ -16,14 +16,14 @@ import sys
 from arwx.config import ConfigError, Settings, add_arguments, resolve
 from arwx.datadir import StartRefused
 from arwx.logging_setup import setup_logging
-from arwx.server import ALL_ROLES, Server, wait_stop_or_death
+from arwx.roles import ROLES, SERVER_ROLES, unmet_alone_need
+from arwx.server import Server, wait_stop_or_death
 
 log = logging.getLogger("arwx")
+# One subcommand per role of the registry, and ``server`` for all of them in one process.
 _SERVICE_HELP = {
-    "server": "run gateway, consumer and query service in one process (embedded by default)",
-    "gateway": "run the ingest gateway (HTTP → log)",
-    "consumer": "run a consumer (log → ClickHouse)",
-    "query": "run the query service (history, receipts)",
+    "server": f"run {', '.join(r for r in ROLES if r in SERVER_ROLES)} in one process (embedded by default)",
+    **{name: role.help for name, role in ROLES.items()},
 }
 
 
@@ -75,7 +75,8 @@ async def _run_service(settings: Settings, roles: frozenset[str], rebuild_store:
     store = "ClickHouse server" if settings.clickhouse_url else f"chDB in {settings.data_path}"
     if server.catalog is not None:
         store += f", catalog {server.catalog.display}"
-    # The key before the "listening" line: whoever waits for that line has the key too.
+    # The key before "listening on": whoever waits for that line (a test, a script)
+    # must find the key already printed.
     if server.first_key:
         print(
             "First start: created organization 'default' and an API key (shown only now):\n"
@@ -106,12 +107,12 @@ async def _run_service(settings: Settings, roles: frozenset[str], rebuild_store:
 async def _keys(args: argparse.Namespace, settings: Settings) -> int:
     from arwx.catalog import CatalogError
     from arwx.catalog.startup import open_catalog
+    from arwx.components import open_store, store_name
     from arwx.datadir import StartRefused, check_catalog
-    from arwx.store.base import open_store
     from arwx.store.schema import apply_schema
     from arwx.tenancy import Tenancy
 
-    store = open_store(settings.clickhouse_url or None, str(settings.data_path))
+    store = open_store(settings)
     try:
         await store.start()
     except Exception as e:
@@ -127,8 +128,7 @@ async def _keys(args: argparse.Namespace, settings: Settings) -> int:
         await apply_schema(store)
         try:
             catalog = await open_catalog(settings.catalog_url, settings.data_path, store)
-            where = "the ClickHouse server" if settings.clickhouse_url else f"chDB in {settings.data_path / 'clickhouse'}"
-            await check_catalog(catalog, store, where)
+            await check_catalog(catalog, store, store_name(settings))
         except (CatalogError, StartRefused) as e:
             print(f"arwx keys: {e}", file=sys.stderr)
             return 1
@@ -171,28 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(settings.log_level, settings.log_format)
     if args.command == "keys":
         return asyncio.run(_keys(args, settings))
-    roles = ALL_ROLES if args.command == "server" else frozenset({args.command})
-    if args.command != "server" and not (settings.kafka_bootstrap and settings.clickhouse_url):
-        print(
-            f"arwx {args.command}: distributed mode needs --kafka and --clickhouse "
-            "(ARWX_KAFKA_BOOTSTRAP, ARWX_CLICKHOUSE_URL); for Kafka on one host use `arwx server --kafka`",
-            file=sys.stderr,
-        )
-        return 2
-    if args.command in ("gateway", "query") and not settings.blobs_url:
-        # A blob uploaded through one gateway must be readable through any query service.
-        print(
-            f"arwx {args.command}: distributed mode needs --blobs s3://bucket/prefix (ARWX_BLOBS_URL), "
-            "shared by every gateway and query service",
-            file=sys.stderr,
-        )
-        return 2
-    if args.command in ("gateway", "query") and not settings.catalog_url:
-        print(
-            f"arwx {args.command}: distributed mode needs --catalog postgresql://… (ARWX_CATALOG_URL): "
-            "every gateway and query service shares one catalog of keys and runs",
-            file=sys.stderr,
-        )
+    roles = SERVER_ROLES if args.command == "server" else frozenset({args.command})
+    unmet = unmet_alone_need(roles, settings)
+    if unmet is not None:
+        print(f"arwx {args.command}: distributed mode {unmet.message}", file=sys.stderr)
         return 2
     return asyncio.run(_run_service(settings, roles, getattr(args, "rebuild_store", False)))
 

@@ -27,6 +27,9 @@ LOG_APPEND_SECONDS = Histogram(
 )
 LOG_UNAVAILABLE = Counter("arwx_log_unavailable_total", "Appends refused because the log was down or full")
 POINTS_STORED = Counter("arwx_consumer_points_written_total", "Points written to the store by the consumer")
+SEQ_CONFLICTS = Counter(
+    "arwx_seq_conflicts_total", "Re-sent seqs dropped because they carried another key, step or value than the first"
+)
 CONSUMER_BATCH_ROWS = Histogram(
     "arwx_consumer_batch_rows",
     "Points per consumer batch",

@@ -21,13 +21,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from typing import Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from arwx import metrics
+from arwx.catalog import Catalog
+from arwx.components import Components
+from arwx.gateway.errors import AppRunner
 from arwx.log.base import EventLog, LogReader
+from arwx.log.sqlite_log import SqliteLog
+from arwx.roles import ROLES, Background
 from arwx.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -35,19 +40,16 @@ log = logging.getLogger(__name__)
 CHECK_TIMEOUT_S = 2.0  # a probe answers within this even when a part hangs
 _PROBE_KEY = "__arwx_ready__"  # a key no run uses: pending() on it is a cheap round trip
 
+Sampler = Callable[[], Awaitable[None]]
 
-@dataclass
-class Parts:
-    """What a process runs; ``None`` for what it does not (yet) have."""
 
-    phase: str = "starting"  # starting → running → stopping
-    log: EventLog | None = None
-    reader: LogReader | None = None
-    store: Store | None = None
-    consumer: object | None = None  # a Consumer: its ``paused`` says why it waits
-    catalog: object | None = None  # arwx.catalog.Catalog (not imported: ops stays light)
-    needs_log: bool = True
-    samplers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+class Watched(Protocol):
+    """What the listener looks at: the process's phase and parts (``arwx.server.Server``)."""
+
+    phase: str  # starting → running → stopping, or failed
+    components: Components | None  # None until started
+    background: dict[str, Background]  # role → its work; ``paused`` says why it waits
+    samplers: list[Sampler]
 
 
 async def _bounded(aw: Awaitable[object], what: str) -> str:
@@ -63,59 +65,58 @@ async def _bounded(aw: Awaitable[object], what: str) -> str:
     return "ok"
 
 
-async def readiness(parts: Parts) -> tuple[bool, dict]:
-    """Whether this process can do its work now, and each part's state."""
-    if parts.phase != "running":
-        return False, {"status": parts.phase, "checks": {}}
-    checks: dict[str, str] = {}
+async def readiness(
+    phase: str, store: Store | None = None, log: EventLog | None = None, paused: dict[str, str | None] | None = None,
+    catalog: Catalog | None = None,
+) -> tuple[bool, dict]:
+    """Whether a process in ``phase`` with these parts can do its work now, and each part's state.
+
+    ``paused``: per background role, None while it works, else what its pause means and why.
+    """
+    if phase != "running":
+        return False, {"status": phase, "checks": {}}
     pending: dict[str, Awaitable[str]] = {}
-    if parts.store is not None:
-        pending["store"] = _bounded(parts.store.ping(), "store")
-    if parts.catalog is not None:
-        pending["catalog"] = _bounded(parts.catalog.ping(), "catalog")  # type: ignore[attr-defined]
-    if parts.needs_log and parts.log is not None:
-        pending["log"] = _bounded(parts.log.pending(_PROBE_KEY), "log")
+    if store is not None:
+        pending["store"] = _bounded(store.ping(), "store")
+    if catalog is not None:
+        pending["catalog"] = _bounded(catalog.ping(), "catalog")
+    if log is not None:
+        pending["log"] = _bounded(log.pending(_PROBE_KEY), "log")
     results = await asyncio.gather(*pending.values())
     checks = dict(zip(pending, results))
-    if parts.consumer is not None:
-        paused = getattr(parts.consumer, "paused", None)
-        checks["consumer"] = "ok" if paused is None else f"paused, the store takes no writes: {paused}"
+    for name, why in (paused or {}).items():
+        checks[name] = "ok" if why is None else why
     ok = all(v == "ok" for v in checks.values())
     return ok, {"status": "ready" if ok else "not ready", "checks": checks}
+
+
+async def _readiness(watched: Watched) -> tuple[bool, dict]:
+    c = watched.components
+    paused = {
+        name: None if work.paused is None else f"paused, {ROLES[name].pause_means}: {work.paused}"
+        for name, work in watched.background.items()
+    }
+    return await readiness(
+        watched.phase, c.store if c else None, c.log if c else None, paused, c.catalog if c else None
+    )
 
 
 # -- samplers: gauges read at scrape time -----------------------------------
 
 
-def embedded_log_sampler(sqlite_log: object) -> Callable[[], Awaitable[None]]:
-    """The embedded log's backlog (uncommitted messages), lag and pending append bytes."""
+def log_lag_sampler(reader: LogReader) -> Sampler:
+    """Per partition this process's reader holds: appended minus committed by the group
+    (the usual definition, as ``kafka-consumer-groups --describe`` prints it); for the
+    embedded log also its backlog and the bytes waiting for its writer."""
 
     async def sample() -> None:
-        metrics.EMBEDDED_LOG_PENDING_BYTES.set(sqlite_log.pending_bytes)  # type: ignore[attr-defined]
-        n = await sqlite_log.lag()  # type: ignore[attr-defined]
-        metrics.EMBEDDED_LOG_BACKLOG.set(n)
-        metrics.CONSUMER_LAG.labels(topic=sqlite_log.topic, partition="0").set(n)  # type: ignore[attr-defined]
-
-    return sample
-
-
-def kafka_lag_sampler(reader: object) -> Callable[[], Awaitable[None]]:
-    """Per partition this consumer holds: end offset minus the group's committed offset
-    (the usual definition, as ``kafka-consumer-groups --describe`` prints it)."""
-
-    async def sample() -> None:
-        # KafkaLogReader's aiokafka consumer: it already knows the brokers and the coordinator.
-        consumer = getattr(reader, "_consumer", None)
-        if consumer is None:
-            return
-        from aiokafka import TopicPartition
-
-        tps = [TopicPartition(t, p) for t, p in sorted(reader.assignment())]  # type: ignore[attr-defined]
-        ends = await consumer.end_offsets(tps) if tps else {}
-        lags = {tp: max(ends[tp] - (await consumer.committed(tp) or 0), 0) for tp in tps}
+        lags = await reader.partition_lag()
         metrics.CONSUMER_LAG.clear()  # partitions that moved to another member drop out
-        for tp, n in lags.items():
-            metrics.CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(n)
+        for (topic, partition), n in lags.items():
+            metrics.CONSUMER_LAG.labels(topic=topic, partition=str(partition)).set(n)
+        if isinstance(reader, SqliteLog):
+            metrics.EMBEDDED_LOG_PENDING_BYTES.set(reader.pending_bytes)
+            metrics.EMBEDDED_LOG_BACKLOG.set(sum(lags.values()))
 
     return sample
 
@@ -123,21 +124,21 @@ def kafka_lag_sampler(reader: object) -> Callable[[], Awaitable[None]]:
 # -- the listener -------------------------------------------------------------
 
 
-def build_ops_app(parts: Parts) -> web.Application:
+def build_ops_app(watched: Watched) -> web.Application:
     """The three unauthenticated paths; nothing else is routed here."""
 
     async def health(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
     async def ready(request: web.Request) -> web.Response:
-        ok, body = await readiness(parts)
+        ok, body = await _readiness(watched)
         metrics.READY.set(1 if ok else 0)
         return web.json_response(body, status=200 if ok else 503)
 
     async def metrics_page(request: web.Request) -> web.Response:
-        ok, _ = await readiness(parts)
+        ok, _ = await _readiness(watched)
         metrics.READY.set(1 if ok else 0)
-        for sample in parts.samplers:
+        for sample in watched.samplers:
             try:
                 await asyncio.wait_for(sample(), CHECK_TIMEOUT_S)
             except Exception as e:  # noqa: BLE001 - a gauge stays at its last value
@@ -151,9 +152,9 @@ def build_ops_app(parts: Parts) -> web.Application:
     return app
 
 
-async def start_ops_listener(parts: Parts, host: str, port: int) -> tuple[web.AppRunner, str]:
+async def start_ops_listener(watched: Watched, host: str, port: int) -> tuple[web.AppRunner, str]:
     """Start the listener; returns its runner (``cleanup()`` to stop) and URL."""
-    runner = web.AppRunner(build_ops_app(parts), access_log=None, handle_signals=False, shutdown_timeout=2)
+    runner = AppRunner(build_ops_app(watched), access_log=None, handle_signals=False, shutdown_timeout=2)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
     await site.start()

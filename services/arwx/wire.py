@@ -1,7 +1,8 @@
 """The wire contract: what clients send, what travels through the log.
 
-``schemas/point.schema.json`` states the same contract as JSON Schema;
-``tests/test_schemas.py`` keeps the two in agreement.
+``schemas/wire.schema.json`` states the same contract as JSON Schema, generated
+from these structs by ``scripts/gen_schemas.py``; ``tests/test_schemas.py``
+keeps the two in agreement.
 """
 
 from __future__ import annotations

@@ -194,16 +194,3 @@ def content_key(sha: str) -> str:
 def ref_key(org: str, sha: str) -> str:
     """The zero-byte marker saying ``org`` may read ``sha``."""
     return f"refs/{org}/{sha[:2]}/{sha}"
-
-
-def open_blob_store(blobs_url: str | None, data_dir: str) -> BlobStore:
-    """S3-compatible storage for an ``s3://bucket/prefix`` URL, else a directory in ``data_dir``."""
-    if blobs_url:
-        from arwx.blobs.s3 import S3BlobStore
-
-        return S3BlobStore.from_url(blobs_url)
-    from pathlib import Path
-
-    from arwx.blobs.directory import DirectoryBlobStore
-
-    return DirectoryBlobStore(Path(data_dir) / "blobs")

@@ -37,8 +37,14 @@ class Batch:
     value: list[float] = field(default_factory=list)
     log_partition: list[int] = field(default_factory=list)
     log_offset: list[int] = field(default_factory=list)
-    # one ledger row per (message, writer)
+    # one ledger row per (message, writer); these columns stay whole when
+    # points are dropped as re-sends (the ledger counts what the log carried)
     ledger: list[tuple] = field(default_factory=list)
+    # per ledger row, for first-wins screening: the rows of its message, whether
+    # the writer's seqs in it are all different, whether it is the only writer
+    spans: list[tuple[int, int]] = field(default_factory=list)
+    distinct: list[bool] = field(default_factory=list)
+    single_writer: list[bool] = field(default_factory=list)
     # (topic, partition) -> (first offset, last offset) in this batch
     ranges: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
     # the decoded messages themselves (already in memory): a message the store
@@ -53,6 +59,7 @@ class Batch:
 
     def add(self, msg: LogMessage, b: LogBatch) -> None:
         n = len(b.seq)
+        start = len(self.seq)
         self.messages += 1
         self.sources.append(msg)
         self.nbytes += len(msg.payload)
@@ -67,13 +74,26 @@ class Batch:
         self.value.extend(b.value)
         self.log_partition.extend([msg.partition] * n)
         self.log_offset.extend([msg.offset] * n)
-        for writer, (lo, hi, count, skipped) in _per_writer(b).items():
+        per_writer = _per_writer(b)
+        for writer, (lo, hi, count, skipped, distinct) in per_writer.items():
             self.ledger.append(
                 (b.org, b.run_id, writer, lo, hi, count, skipped, msg.topic, msg.partition, msg.offset)
             )
+            self.spans.append((start, start + n))
+            self.distinct.append(distinct)
+            self.single_writer.append(len(per_writer) == 1)
         tp = (msg.topic, msg.partition)
         first, _ = self.ranges.get(tp, (msg.offset, msg.offset))
         self.ranges[tp] = (first, msg.offset)
+
+    def drop(self, rows: list[int]) -> None:
+        """Remove these point rows (re-sent seqs); ledger rows and the token stay."""
+        gone = set(rows)
+        keep = [i for i in range(len(self.seq)) if i not in gone]
+        for name in _POINT_COLUMNS:
+            col = getattr(self, name)
+            setattr(self, name, [col[i] for i in keep])
+        self.spans = []  # row positions moved: screening is done
 
     def token(self, prefix: str) -> str:
         """Insert dedup token: a retry of this very batch is a no-op in ClickHouse.
@@ -130,6 +150,18 @@ class Batch:
         )
 
 
-def _per_writer(b: LogBatch) -> dict[str, tuple[int, int, int, int]]:
-    """(seq_min, seq_max, count, skipped) per writer of one message."""
-    return fold_seq_ranges(b.writer_id, b.seq, b.value)
+_POINT_COLUMNS = ("org", "run_id", "key", "writer_id", "seq", "step", "ts", "value", "log_partition", "log_offset")
+
+
+def _per_writer(b: LogBatch) -> dict[str, tuple[int, int, int, int, bool]]:
+    """(seq_min, seq_max, count, skipped, seqs all different) per writer of one message."""
+    ranges = fold_seq_ranges(b.writer_id, b.seq, b.value)
+    if len(ranges) == 1:  # the common case: one SDK writer per request
+        ((w, (lo, hi, n, skipped)),) = ranges.items()
+        # The SDK sends consecutive seqs in order: one list comparison in C.
+        distinct = (hi - lo + 1 == n and b.seq == list(range(lo, hi + 1))) or len(set(b.seq)) == n
+        return {w: (lo, hi, n, skipped, distinct)}
+    seen: dict[str, set[int]] = {}
+    for w, s in zip(b.writer_id, b.seq):
+        seen.setdefault(w, set()).add(s)
+    return {w: (*r, len(seen[w]) == r[2]) for w, r in ranges.items()}

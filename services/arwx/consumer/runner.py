@@ -1,4 +1,4 @@
-"""The consumer: log → decode → batch → insert points → insert ledger → commit.
+"""The consumer: log → decode → batch → screen → insert points → insert ledger → commit.
 
 One task reads and decodes while a writer task stores the previous batch, so
 at most two batches are in flight and they are stored strictly in log order.
@@ -34,6 +34,7 @@ from arwx import metrics
 from arwx.consumer.batching import Batch
 from arwx.consumer.commit import OffsetCommitter
 from arwx.consumer.dead_letter import dead_letter
+from arwx.consumer.first_wins import FirstWins, Screened
 from arwx.log.base import LogMessage, LogReader
 from arwx.store.base import Store, StoreRejected
 from arwx.wire import decode_log_batch
@@ -70,6 +71,7 @@ class Consumer:
         self.store = store
         self.config = config or ConsumerConfig()
         self.committer = OffsetCommitter(reader, self.config.commit_interval_s)
+        self.first_wins = FirstWins(store)
         self._queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=1)
         self._batch = Batch()
         self._stopping = asyncio.Event()
@@ -187,6 +189,7 @@ class Consumer:
         await self.drain()
         await self._commit(force=True)
         self.committer.forget(partitions)
+        self.first_wins.forget()
 
     async def drain(self, timeout_s: float = 30.0) -> None:
         """Wait until every flushed batch has been stored."""
@@ -236,20 +239,43 @@ class Consumer:
                 self._writing = False
 
     async def _store(self, batch: Batch) -> None:
-        now_ms = int(time.time() * 1000)
-        points = batch.points_table(now_ms)
-        ledger = batch.ledger_table(now_ms)
         t0 = time.perf_counter()
         try:
-            await self._until_stored(lambda: self.store.insert("points", points, batch.token("pts")))
-            await self._until_stored(lambda: self.store.insert("ledger", ledger, batch.token("led")))
+            written = await self._write(batch, int(time.time() * 1000))
         except StoreRejected as e:
             log.warning("batch of %d messages refused by the store (%s); writing them one by one", batch.messages, e)
             await self._store_one_by_one(batch)
             return
-        metrics.CONSUMER_BATCH_ROWS.observe(len(batch))
+        metrics.CONSUMER_BATCH_ROWS.observe(written)
         metrics.CONSUMER_WRITE_SECONDS.observe(time.perf_counter() - t0)
-        metrics.POINTS_STORED.inc(len(batch))
+        metrics.POINTS_STORED.inc(written)
+
+    async def _write(self, batch: Batch, now_ms: int, tag: str = "") -> int:
+        """Screen the batch (first value wins), then insert its points, its
+        conflicts and its ledger rows; the points written. Raises only
+        ``StoreRejected``.
+
+        Re-sent seqs leave the batch once, before the first insert, so every
+        retry inserts the very same rows under the same token."""
+        screened = Screened()
+
+        async def screen() -> None:
+            nonlocal screened
+            screened = await self.first_wins.screen(batch, now_ms)
+
+        await self._until_stored(screen)
+        points = batch.points_table(now_ms)
+        ledger = batch.ledger_table(now_ms)
+        if len(batch):
+            await self._until_stored(lambda: self.store.insert("points", points, batch.token(f"pts{tag}")))
+        if screened.conflicts:
+            conflicts = screened.conflicts_table()
+            await self._until_stored(lambda: self.store.insert("seq_conflicts", conflicts, batch.token(f"cfl{tag}")))
+        await self._until_stored(lambda: self.store.insert("ledger", ledger, batch.token(f"led{tag}")))
+        self.first_wins.stored(screened)
+        if screened.conflicts:
+            metrics.SEQ_CONFLICTS.inc(len(screened.conflicts))
+        return len(batch)
 
     async def _store_one_by_one(self, batch: Batch) -> None:
         """Isolate the message the store refuses; the rest is written. The refused
@@ -257,20 +283,14 @@ class Consumer:
         for m in batch.sources:
             one = Batch()
             one.add(m, decode_log_batch(m.payload))  # it decoded once already
-            now_ms = int(time.time() * 1000)
             try:
-                await self._until_stored(
-                    lambda: self.store.insert("points", one.points_table(now_ms), one.token("pts1"))  # noqa: B023
-                )
-                await self._until_stored(
-                    lambda: self.store.insert("ledger", one.ledger_table(now_ms), one.token("led1"))  # noqa: B023
-                )
+                written = await self._write(one, int(time.time() * 1000), "1")
             except StoreRejected as e:
                 reason = f"store refused message: {e}"
                 await self._until_stored(lambda: dead_letter(self.store, m, reason))  # noqa: B023
                 metrics.DEAD_LETTERS.inc()
                 continue
-            metrics.POINTS_STORED.inc(len(one))
+            metrics.POINTS_STORED.inc(written)
 
     async def _until_stored(self, fn: Callable[[], Awaitable[None]]) -> None:
         """Run ``fn`` until the store takes it; raise only ``StoreRejected``.

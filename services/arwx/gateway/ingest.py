@@ -13,12 +13,14 @@ from aiohttp import web
 
 from arwx import metrics
 from arwx.appkeys import API_KEY, CONFIG, INGEST
+from arwx.backpressure import budgeted
 from arwx.errors import BadRequest, PayloadTooLarge
 from arwx.gateway.body import body_chunks, read_body
 from arwx.ingest.ndjson import split_lines
 from arwx.wire import BadInput, decode_batch_fast
 
 
+@budgeted("body")
 async def ingest_batch(request: web.Request) -> web.Response:
     """``POST /v1/ingest``: a JSON batch, all or nothing."""
     cfg = request.app[CONFIG]
@@ -37,6 +39,7 @@ async def ingest_batch(request: web.Request) -> web.Response:
     return web.json_response(result.body())
 
 
+@budgeted("stream")
 async def ingest_stream(request: web.Request) -> web.Response:
     """``POST /v1/ingest/stream``: NDJSON, any length, bounded memory."""
     cfg = request.app[CONFIG]

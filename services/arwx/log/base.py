@@ -22,6 +22,26 @@ class LogUnavailable(Unavailable):
     public_message = "the event log is unavailable or full; retry later"
 
 
+class MessageTooLarge(ValueError):
+    """A message over ``MAX_MESSAGE_BYTES``: the caller's chunking is wrong.
+
+    Never the client's fault and never worth a retry: the gateway keeps its
+    messages far below the limit (``CHUNK_POINTS`` points each).
+    """
+
+
+# The largest payload either log takes; Kafka topics are created to hold it
+# (``max.message.bytes`` with room for the record's own overhead).
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
+
+def check_sizes(payloads: list[bytes]) -> None:
+    """Raise ``MessageTooLarge`` if any payload is over ``MAX_MESSAGE_BYTES``."""
+    for p in payloads:
+        if len(p) > MAX_MESSAGE_BYTES:
+            raise MessageTooLarge(f"a log message of {len(p)} bytes is over the {MAX_MESSAGE_BYTES}-byte limit")
+
+
 @dataclass(frozen=True, slots=True)
 class Appended:
     """Where a message landed, durably."""
@@ -53,7 +73,9 @@ class EventLog(Protocol):
         """Append messages for one key (a run id), in order.
 
         Returns only once every message is durable (SQLite commit, Kafka
-        ``acks=all``). Raises ``LogUnavailable`` on timeout or when full.
+        ``acks=all``). Raises ``LogUnavailable`` on timeout, when full or
+        stopped (retry later), ``MessageTooLarge`` for a payload over
+        ``MAX_MESSAGE_BYTES`` (nothing of the call is appended).
         """
         ...
 
@@ -86,6 +108,11 @@ class LogReader(Protocol):
 
     async def commit(self, positions: dict[tuple[str, int], int]) -> None:
         """Commit ``{(topic, partition): next_offset_to_read}``."""
+        ...
+
+    async def partition_lag(self) -> dict[tuple[str, int], int]:
+        """Per partition this reader holds now: messages appended but not yet
+        committed by its group (a metrics gauge; may raise on any failure)."""
         ...
 
     def set_revoke_hook(self, hook) -> None:  # noqa: ANN001

@@ -32,14 +32,20 @@ from aiokafka.errors import (
 )
 from aiokafka.partitioner import murmur2
 
-from arwx.log.base import Appended, LogMessage, LogUnavailable
+from arwx.log.base import (
+    MAX_MESSAGE_BYTES,
+    Appended,
+    LogMessage,
+    LogUnavailable,
+    MessageTooLarge,
+    check_sizes,
+)
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 MiB = 1024 * 1024
-MAX_MESSAGE_BYTES = 8 * MiB
 # Bound on Kafka calls that have no natural deadline of their own (admin,
 # commit, start/stop).
 CALL_TIMEOUT_S = 30.0
@@ -132,7 +138,7 @@ class KafkaLog:
             compression_type="lz4" if has_lz4() else None,
             linger_ms=5,
             max_batch_size=MiB,
-            max_request_size=MAX_MESSAGE_BYTES,
+            max_request_size=MAX_MESSAGE_BYTES + MiB,  # the payload limit is checked before sending
             request_timeout_ms=30000,
         )
         await _bounded(self._producer.start(), CALL_TIMEOUT_S, "producer start")
@@ -157,14 +163,15 @@ class KafkaLog:
 
         Bounded by ``send_timeout_s`` in total. Raises ``LogUnavailable`` on
         timeout or Kafka error (messages may still land later: the client's
-        retry is deduplicated downstream), ``ValueError`` for a message larger
-        than the producer's ``max_request_size``. With the idempotent producer
+        retry is deduplicated downstream), ``MessageTooLarge`` for a payload
+        over ``MAX_MESSAGE_BYTES`` (before sending any). With the idempotent producer
         Kafka may, rarely, report ``offset == -1`` (a duplicate it dropped).
         """
         if self._producer is None:
             raise LogUnavailable("kafka: log not started")
         if not payloads:
             return []
+        check_sizes(payloads)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.send_timeout_s
         key_bytes = key.encode()
@@ -187,7 +194,7 @@ class KafkaLog:
                 raise asyncio.TimeoutError
             metas = [f.result() for f in futures]
         except MessageSizeTooLargeError as e:
-            raise ValueError(f"kafka: message too large: {e}") from e
+            raise MessageTooLarge(f"kafka: message too large: {e}") from e
         except asyncio.TimeoutError as e:
             raise LogUnavailable(f"kafka: append not acknowledged within {self.send_timeout_s:g}s") from e
         except KafkaError as e:
@@ -350,6 +357,15 @@ class KafkaLogReader:
             raise LogUnavailable(f"kafka: commit timed out after {CALL_TIMEOUT_S:g}s") from e
         except KafkaError as e:
             raise LogUnavailable(f"kafka: commit failed: {e!r}") from e
+
+    async def partition_lag(self) -> dict[tuple[str, int], int]:
+        """End offset minus the group's committed offset, per partition held now."""
+        consumer = self._consumer
+        if consumer is None:
+            return {}
+        tps = sorted(consumer.assignment())
+        ends = await consumer.end_offsets(tps) if tps else {}
+        return {(tp.topic, tp.partition): max(ends[tp] - (await consumer.committed(tp) or 0), 0) for tp in tps}
 
     def assignment(self) -> set[tuple[str, int]]:
         """Partitions this reader holds right now."""

@@ -26,7 +26,7 @@ import threading
 import time
 from pathlib import Path
 
-from arwx.log.base import Appended, LogMessage, LogUnavailable
+from arwx.log.base import Appended, LogMessage, LogUnavailable, check_sizes
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class LogCorrupt(Exception):
 def corrupt_message(path: str, detail: str) -> str:
     """What to tell the operator: the file, what is wrong, the ways out."""
     return (
-        f"the embedded log {path} is corrupt ({detail}). Nothing was acknowledged into it after this check. "
+        f"the embedded log {path} is corrupt ({detail}); arwx acknowledges nothing more into it. "
         f"Ways out: restore it from a backup; or salvage what it holds with "
         f"`sqlite3 {path} .recover | sqlite3 {path}.recovered`, then stop arwx and replace the file "
         f"(and remove {path}-wal and {path}-shm); or move all three aside to start with a new log "
@@ -169,6 +169,7 @@ class SqliteLog:
         if self._corrupt is not None:
             # Never acknowledge what the consumer cannot read back.
             raise LogUnavailable(f"the embedded log is corrupt: {self._corrupt}")
+        check_sizes(payloads)
         size = sum(len(p) for p in payloads)
         with self._pending_lock:
             if self._pending_bytes + size > self.max_pending_bytes and self._pending_bytes > 0:
@@ -305,6 +306,12 @@ class SqliteLog:
             except sqlite3.DatabaseError as e:
                 self._note_corruption(e)
                 raise
+            if any(type(k) is not str or type(p) is not bytes for _, k, p in rows):
+                # NOT NULL columns read back NULL or as another type: damaged pages that
+                # SQLite's structure checks let through.
+                e = sqlite3.DatabaseError("database disk image is malformed (a message read back without its bytes)")
+                self._note_corruption(e)
+                raise e
         if rows:
             self._read_pos = rows[-1][0] + 1
         return [LogMessage(self.topic, 0, off, key, bytes(payload)) for off, key, payload in rows]
@@ -366,6 +373,10 @@ class SqliteLog:
             )
             self._reader_conn.execute("DELETE FROM consumer_offsets WHERE group_id = ?", (self.group_id,))
             self._read_pos = None
+
+    async def partition_lag(self) -> dict[tuple[str, int], int]:
+        """The one partition's ``lag()``."""
+        return {(self.topic, 0): await self.lag()}
 
     async def lag(self) -> int:
         """Messages appended but not yet committed (all keys)."""

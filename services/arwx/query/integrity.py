@@ -2,7 +2,10 @@
 
 - ``points_committed``: points in log messages the consumer wrote (ledger).
 - ``points_stored``: distinct points stored (FINAL: replays collapsed).
-- ``duplicates_collapsed``: committed minus stored (client re-sends, replays).
+- ``conflicts``: re-sent seqs that carried another key, step or value than
+  the first one stored; the first value was kept (``seq_conflicts``).
+- ``duplicates_collapsed``: committed minus stored minus conflicts (identical
+  client re-sends).
 - ``skipped``: distinct stored points whose value was skipped (a NaN
   placeholder): counted in the store, so a re-sent point counts once.
 - per writer: expected points = max(what the client said it sent at finish,
@@ -36,6 +39,10 @@ async def receipt(store: Store, log: EventLog, run: Run) -> dict:
             p,
         )
     }
+    # Pending next, before the counts: when it is 0, every message of the run
+    # was stored before the reads below, so the ledger read cannot miss a batch
+    # whose points the points read sees (committed < stored on an intact receipt).
+    pending = await log.pending(f"{run.org}/{run.run_id}", stored_at)
     ledger = {
         w: (int(n), int(sk), int(lo), int(hi))
         for w, n, sk, lo, hi in await store.rows(
@@ -64,7 +71,12 @@ async def receipt(store: Store, log: EventLog, run: Run) -> dict:
                 f"SELECT writer_id, uniqExact(seq) FROM points FINAL WHERE {_RUN} GROUP BY writer_id", p
             )
         )
-    pending = await log.pending(f"{run.org}/{run.run_id}", stored_at)
+    conflicts = {
+        w: int(n)
+        for w, n in await store.rows(
+            f"SELECT writer_id, count() FROM seq_conflicts FINAL WHERE {_RUN} GROUP BY writer_id", p
+        )
+    }
     writers = []
     missing_total = 0
     for w in sorted(set(ledger) | set(stored) | set(run.writer_totals)):
@@ -81,6 +93,7 @@ async def receipt(store: Store, log: EventLog, run: Run) -> dict:
                 "sent": sent,
                 "committed": committed,
                 "stored": n_stored,
+                "conflicts": conflicts.get(w, 0),
                 "skipped": skipped_by_writer.get(w, 0),
                 "seq_min": s_lo if n_stored else None,
                 "seq_max": s_hi if n_stored else None,
@@ -93,13 +106,15 @@ async def receipt(store: Store, log: EventLog, run: Run) -> dict:
         await _fill_gaps(store, p, writers)
     committed = sum(v[0] for v in ledger.values())
     n_stored = sum(v[0] for v in stored.values())
+    n_conflicts = sum(conflicts.values())
     lost = 0 if pending else missing_total
     return {
         "run_id": run.run_id,
         "status": run.status,
         "points_committed": committed,
         "points_stored": n_stored,
-        "duplicates_collapsed": max(0, committed - n_stored),
+        "duplicates_collapsed": max(0, committed - n_stored - n_conflicts),
+        "conflicts": n_conflicts,
         "skipped": sum(skipped_by_writer.values()),
         "lost": lost,
         "pending": pending,

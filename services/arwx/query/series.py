@@ -49,9 +49,12 @@ def decode_cursor(cursor: str) -> tuple[str, str, int]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         key, writer, seq = msgspec.json.decode(raw, type=tuple[str, str, str])
-        return key, writer, int(seq)
+        n = int(seq)
     except (binascii.Error, msgspec.DecodeError, ValueError, UnicodeError) as e:
         raise BadCursor("cursor is not one this service gave out") from e
+    if not 0 <= n < 1 << 64:  # a UInt64 parameter: anything else would be a store error
+        raise BadCursor("cursor is not one this service gave out")
+    return key, writer, n
 
 
 def _page_sql(keys: bool, after: bool) -> str:

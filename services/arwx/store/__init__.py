@@ -1,5 +1,8 @@
-"""The two ClickHouse stores (chDB embedded, ClickHouse server) behind one interface."""
+"""The two ClickHouse stores (chDB embedded, ClickHouse server) behind one interface.
 
-from arwx.store.base import Store, StoreRejected, StoreUnavailable, open_store
+``arwx.components.open_store`` picks one from the settings; the implementations
+import ``base`` and nothing here imports them."""
 
-__all__ = ["Store", "StoreRejected", "StoreUnavailable", "open_store"]
+from arwx.store.base import Store, StoreRejected, StoreUnavailable
+
+__all__ = ["Store", "StoreRejected", "StoreUnavailable"]

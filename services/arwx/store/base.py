@@ -75,14 +75,3 @@ class Store(Protocol):
         ...
 
     async def ping(self) -> bool: ...
-
-
-def open_store(clickhouse_url: str | None, data_dir: str) -> Store:
-    """A server store when a URL is given, else chDB in ``data_dir``."""
-    if clickhouse_url:
-        from arwx.store.clickhouse_store import ClickHouseStore
-
-        return ClickHouseStore(clickhouse_url)
-    from arwx.store.chdb_store import ChdbStore
-
-    return ChdbStore(data_dir)

@@ -16,7 +16,7 @@ from arwandb.config import Settings
 from arwandb.encode import PointEncoder
 from arwandb.spool import SpoolBusy, WriterSpool, write_json_atomic
 from arwandb.system_metrics import SystemMetricsThread
-from arwandb.uploader import Transport, Uploader
+from arwandb.uploader import HttpTransport, Transport, Uploader
 
 logger = logging.getLogger("arwandb")
 _now = time.time
@@ -51,7 +51,9 @@ class _Writer:
 class Run:
     """A live run. Create it with :func:`arwandb.init`; all methods are safe to call from training code."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, transport: Transport | None = None) -> None:
+        """``transport``: how to reach the server (default: HTTP to ``settings.base_url``); tests pass
+        an in-memory one."""
         self.settings = settings
         self.id: str = settings.run_id
         self.project = settings.project
@@ -98,7 +100,7 @@ class Run:
         self._spooler.start()
         if self.mode == "online":
             self.uploader = Uploader(
-                Transport(settings.base_url, settings.api_key, settings.request_timeout),
+                transport or HttpTransport(settings.base_url, settings.api_key, settings.request_timeout),
                 meta,
                 [w.spool for w in self._writers],
                 batch_size=settings.batch_size,
@@ -196,17 +198,23 @@ class Run:
         assert up is not None
         idle_wait = min(0.5, max(0.02, self.settings.flush_interval / 2))
         try:
-            while not up.abort.is_set():
-                drained = up.draining and not (self._spooler and self._spooler.is_alive())
-                if drained and up.pending() == 0 and up.run_created:
-                    break
-                r = up._remaining()
-                if r is not None and r <= self._finish_reserve:
-                    break
+            # Live: upload full batches as they are spooled (and the rest every flush_interval),
+            # until finish() asks for the drain.
+            while not up.abort.is_set() and not up.draining:
                 if not up.step():
                     up.wake.wait(idle_wait)
                     up.wake.clear()
-            if up.abort.is_set() or not up.draining:
+            if up.abort.is_set() or up.deadline is None:
+                return
+            # The spooler's last rows may still be coming; the run is created even with no points;
+            # time is kept to tell the server the totals.
+            up.drain(
+                up.deadline,
+                reserve=self._finish_reserve,
+                more=lambda: bool(self._spooler and self._spooler.is_alive()) or not up.run_created,
+                idle_wait=idle_wait,
+            )
+            if up.abort.is_set():
                 return
             totals = {w.writer_id: w.spool.next_seq for w in self._writers}
             if up.finish_run(self._finish_status, totals):
@@ -215,7 +223,7 @@ class Run:
         except Exception:  # noqa: BLE001 - never propagate into the interpreter
             logger.warning("arwandb: uploader stopped", exc_info=True)
         finally:
-            up.t.close()
+            up.close()
 
     _finish_status = "finished"
     _finish_reserve = 0.0
@@ -250,9 +258,7 @@ class Run:
         if up is not None and th is not None:
             self._finish_status = status
             self._finish_reserve = min(2.0, 0.1 * limit)  # keep time to tell the server the totals
-            up.deadline = deadline
-            up.draining = True
-            up.wake.set()
+            up.start_draining(deadline)
             th.join(max(0.0, deadline - time.monotonic()) + 0.5)
             if th.is_alive():
                 up.abort.set()
@@ -270,7 +276,7 @@ class Run:
 
     def sync(self, path: str | None = None) -> dict[str, Any]:
         """Upload spools under ``path`` (default: this run's spool root). See :func:`arwandb.sync`."""
-        from arwandb.sync import sync as _sync
+        from arwandb._sync import sync as _sync
 
         return _sync(
             path or self.settings.root, base_url=self.settings.base_url, api_key=self.settings.api_key

@@ -9,7 +9,7 @@ from typing import Any
 
 from arwandb.config import DEFAULT_BASE_URL, env, spool_root
 from arwandb.spool import SpoolBusy, WriterSpool, read_json
-from arwandb.uploader import Transport, Uploader
+from arwandb.uploader import HttpTransport, Transport, Uploader
 
 logger = logging.getLogger("arwandb")
 
@@ -34,9 +34,17 @@ def find_run_dirs(path: str | None) -> list[str]:
 
 
 def sync_run(
-    run_dir: str, *, base_url: str | None = None, api_key: str | None = None, timeout: float = 60.0
+    run_dir: str,
+    *,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    timeout: float = 60.0,
+    transport: Transport | None = None,
 ) -> dict[str, Any]:
-    """Upload everything above each writer's ``acked`` watermark, then send pending finishes."""
+    """Upload everything above each writer's ``acked`` watermark, then send pending finishes.
+
+    ``transport`` replaces the HTTP connection (tests); ``base_url`` and ``api_key`` then go unused.
+    """
     meta = read_json(os.path.join(run_dir, "run.json")) or {}
     run_id = meta.get("id") or os.path.basename(run_dir.rstrip("/"))
     report: dict[str, Any] = {"run_id": run_id, "uploaded": 0, "pending": 0, "rejected": 0, "busy": []}
@@ -58,12 +66,9 @@ def sync_run(
         body = {k: meta.get(k) for k in ("project", "name", "config")}
         body["id"] = run_id
         body["writer_ids"] = [sp.writer_id for sp in spools]
-        up = Uploader(Transport(url, api_key or env("API_KEY")), body, todo)
-        up.draining = True
-        up.deadline = time.monotonic() + timeout
+        up = Uploader(transport or HttpTransport(url, api_key or env("API_KEY")), body, todo)
         before = {sp.writer_id: sp.acked for sp in todo}
-        while up.pending() and not up._expired():
-            up.step()
+        up.drain(time.monotonic() + timeout)
         # finish what was finished locally (offline runs, or a finish() that could not reach the server)
         by_status: dict[str, dict[str, int]] = {}
         for sp in todo:
@@ -75,7 +80,7 @@ def sync_run(
                 for sp in todo:
                     if sp.writer_id in totals:
                         sp.write_finish(status, sent=True)
-        up.t.close()
+        up.close()
         report["uploaded"] = sum(sp.acked - before[sp.writer_id] for sp in todo)
         report["pending"] = up.pending()
         report["rejected"] = up.rejected
@@ -86,14 +91,22 @@ def sync_run(
 
 
 def sync(
-    path: str | None = None, *, base_url: str | None = None, api_key: str | None = None, timeout: float = 60.0
+    path: str | None = None,
+    *,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    timeout: float = 60.0,
+    transport: Transport | None = None,
 ) -> dict[str, Any]:
     """Upload every run spool under ``path`` (default ``$ARWANDB_DIR``/cwd) exactly once.
 
     Safe to run repeatedly and alongside live runs (their writers are skipped as busy).
     Returns a summary: runs, points uploaded, points still pending, points set aside.
     """
-    runs = [sync_run(d, base_url=base_url, api_key=api_key, timeout=timeout) for d in find_run_dirs(path)]
+    runs = [
+        sync_run(d, base_url=base_url, api_key=api_key, timeout=timeout, transport=transport)
+        for d in find_run_dirs(path)
+    ]
     return {
         "runs": runs,
         "uploaded": sum(r["uploaded"] for r in runs),
