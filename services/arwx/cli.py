@@ -20,17 +20,21 @@ from arwx.roles import ROLES, SERVER_ROLES, unmet_alone_need
 from arwx.server import Server, wait_stop_or_death
 
 log = logging.getLogger("arwx")
-# One subcommand per role of the registry, and ``server`` for all of them in one process.
-_SERVICE_HELP = {
-    "server": f"run {', '.join(r for r in ROLES if r in SERVER_ROLES)} in one process (embedded by default)",
-    **{name: role.help for name, role in ROLES.items()},
-}
+
+
+def _service_help() -> dict[str, str]:
+    """One subcommand per role of the registry (read when the parser is built), and ``server``
+    for every role of ``arwx server`` in one process."""
+    return {
+        "server": f"run {', '.join(r for r in ROLES if r in SERVER_ROLES)} in one process (embedded by default)",
+        **{name: role.help for name, role in ROLES.items()},
+    }
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="arwx", description="arwx metrics ingest pipeline")
     sub = p.add_subparsers(dest="command", required=True)
-    for name, help_ in _SERVICE_HELP.items():
+    for name, help_ in _service_help().items():
         sp = sub.add_parser(name, help=help_, description=help_)
         add_arguments(sp)
         if name == "server":

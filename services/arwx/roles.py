@@ -113,8 +113,10 @@ SERVER_ROLES = frozenset(name for name, role in ROLES.items() if role.in_server)
 
 
 def needs(roles: frozenset[str]) -> frozenset[str]:
-    """The optional parts the process running ``roles`` opens."""
-    return frozenset().union(*(ROLES[r].needs for r in roles))
+    """The optional parts the process running ``roles`` opens. Any role with routes also needs
+    the catalog: every route but the public ones authenticates a key, and keys live there."""
+    out = frozenset().union(*(ROLES[r].needs for r in roles))
+    return out | {"catalog"} if any(ROLES[r].routes for r in roles) else out
 
 
 def add_routes(app: web.Application, roles: frozenset[str]) -> None:
