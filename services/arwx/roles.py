@@ -20,6 +20,7 @@ from typing import Protocol
 from aiohttp import web
 
 from arwx.blobs import routes as blob_routes
+from arwx.compat.mlflow import routes as mlflow_routes
 from arwx.components import Components
 from arwx.config import Settings
 from arwx.consumer.runner import Consumer
@@ -89,8 +90,8 @@ async def _start_consumer(c: Components, on_fatal: OnFatal) -> Background:
 
 ROLES: dict[str, Role] = {
     "gateway": Role(
-        "run the ingest gateway (HTTP → log)",
-        routes=(gateway_routes.add_routes, blob_routes.add_write_routes),
+        "run the ingest gateway (HTTP → log) and the MLflow tracking API (docs/mlflow.md)",
+        routes=(gateway_routes.add_routes, blob_routes.add_write_routes, mlflow_routes.add_routes),
         needs=frozenset({"blobs", "catalog"}),
         alone_needs=(LOG_AND_STORE, CATALOG, BLOBS),
     ),

@@ -1,0 +1,1 @@
+"""Compatibility adapters: other trackers' wire shapes translated into calls of arwx's services."""
