@@ -67,7 +67,7 @@ def adapter_url(embedded):
     components = embedded.server.components  # the same parts the server's own app runs on
 
     async def start() -> tuple[AppRunner, str]:
-        app = build_app(components, frozenset({"gateway", "query"}))
+        app = build_app(components, frozenset({"query"}))  # the gateway role mounts the real MLflow adapter there
         app[AUTHENTICATORS] = [bearer_key, x_api_key]
         app.add_subapp("/api/2.0/mlflow", mlflow_adapter())
         runner = AppRunner(app, access_log=None)

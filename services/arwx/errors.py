@@ -59,6 +59,12 @@ class NotFound(ApiError):
     code = "RESOURCE_DOES_NOT_EXIST"
 
 
+class EndpointNotFound(NotFound):
+    """No route serves the path (aiohttp's own 404): adapters name it apart from a missing resource."""
+
+    code = "ENDPOINT_NOT_FOUND"
+
+
 class MethodNotAllowed(ApiError):
     status = 405
     code = "METHOD_NOT_ALLOWED"
@@ -115,7 +121,7 @@ def default_body(e: ApiError) -> dict:
 
 _BY_STATUS: dict[int, type[ApiError]] = {
     c.status: c
-    for c in (BadRequest, Unauthorized, NotFound, MethodNotAllowed, RequestTimeout, Conflict, PayloadTooLarge,
+    for c in (BadRequest, Unauthorized, EndpointNotFound, MethodNotAllowed, RequestTimeout, Conflict, PayloadTooLarge,
               TooManyRequests, Unavailable)
 }
 

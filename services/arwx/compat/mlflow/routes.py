@@ -24,17 +24,13 @@ from arwx.compat.mlflow.service import (
     run_json,
 )
 from arwx.compat.mlflow.state import MlflowState
-from arwx.errors import BadRequest, NotFound
+from arwx.errors import ApiError, BadRequest, EndpointNotFound, NotFound
 from arwx.gateway.body import body_chunks, read_body
 from arwx.gateway.errors import set_renderer
 
 SERVICE = web.AppKey("arwx_mlflow", MlflowService)
 MAX_JSON_BYTES = 16 << 20
 PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
-
-
-class EndpointNotFound(NotFound):
-    code = "ENDPOINT_NOT_FOUND"
 
 
 def _svc(request: web.Request) -> MlflowService:
@@ -325,11 +321,9 @@ async def list_artifacts(request: web.Request) -> web.Response:
 
 
 # -- the rest ------------------------------------------------------------------------------------
-async def not_found(request: web.Request) -> web.Response:
-    raise EndpointNotFound(f"{request.method} {request.path} is not an endpoint this server supports (see docs/mlflow.md)")
-
-
-def _render(e: Any) -> dict:
+def _render(e: ApiError) -> dict:
+    if isinstance(e, EndpointNotFound):  # no route: aiohttp's own 404 under an MLflow prefix
+        return {"error_code": e.code, "message": "this endpoint is not supported by arwx's MLflow API (docs/mlflow.md)"}
     return {"error_code": e.code, "message": e.message}
 
 
@@ -359,11 +353,29 @@ _TRACKING = [
 ]
 
 
+_ARTIFACTS = [
+    ("PUT", "/artifacts/{path}", put_artifact),
+    ("GET", "/artifacts/{path}", get_artifact),
+    ("GET", "/artifacts", list_artifacts),
+]
+# Mount point -> its routes. /api/3.0/mlflow serves nothing yet: its paths answer ENDPOINT_NOT_FOUND.
+MOUNTS: dict[str, list[tuple[str, str, Any]]] = {
+    **{prefix: _TRACKING for prefix in PREFIXES},
+    "/api/2.0/mlflow-artifacts": _ARTIFACTS,
+    "/api/3.0/mlflow": [],
+}
+
+
+def endpoints() -> list[tuple[str, str]]:
+    """(method, full path) of every MLflow route, as ``schemas/openapi.json`` lists them."""
+    return [(m, prefix + p) for prefix, routes in MOUNTS.items() for m, p, _ in routes]
+
+
 def _sub(routes: list[tuple[str, str, Any]]) -> web.Application:
     sub = web.Application()
     for method, path, handler in routes:
-        sub.router.add_route(method, path, handler)
-    sub.router.add_route("*", "/{tail:.*}", not_found)  # last: only what nothing above matched
+        # An artifact path spans segments: {path:.+} (the canonical path stays {path}).
+        sub.router.add_route(method, path.replace("{path}", "{path:.+}"), handler)
     set_renderer(sub, _render)
     return sub
 
@@ -381,13 +393,7 @@ async def _stop(app: web.Application) -> None:
 
 def add_routes(app: web.Application) -> None:
     """MLflow's tracking API, the UI's mirror of it, the artifact proxy and ``/api/3.0``."""
-    for prefix in PREFIXES:
-        app.add_subapp(prefix, _sub(_TRACKING))
-    app.add_subapp("/api/2.0/mlflow-artifacts", _sub([
-        ("PUT", "/artifacts/{path:.+}", put_artifact),
-        ("GET", "/artifacts/{path:.+}", get_artifact),
-        ("GET", "/artifacts", list_artifacts),
-    ]))
-    app.add_subapp("/api/3.0/mlflow", _sub([]))
+    for prefix, routes in MOUNTS.items():
+        app.add_subapp(prefix, _sub(routes))
     app.on_startup.append(_start)
     app.on_cleanup.append(_stop)

@@ -12,6 +12,9 @@ Invariants:
   its own points (the store keeps one per (writer, seq)) instead of adding
   copies. A reservation whose write failed is given back if nothing was
   reserved after it, so no gap is left behind.
+- Writes are fsynced (``synchronous=FULL``, as the embedded log): a seq
+  reservation must survive a crash like the points it numbers, or seqs would
+  be handed out twice. Only the latest values are written without (derived).
 - Every call runs in one transaction on one connection, off the event loop,
   behind one lock; values reach SQL only as parameters.
 
@@ -106,7 +109,6 @@ class MlflowState:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")  # a reservation must survive a crash like the log does
             db.executescript(_SCHEMA)
             return db
 
@@ -117,10 +119,14 @@ class MlflowState:
             db, self._db = self._db, None
             await asyncio.to_thread(db.close)
 
-    async def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _tx(self, fn: Callable[[sqlite3.Connection], T], durable: bool = True) -> T:
+        """``fn`` in one transaction; ``durable=False`` skips the fsync, for what can be
+        derived again from the points (the latest values), as it costs one per request."""
+
         def run() -> T:
             assert self._db is not None, "MlflowState not started"
             with self._lock:
+                self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
                     out = fn(self._db)
@@ -328,7 +334,7 @@ class MlflowState:
                     (org, run_id, key, value, ts, step),
                 )
 
-        await self._tx(fn)
+        await self._tx(fn, durable=False)
 
     # -- artifacts -------------------------------------------------------------------------------
     async def put_artifact(self, org: str, run_id: str, path: str, sha: str, size: int) -> None:
