@@ -44,7 +44,15 @@ class FakeServer:
             def log_message(self, *a: Any) -> None:
                 pass
 
-            def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+            def _send(
+                self, status: int, body: Any, headers: dict[str, str] | None = None, store: tuple | None = None
+            ) -> None:
+                # Points stored and the request logged in one step, before the answer: a test that
+                # sees the points also sees the request that brought them.
+                with srv.lock:
+                    if store is not None:
+                        self._store(*store)
+                    srv.requests.append((self.command, self.path, status, time.monotonic()))
                 data = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -53,8 +61,6 @@ class FakeServer:
                     self.send_header(k, v)
                 self.end_headers()
                 self.wfile.write(data)
-                with srv.lock:
-                    srv.requests.append((self.command, self.path, status, time.monotonic()))
 
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -71,8 +77,7 @@ class FakeServer:
                                 return self._send(400, {"error": f"bad input: points[{i}].key"})
                             if p.get("run_id", doc.get("run_id")) not in srv.runs:
                                 return self._send(404, {"error": "unknown run"})
-                        self._store(pts, doc.get("run_id"), doc.get("writer_id"))
-                        return self._send(200, {"points": len(pts)})
+                        return self._send(200, {"points": len(pts)}, store=(pts, doc.get("run_id"), doc.get("writer_id")))
                     errors, good = [], []
                     for n, line in enumerate(body.splitlines(), 1):
                         p = json.loads(line)
@@ -80,9 +85,8 @@ class FakeServer:
                             errors.append({"line": n, "reason": "bad key"})
                         else:
                             good.append(p)
-                    self._store(good, None, None)
                     out = {"points": len(good), "rejected": len(errors), "errors": errors}
-                    return self._send(400 if errors else 200, out)
+                    return self._send(400 if errors else 200, out, store=(good, None, None))
                 if self.path == "/v1/runs":
                     doc = json.loads(body)
                     with srv.lock:
@@ -96,9 +100,9 @@ class FakeServer:
                 self._send(404, {"error": "no route"})
 
             def _store(self, pts: list[dict[str, Any]], run_id: str | None, writer_id: str | None) -> None:
-                with srv.lock:
-                    for p in pts:
-                        k = (p.get("run_id") or run_id, p.get("writer_id") or writer_id, p["seq"])
-                        srv.points.setdefault(k, p)
+                """Keep the points (the caller holds ``srv.lock``)."""
+                for p in pts:
+                    k = (p.get("run_id") or run_id, p.get("writer_id") or writer_id, p["seq"])
+                    srv.points.setdefault(k, p)
 
         return H
