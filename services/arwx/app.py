@@ -16,7 +16,7 @@ import uuid
 from aiohttp import web
 
 from arwx import metrics
-from arwx.appkeys import API_KEY, BLOBS, CONFIG, INGEST, LOG, RUNS, STORE, TENANCY
+from arwx.appkeys import API_KEY, BLOBS, CATALOG, CONFIG, INGEST, LOG, RUNS, STORE, TENANCY
 from arwx.backpressure import INFLIGHT, InflightBytes, limit_inflight
 from arwx.components import Components
 from arwx.errors import ApiError, from_status
@@ -110,6 +110,8 @@ def build_app(components: Components, roles: frozenset[str]) -> web.Application:
     app[TENANCY] = components.tenancy
     if components.blobs is not None:  # opened where a role of the process needs it
         app[BLOBS] = components.blobs
+    if components.catalog is not None:
+        app[CATALOG] = components.catalog
     app[INGEST] = components.ingest
     app.router.add_get("/health", health)
     sdkdist_routes.add_routes(app)  # every API process serves the SDK, whatever its roles

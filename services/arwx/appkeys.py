@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from arwx.blobs.base import BlobStore
+from arwx.catalog import Catalog
 from arwx.config import Settings
 from arwx.ingest.service import IngestService
 from arwx.log.base import EventLog
@@ -19,6 +20,7 @@ LOG = web.AppKey("log", EventLog)
 RUNS = web.AppKey("runs", Runs)
 TENANCY = web.AppKey("tenancy", Tenancy)
 BLOBS = web.AppKey("blobs", BlobStore)
+CATALOG = web.AppKey("catalog", Catalog)
 SDK_WHEEL = web.AppKey("sdk_wheel", Wheel)
 API_KEY = web.RequestKey("api_key", ApiKey)
 INGEST = web.AppKey("ingest", IngestService)

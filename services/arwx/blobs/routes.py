@@ -33,7 +33,8 @@ async def missing_blobs(request: web.Request) -> web.Response:
     return web.json_response({"missing": missing})
 
 
-def _claimed_sha(request: web.Request) -> str | None:
+def claimed_sha(request: web.Request) -> str | None:
+    """The SHA-256 an upload claims (query ``sha256`` or the header), checked; None if it claims none."""
     claims = {c for c in (request.query.get("sha256"), request.headers.get(SHA_HEADER)) if c}
     if len(claims) > 1:
         raise BadInput(f"the sha256 query parameter and the {SHA_HEADER} header differ")
@@ -46,7 +47,7 @@ def _claimed_sha(request: web.Request) -> str | None:
 
 
 async def upload_blob(request: web.Request) -> web.Response:
-    claimed = _claimed_sha(request)
+    claimed = claimed_sha(request)
     try:
         info = await request.app[BLOBS].put(request[API_KEY].org, body_chunks(request, whole=False), claimed)
     except (ClientPayloadError, ConnectionResetError):

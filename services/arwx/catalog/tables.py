@@ -12,7 +12,20 @@ keys) or the client (runs).
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Index, MetaData, String, Table, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 
 metadata = MetaData(
     naming_convention={
@@ -87,4 +100,97 @@ run_writers = Table(
     Column("writer_id", String(256), primary_key=True),
     Column("sent", BigInteger, nullable=False),
     Column("reported_at", BigInteger, nullable=False),
+)
+
+# -- Files and artifacts (migration 0003) ------------------------------------------------------
+
+# A file the org registered: external (``uri`` names where it lives; arwx has
+# only its SHA-256 and size) or uploaded (bytes in the blob store, ``uri``
+# NULL). The id is derived from what is registered, so registering the same
+# file twice is the same row.
+files = Table(
+    "files",
+    metadata,
+    Column("org", String(64), ForeignKey("orgs.org"), primary_key=True),
+    Column("file_id", String(40), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("uri", Text, nullable=True),
+    Column("sha256", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Index(None, "org", "sha256"),
+)
+
+# An artifact is (org, project, name); its type is fixed by the first log.
+artifacts = Table(
+    "artifacts",
+    metadata,
+    Column("org", String(64), ForeignKey("orgs.org"), primary_key=True),
+    Column("project", String(128), primary_key=True),
+    Column("name", String(128), primary_key=True),
+    Column("type", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Index(None, "org", "name"),
+    Index(None, "org", "type"),
+)
+
+# A version is the SHA-256 of its canonical manifest (``digest``): one digest is
+# one version per artifact (the unique constraint), and numbers have no gaps
+# because they are taken as max + 1 under the artifact's row lock.
+artifact_versions = Table(
+    "artifact_versions",
+    metadata,
+    Column("org", String(64), primary_key=True),
+    Column("project", String(128), primary_key=True),
+    Column("name", String(128), primary_key=True),
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("digest", String(64), nullable=False),
+    Column("manifest", JSON, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("file_count", Integer, nullable=False),
+    Column("produced_by", String(64), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", String(64), nullable=False),
+    ForeignKeyConstraint(
+        ["org", "project", "name"], ["artifacts.org", "artifacts.project", "artifacts.name"],
+        name="fk_artifact_versions_org_artifacts",
+    ),
+    UniqueConstraint("org", "project", "name", "digest"),
+    Index(None, "org", "produced_by"),
+)
+
+# Where each ref points now; moved only under the artifact's row lock.
+artifact_refs = Table(
+    "artifact_refs",
+    metadata,
+    Column("org", String(64), primary_key=True),
+    Column("project", String(128), primary_key=True),
+    Column("name", String(128), primary_key=True),
+    Column("ref", String(128), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("updated_by", String(64), nullable=False),
+    ForeignKeyConstraint(
+        ["org", "project", "name"], ["artifacts.org", "artifacts.project", "artifacts.name"],
+        name="fk_artifact_refs_org_artifacts",
+    ),
+)
+
+# Every move of every ref, append-only: who (key id), when, from where to where, why.
+artifact_ref_log = Table(
+    "artifact_ref_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("org", String(64), nullable=False),
+    Column("project", String(128), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("ref", String(128), nullable=False),
+    Column("from_version", Integer, nullable=True),
+    Column("to_version", Integer, nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("moved_at", BigInteger, nullable=False),
+    Column("moved_by", String(64), nullable=False),
+    Index(None, "org", "project", "name", "id"),
 )
