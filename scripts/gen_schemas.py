@@ -19,9 +19,10 @@ sys.path.insert(0, str(ROOT / "services"))
 
 import msgspec  # noqa: E402
 
+from arwx.control.artifact_wire import ArtifactLog, FileRegister, RefMove  # noqa: E402
 from arwx.wire import BlobsMissing, IngestBatch, KeyCreate, Point, RunCreate, RunFinish  # noqa: E402
 
-STRUCTS = (Point, IngestBatch, RunCreate, RunFinish, KeyCreate, BlobsMissing)
+STRUCTS = (Point, IngestBatch, RunCreate, RunFinish, KeyCreate, BlobsMissing, FileRegister, ArtifactLog, RefMove)
 
 
 def wire_schema() -> dict:
@@ -99,6 +100,78 @@ def _mlflow_paths() -> dict:
                                  "description": "<experiment id>/<run id>/artifacts/<file path>"}]
         out.setdefault(path, {})[method.lower()] = op
     return out
+
+
+_NAME = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"}
+_ARTIFACT_PARAMS = [
+    {"name": "name", "in": "path", "required": True, "schema": _NAME},
+    {"name": "project", "in": "query", "schema": {"type": "string"},
+     "description": "the artifact's project (needed only when the name is in several)"},
+]
+_FILE = _obj("The file", {"id": {"type": "string"}, "sha256": {"type": "string"}, "size": {"type": "integer"},
+                          "stored": {"type": "boolean"}})
+_VERSION = _obj("A version", {"version": {"type": "string"}, "digest": {"type": "string"}})
+
+
+def _artifact_paths() -> dict:
+    """Files and artifacts (``arwx.control.artifact_routes``)."""
+    return {
+        "/v1/files": {
+            "post": {
+                "summary": "Register an external file by URI, SHA-256 and size (the same registration again: 200, same id)",
+                "requestBody": _body("FileRegister"),
+                "responses": {"201": _FILE, "200": _FILE, "400": _ERR, **_AUTH},
+            }
+        },
+        "/v1/files/upload": {
+            "post": {
+                "summary": "Upload a file's bytes into the blob store (the server hashes them) and register it",
+                "parameters": [
+                    {"name": "name", "in": "query", "schema": {"type": "string"}},
+                    {"name": "sha256", "in": "query", "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"}},
+                    {"name": "X-Content-SHA256", "in": "header", "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"}},
+                ],
+                "requestBody": {"required": True, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+                "responses": {"201": _FILE, "200": _FILE, "400": _ERR, "503": _UNAVAILABLE, **_AUTH},
+            }
+        },
+        "/v1/artifacts/log": {
+            "post": {
+                "summary": "Log a version from a manifest (path → sha256, size) or one file; identical content is the same version (200)",
+                "requestBody": _body("ArtifactLog"),
+                "responses": {"201": _VERSION, "200": _VERSION, "400": _ERR, "404": _ERR, "409": _ERR, **_AUTH},
+            }
+        },
+        "/v1/artifacts": {
+            "get": {
+                "summary": "List artifacts (filter ?type= and ?project=), or with ?produced_by= the versions an experiment produced",
+                "parameters": [{"name": n, "in": "query", "schema": {"type": "string"}} for n in ("type", "project", "produced_by")],
+                "responses": {"200": _obj("Artifacts"), "400": _ERR, **_AUTH},
+            }
+        },
+        "/v1/artifacts/{name}": {
+            "get": {
+                "summary": "One artifact: versions, refs (latest included), lineage and the log of ref moves",
+                "parameters": _ARTIFACT_PARAMS,
+                "responses": {"200": _obj("The artifact"), "400": _ERR, "404": _ERR, **_AUTH},
+            }
+        },
+        "/v1/artifacts/{name}/{ref}": {
+            "get": {
+                "summary": "Resolve name:ref (latest, vN, or a ref) to a version and its manifest",
+                "parameters": [*_ARTIFACT_PARAMS, {"name": "ref", "in": "path", "required": True, "schema": _NAME}],
+                "responses": {"200": _VERSION, "400": _ERR, "404": _ERR, **_AUTH},
+            }
+        },
+        "/v1/artifacts/{name}/refs/{ref}": {
+            "put": {
+                "summary": "Promote: move a ref to a version; with expected_version a compare-and-set (409 on mismatch)",
+                "parameters": [*_ARTIFACT_PARAMS, {"name": "ref", "in": "path", "required": True, "schema": _NAME}],
+                "requestBody": _body("RefMove"),
+                "responses": {"200": _obj("The move", {"version": {"type": "string"}, "previous": {"type": ["string", "null"]}}), "400": _ERR, "404": _ERR, "409": _ERR, **_AUTH},
+            }
+        },
+    }
 
 
 def openapi() -> dict:
@@ -352,6 +425,7 @@ def openapi() -> dict:
         },
     }
     paths.update(_mlflow_paths())
+    paths.update(_artifact_paths())
     return {
         "openapi": "3.1.0",
         "info": {"title": "arwx", "version": "0.1.0", "description": "Generated by scripts/gen_schemas.py"},
