@@ -339,3 +339,25 @@ def test_organizations_never_see_each_others_artifacts_or_files(orgs: tuple[Api,
     mine = {"f": {"sha256": hashlib.sha256(b"mine").hexdigest(), "size": 4}}
     assert _log(b, "iso", name, mine)[1]["version"] == "v1"
     assert a.ok("GET", f"/v1/artifacts/{name}/latest", params={"project": "iso"})["manifest"][0]["path"] == "secret.bin"
+
+
+def test_docs_curl_walkthrough_runs_as_written(orgs: tuple[Api, Api], tmp_path: Path) -> None:
+    """The cURL block of docs/api.md's Artifacts section, against the live server."""
+    import json
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "api.md").read_text()
+    section = text.split("\n## Artifacts\n", 1)[1].split("\n## ", 1)[0]
+    block = next(b for b in section.split("```")[1::2] if "curl" in b)
+    a, _ = orgs
+    # A fresh project per run: the block logs v1 and promotes with expected null.
+    project = _name()
+    script = block.replace("localhost:8090", a.url.removeprefix("http://")).replace("char-lm", project)
+    (tmp_path / "model.pt").write_bytes(os.urandom(4096))
+    out = subprocess.run(["bash", "-ec", script], cwd=tmp_path, env={**os.environ, "ARWANDB_API_KEY": a.key},
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    answers = [json.loads(line) for line in out.replace("}{", "}\n{").splitlines() if line.strip()]
+    blob, logged, moved, resolved = answers
+    assert blob["size"] == 4096 and logged["version"] == "v1" and logged["created"] is True
+    assert (moved["ref"], moved["version"], moved["previous"]) == ("winner", "v1", None)
+    assert resolved["ref"] == "winner" and resolved["manifest"] == [
+        {"path": "model.pt", "sha256": blob["sha"], "size": 4096}]
