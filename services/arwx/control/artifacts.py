@@ -18,7 +18,9 @@ Invariants:
   an expected version the move is a compare-and-set. Every move is appended
   to ``artifact_ref_log`` with the key that made it, in the same
   transaction as the move. ``latest`` is built in (the highest version) and
-  cannot be moved; ``vN`` names version N.
+  cannot be moved; ``vN`` names version N. A move to where the ref already
+  is changes nothing and succeeds (a re-sent move is harmless), whatever it
+  expected.
 """
 
 from __future__ import annotations
@@ -342,6 +344,10 @@ class Artifacts:
                                          f"{version_name(version)}")
                     rkey = (r.org == org, r.project == project, r.name == name, r.ref == ref)
                     current = await conn.scalar(select(r.version).where(*rkey))
+                    if current == version:
+                        # Already there: a re-sent move (also a compare-and-set that succeeded) is harmless.
+                        return {"project": project, "name": name, "ref": ref, "version": version_name(version),
+                                "previous": version_name(current), "moved": False}
                     if expected is not ... and expected != current:
                         want = "absent" if expected is None else version_name(expected)
                         now_at = "absent" if current is None else version_name(current)
@@ -349,9 +355,6 @@ class Artifacts:
                             f"expected_version: ref {ref!r} is {now_at}, not {want}; nothing moved",
                             extra={"current_version": None if current is None else version_name(current)},
                         )
-                    if current == version:
-                        return {"project": project, "name": name, "ref": ref, "version": version_name(version),
-                                "previous": version_name(current), "moved": False}
                     if current is None:
                         await conn.execute(artifact_refs.insert().values(
                             org=org, project=project, name=name, ref=ref, version=version, updated_at=now,
