@@ -247,6 +247,25 @@ class Artifacts:
         return [{"project": r.project, "name": r.name, "version": version_name(r.version), "digest": r.digest}
                 for r in rows]
 
+    async def winner(self, org: str, project: str, ref: str = "winner") -> dict | None:
+        """The project's artifact version that ``ref`` (``winner``) points at; of several artifacts
+        with that ref, the one whose ref moved last (by the ref log's order, not the clock). None if
+        no artifact of the project has it."""
+        r, v, lg = artifact_refs.c, artifact_versions.c, artifact_ref_log.c
+        async with self.catalog.connect() as conn:
+            name = await conn.scalar(
+                select(lg.name).where(lg.org == org, lg.project == project, lg.ref == ref)
+                .order_by(lg.id.desc()).limit(1))
+            if name is None:
+                return None
+            row = (await conn.execute(
+                select(r.version, r.updated_at, v.digest, v.produced_by)
+                .join(artifact_versions, (v.org == r.org) & (v.project == r.project) & (v.name == r.name)
+                      & (v.version == r.version))
+                .where(r.org == org, r.project == project, r.name == name, r.ref == ref))).one()
+        return {"name": name, "ref": ref, "version": version_name(row.version), "digest": row.digest,
+                "produced_by": row.produced_by, "moved_at": row.updated_at}
+
     async def project_of(self, org: str, name: str, project: str | None) -> str:
         """The project of artifact ``name``: ``project`` if given (and it has one), else the only one that has."""
         a = artifacts.c
