@@ -44,7 +44,7 @@ def test_every_route_every_method_odd_paths_need_a_key(embedded, api: Api) -> No
     traversal and encoded paths all answer 401 without a key (only /health and reading the
     SDK are public; an unknown name under /sdk/ is a 404 that serves nothing)."""
     anon = api.with_key(None)
-    values = {"run_id": "r", "key_id": "key_x", "name": "p", "sha": "0" * 64, "filename": WHEEL}
+    values = {"run_id": "r", "key_id": "key_x", "name": "p", "sha": "0" * 64, "filename": WHEEL, "ref": "winner"}
     paths = [_fill(t, **values) for t in _route_templates(embedded)]
     paths += [
         "/", "/v1", "/v1/", "/v2/runs", "/nope", "/v1/runs/r/../../keys", "/v1/runs/%2e%2e/%2e%2e/v1/keys",
@@ -121,9 +121,13 @@ def test_cross_org_every_resource_is_404_and_lists_leak_nothing(embedded, two_or
     a.wait_intact(run, 20)
     a_key = a.ok("POST", "/v1/keys", {"name": "xorg-secret-keyname"})
     blob = a.ok("POST", "/v1/blobs", raw=b"xorg-secret-blob")["sha"]
-    markers = [run, project, "xorg-secret-name", a_key["id"], "xorg-secret-keyname", "xorg-secret-blob"]
+    # An artifact named like the project (so {name} fills both), with a ref.
+    a.ok("POST", "/v1/artifacts/log", {"project": project, "name": project,
+                                       "manifest": {"m.bin": {"sha256": blob, "size": 16}}})
+    a.ok("PUT", f"/v1/artifacts/{project}/refs/winner", {"project": project, "version": "v1"})
+    markers = [run, project, "xorg-secret-name", a_key["id"], "xorg-secret-keyname", "xorg-secret-blob", blob]
     templates = _route_templates(embedded)
-    values = {"run_id": run, "key_id": a_key["id"], "name": project, "sha": blob}
+    values = {"run_id": run, "key_id": a_key["id"], "name": project, "sha": blob, "ref": "winner"}
     routes = [(r.method, r.resource.canonical) for r in embedded.server.runner.app.router.routes() if r.method != "HEAD"]
     covered = 0
     for method, template in routes:
@@ -133,6 +137,8 @@ def test_cross_org_every_resource_is_404_and_lists_leak_nothing(embedded, two_or
         body = {}
         if template == "/v1/ingest":
             body = {"points": points(run, "w", range(20, 30))}
+        if template == "/v1/artifacts/{name}/refs/{ref}":
+            body = {"version": "v1"}  # a valid move: what answers is the lookup, not the validation
         raw = ndjson(points(run, "w", range(30, 31))) if template == "/v1/ingest/stream" else None
         status, out = b.request(method, path, body=body if raw is None else None, raw=raw)
         text = json.dumps(out)
