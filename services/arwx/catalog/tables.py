@@ -16,6 +16,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
+    Float,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
@@ -193,4 +194,71 @@ artifact_ref_log = Table(
     Column("moved_at", BigInteger, nullable=False),
     Column("moved_by", String(64), nullable=False),
     Index(None, "org", "project", "name", "id"),
+)
+
+# The MLflow adapter's state (arwx/compat/mlflow/state.py): what MLflow has and
+# arwx's runs do not. Experiment ids are per-org integers ("0" is Default).
+mlflow_experiments = Table(
+    "mlflow_experiments",
+    metadata,
+    Column("org", String(64), primary_key=True),
+    Column("experiment_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("name", Text, nullable=False),
+    Column("lifecycle_stage", String(16), nullable=False),
+    Column("creation_time", BigInteger, nullable=False),
+    Column("last_update_time", BigInteger, nullable=False),
+    Column("tags", JSON, nullable=False),
+    Index(None, "org", "name", unique=True),
+)
+
+# One row per MLflow run (an arwx run of the same id); next_seq: the writer
+# "mlflow"'s next unreserved seq.
+mlflow_runs = Table(
+    "mlflow_runs",
+    metadata,
+    Column("org", String(64), primary_key=True),
+    Column("run_id", String(256), primary_key=True),
+    Column("experiment_id", BigInteger, nullable=False),
+    Column("run_name", Text, nullable=False),
+    Column("user_id", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("start_time", BigInteger, nullable=False),
+    Column("end_time", BigInteger, nullable=True),
+    Column("lifecycle_stage", String(16), nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("tags", JSON, nullable=False),
+    Column("next_seq", BigInteger, nullable=False),
+    Index(None, "org", "experiment_id"),
+)
+
+mlflow_latest_metrics = Table(
+    "mlflow_latest_metrics",
+    metadata,
+    Column("org", String(64), primary_key=True),
+    Column("run_id", String(256), primary_key=True),
+    Column("key", String(256), primary_key=True),
+    Column("value", Float, nullable=True),  # NULL: NaN
+    Column("timestamp", BigInteger, nullable=False),
+    Column("step", BigInteger, nullable=False),
+)
+
+# A request's reserved seqs by its digest: a retry gets the same ones.
+mlflow_requests = Table(
+    "mlflow_requests",
+    metadata,
+    Column("org", String(64), primary_key=True),
+    Column("run_id", String(256), primary_key=True),
+    Column("digest", String(300), primary_key=True),
+    Column("first_seq", BigInteger, nullable=False),
+    Column("n", BigInteger, nullable=False),
+)
+
+mlflow_artifacts = Table(
+    "mlflow_artifacts",
+    metadata,
+    Column("org", String(64), primary_key=True),
+    Column("run_id", String(256), primary_key=True),
+    Column("path", Text, primary_key=True),
+    Column("sha", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
 )

@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 from aiohttp import ClientPayloadError, web
 
-from arwx.appkeys import API_KEY, BLOBS, CONFIG, INGEST, RUNS, STORE
+from arwx.appkeys import API_KEY, BLOBS, INGEST, RUNS, STORE
 from arwx.backpressure import budgeted
 from arwx.compat.mlflow.service import (
     MlflowService,
@@ -381,14 +381,7 @@ def _sub(routes: list[tuple[str, str, Any]]) -> web.Application:
 
 
 async def _start(app: web.Application) -> None:
-    state = MlflowState(app[CONFIG].data_path / "mlflow" / "state.sqlite3")
-    await state.start()
-    app[SERVICE] = MlflowService(state, app[RUNS], app[INGEST], app[STORE])
-
-
-async def _stop(app: web.Application) -> None:
-    if SERVICE in app:
-        await app[SERVICE].state.stop()
+    app[SERVICE] = MlflowService(MlflowState(app[RUNS].catalog), app[RUNS], app[INGEST], app[STORE])
 
 
 def add_routes(app: web.Application) -> None:
@@ -396,4 +389,3 @@ def add_routes(app: web.Application) -> None:
     for prefix, routes in MOUNTS.items():
         app.add_subapp(prefix, _sub(routes))
     app.on_startup.append(_start)
-    app.on_cleanup.append(_stop)

@@ -83,6 +83,8 @@ class Clause:
 
 def parse_filter(text: str | None) -> list[Clause]:
     """The clauses of ``text`` (all must hold)."""
+    if text is not None and not isinstance(text, str):
+        raise BadFilter("filter must be a string")
     if not text or not text.strip():
         return []
     toks = _tokens(text)
@@ -200,6 +202,8 @@ class Order:
 
 def parse_order_by(items: list[str]) -> list[Order]:
     """``["metrics.loss DESC", "start_time"]`` → orderings (ascending unless DESC)."""
+    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        raise BadFilter("order_by must be a list of strings")
     out = []
     for item in items:
         toks = _tokens(item)

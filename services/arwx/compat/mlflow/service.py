@@ -243,6 +243,8 @@ class MlflowService:
         clauses = parse_filter(body.get("filter"))
         order = parse_order_by(body.get("order_by") or [])
         view = body.get("run_view_type") or "ACTIVE_ONLY"
+        if not isinstance(view, str):
+            raise BadRequest("run_view_type must be a string")
         runs = await self.state.runs(org, [experiment_id_of(str(i)) for i in ids]) if ids else []
         runs = [r for r in runs if _view_ok(view, r.lifecycle_stage) and matches(clauses, lambda e, k, r=r: _value(r, e, k))]
         runs = sort_runs(runs, order, _value)
@@ -310,6 +312,8 @@ class MlflowService:
         if not 1 <= max_results <= 25_000:
             raise BadRequest("max_results must be between 1 and 25000")
         after = None
+        if page_token is not None and not isinstance(page_token, str):
+            raise BadRequest("page_token must be a string")
         if page_token:
             try:
                 after = decode_cursor(page_token)
@@ -334,8 +338,10 @@ class MlflowService:
         real points picked by MinMaxLTTB (spikes kept) from the rollups."""
         if not run_ids or len(run_ids) > 100:
             raise BadRequest("run_ids: give 1 to 100 run ids")
-        if not key:
+        if not key or not isinstance(key, str):
             raise BadRequest("metric_key is missing")
+        if not all(isinstance(r, str) for r in run_ids):
+            raise BadRequest("run_ids must be strings")
         if not 1 <= max_results <= 2500:
             raise BadRequest("max_results must be between 1 and 2500")
         for run_id in run_ids:

@@ -1,4 +1,4 @@
-"""What MLflow has and arwx's run registry does not, in one SQLite file.
+"""What MLflow has and arwx's runs do not, in the catalog (``catalog/tables.py``, ``mlflow_*``).
 
 Invariants:
 
@@ -6,58 +6,38 @@ Invariants:
 - Experiment ids are per-org integers, handed out as strings ("0" is
   ``Default``, made on first use), as MLflow's own SQL store does.
 - Metric seqs of a run's writer ``mlflow`` are reserved atomically
-  (``reserve``): a request's points get ``[first, first + n)``. A request is
-  named by a digest (its ``Idempotency-Key``, else a hash of its metrics);
-  the same digest gets the same seqs again, so a retried request overwrites
-  its own points (the store keeps one per (writer, seq)) instead of adding
-  copies. A reservation whose write failed is given back if nothing was
-  reserved after it, so no gap is left behind.
-- Writes are fsynced (``synchronous=FULL``, as the embedded log): a seq
-  reservation must survive a crash like the points it numbers, or seqs would
-  be handed out twice. Only the latest values are written without (derived).
-- Every call runs in one transaction on one connection, off the event loop,
-  behind one lock; values reach SQL only as parameters.
-
-This moves to the relational catalog (one Alembic migration) once that is on
-main; the methods are the interface the service uses.
+  (``reserve``, the run's row locked): a request's points get
+  ``[first, first + n)``. A request is named by a digest (its
+  ``Idempotency-Key``, else a hash of its metrics); the same digest gets the
+  same seqs again, so a retried request overwrites its own points (the store
+  keeps one per (writer, seq)) instead of adding copies. A reservation whose
+  write failed is given back if nothing was reserved after it (no gap).
+- Every method is one transaction; per-run writes lock the run's row first
+  (``FOR UPDATE`` on PostgreSQL; SQLite's write transaction locks the file),
+  so processes sharing a PostgreSQL catalog serialize per run. Values reach
+  SQL only as parameters.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import sqlite3
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-T = TypeVar("T")
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS experiments (
-  org TEXT NOT NULL, experiment_id INTEGER NOT NULL, name TEXT NOT NULL,
-  lifecycle_stage TEXT NOT NULL, creation_time INTEGER NOT NULL, last_update_time INTEGER NOT NULL,
-  tags TEXT NOT NULL DEFAULT '{}',
-  PRIMARY KEY (org, experiment_id), UNIQUE (org, name));
-CREATE TABLE IF NOT EXISTS runs (
-  org TEXT NOT NULL, run_id TEXT NOT NULL, experiment_id INTEGER NOT NULL, run_name TEXT NOT NULL,
-  user_id TEXT NOT NULL, status TEXT NOT NULL, start_time INTEGER NOT NULL, end_time INTEGER,
-  lifecycle_stage TEXT NOT NULL, params TEXT NOT NULL, tags TEXT NOT NULL, next_seq INTEGER NOT NULL DEFAULT 0,
-  PRIMARY KEY (org, run_id));
-CREATE INDEX IF NOT EXISTS runs_by_experiment ON runs (org, experiment_id);
-CREATE TABLE IF NOT EXISTS latest_metrics (
-  org TEXT NOT NULL, run_id TEXT NOT NULL, key TEXT NOT NULL, value REAL, timestamp INTEGER NOT NULL,
-  step INTEGER NOT NULL, PRIMARY KEY (org, run_id, key));
-CREATE TABLE IF NOT EXISTS requests (
-  org TEXT NOT NULL, run_id TEXT NOT NULL, digest TEXT NOT NULL, first_seq INTEGER NOT NULL, n INTEGER NOT NULL,
-  PRIMARY KEY (org, run_id, digest));
-CREATE TABLE IF NOT EXISTS artifacts (
-  org TEXT NOT NULL, run_id TEXT NOT NULL, path TEXT NOT NULL, sha TEXT NOT NULL, size INTEGER NOT NULL,
-  PRIMARY KEY (org, run_id, path));
-"""
+from arwx.catalog import Catalog
+from arwx.catalog.tables import (
+    mlflow_artifacts,
+    mlflow_experiments,
+    mlflow_latest_metrics,
+    mlflow_requests,
+    mlflow_runs,
+)
+
+E, R, LM, RQ, A = mlflow_experiments, mlflow_runs, mlflow_latest_metrics, mlflow_requests, mlflow_artifacts
 
 
 @dataclass
@@ -96,187 +76,135 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def _experiment(r: Any) -> Experiment:
+    return Experiment(r.org, int(r.experiment_id), r.name, r.lifecycle_stage, int(r.creation_time),
+                      int(r.last_update_time), dict(r.tags or {}))
+
+
+def _run(r: Any) -> RunRow:
+    return RunRow(r.org, r.run_id, int(r.experiment_id), r.run_name, r.user_id, r.status, int(r.start_time),
+                  None if r.end_time is None else int(r.end_time), r.lifecycle_stage, dict(r.params or {}),
+                  dict(r.tags or {}), int(r.next_seq))
+
+
 class MlflowState:
-    """The adapter's tables; every method is one transaction."""
+    """The adapter's rows in the catalog; every method is one transaction."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._db: sqlite3.Connection | None = None
-        self._lock = threading.Lock()
-
-    async def start(self) -> None:
-        def open_db() -> sqlite3.Connection:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(_SCHEMA)
-            return db
-
-        self._db = await asyncio.to_thread(open_db)
-
-    async def stop(self) -> None:
-        if self._db is not None:
-            db, self._db = self._db, None
-            await asyncio.to_thread(db.close)
-
-    async def _tx(self, fn: Callable[[sqlite3.Connection], T], durable: bool = True) -> T:
-        """``fn`` in one transaction; ``durable=False`` skips the fsync, for what can be
-        derived again from the points (the latest values), as it costs one per request."""
-
-        def run() -> T:
-            assert self._db is not None, "MlflowState not started"
-            with self._lock:
-                self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    out = fn(self._db)
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-                self._db.execute("COMMIT")
-                return out
-
-        return await asyncio.to_thread(run)
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
 
     # -- experiments ---------------------------------------------------------------------------
     @staticmethod
-    def _experiment(r: tuple) -> Experiment:
-        return Experiment(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]))
-
-    @staticmethod
-    def _ensure_default(db: sqlite3.Connection, org: str) -> None:
+    async def _ensure_default(conn: AsyncConnection, org: str) -> None:
+        if (await conn.execute(select(E.c.experiment_id).where((E.c.org == org) & (E.c.experiment_id == 0)))).first():
+            return
         now = _now_ms()
-        db.execute(
-            "INSERT OR IGNORE INTO experiments VALUES (?, 0, 'Default', 'active', ?, ?, '{}')", (org, now, now)
-        )
+        try:
+            async with conn.begin_nested():
+                await conn.execute(E.insert().values(org=org, experiment_id=0, name="Default", lifecycle_stage="active",
+                                                     creation_time=now, last_update_time=now, tags={}))
+        except IntegrityError:
+            pass  # made at the same time by another request
 
     async def create_experiment(self, org: str, name: str, tags: dict[str, str]) -> Experiment | None:
         """The new experiment, or None if the org has one of that name."""
-
-        def fn(db: sqlite3.Connection) -> Experiment | None:
-            self._ensure_default(db, org)
-            if db.execute("SELECT 1 FROM experiments WHERE org = ? AND name = ?", (org, name)).fetchone():
+        async with self.catalog.begin() as conn:
+            await self._ensure_default(conn, org)
+            if (await conn.execute(select(E.c.experiment_id).where((E.c.org == org) & (E.c.name == name)))).first():
                 return None
-            (top,) = db.execute("SELECT max(experiment_id) FROM experiments WHERE org = ?", (org,)).fetchone()
+            top = (await conn.execute(select(func.max(E.c.experiment_id)).where(E.c.org == org))).scalar() or 0
             now = _now_ms()
             e = Experiment(org, int(top) + 1, name, "active", now, now, tags)
-            db.execute("INSERT INTO experiments VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       (org, e.experiment_id, name, "active", now, now, json.dumps(tags)))
+            try:
+                async with conn.begin_nested():
+                    await conn.execute(E.insert().values(org=org, experiment_id=e.experiment_id, name=name,
+                                                         lifecycle_stage="active", creation_time=now,
+                                                         last_update_time=now, tags=tags))
+            except IntegrityError:
+                return None  # the name (or the id) was taken at the same time
             return e
 
-        return await self._tx(fn)
-
     async def experiment(self, org: str, *, experiment_id: int | None = None, name: str | None = None) -> Experiment | None:
-        def fn(db: sqlite3.Connection) -> Experiment | None:
-            self._ensure_default(db, org)
-            if name is not None:
-                r = db.execute("SELECT * FROM experiments WHERE org = ? AND name = ?", (org, name)).fetchone()
-            else:
-                r = db.execute("SELECT * FROM experiments WHERE org = ? AND experiment_id = ?",
-                               (org, experiment_id)).fetchone()
-            return self._experiment(r) if r else None
-
-        return await self._tx(fn)
+        async with self.catalog.begin() as conn:
+            await self._ensure_default(conn, org)
+            where = (E.c.org == org) & ((E.c.name == name) if name is not None else (E.c.experiment_id == experiment_id))
+            r = (await conn.execute(select(E).where(where))).first()
+            return _experiment(r) if r else None
 
     async def experiments(self, org: str) -> list[Experiment]:
-        def fn(db: sqlite3.Connection) -> list[Experiment]:
-            self._ensure_default(db, org)
-            rows = db.execute("SELECT * FROM experiments WHERE org = ? ORDER BY experiment_id", (org,)).fetchall()
-            return [self._experiment(r) for r in rows]
-
-        return await self._tx(fn)
+        async with self.catalog.begin() as conn:
+            await self._ensure_default(conn, org)
+            rows = await conn.execute(select(E).where(E.c.org == org).order_by(E.c.experiment_id))
+            return [_experiment(r) for r in rows]
 
     async def update_experiment(self, org: str, experiment_id: int, *, name: str | None = None,
                                 lifecycle_stage: str | None = None, tags: dict[str, str] | None = None) -> bool:
         """False if there is no such experiment; ``ValueError`` if ``name`` is taken."""
-
-        def fn(db: sqlite3.Connection) -> bool:
-            r = db.execute("SELECT * FROM experiments WHERE org = ? AND experiment_id = ?",
-                           (org, experiment_id)).fetchone()
+        where = (E.c.org == org) & (E.c.experiment_id == experiment_id)
+        async with self.catalog.begin() as conn:
+            r = (await conn.execute(select(E).where(where).with_for_update())).first()
             if r is None:
                 return False
-            e = self._experiment(r)
+            e = _experiment(r)
             if name is not None and name != e.name:
-                if db.execute("SELECT 1 FROM experiments WHERE org = ? AND name = ?", (org, name)).fetchone():
+                if (await conn.execute(select(E.c.experiment_id).where((E.c.org == org) & (E.c.name == name)))).first():
                     raise ValueError(f"an experiment named {name!r} already exists")
                 e.name = name
-            e.lifecycle_stage = lifecycle_stage or e.lifecycle_stage
             e.tags.update(tags or {})
-            db.execute("UPDATE experiments SET name = ?, lifecycle_stage = ?, tags = ?, last_update_time = ?"
-                       " WHERE org = ? AND experiment_id = ?",
-                       (e.name, e.lifecycle_stage, json.dumps(e.tags), _now_ms(), org, experiment_id))
+            await conn.execute(E.update().where(where).values(
+                name=e.name, lifecycle_stage=lifecycle_stage or e.lifecycle_stage, tags=e.tags,
+                last_update_time=_now_ms()))
             return True
-
-        return await self._tx(fn)
 
     # -- runs ------------------------------------------------------------------------------------
     @staticmethod
-    def _run(r: tuple) -> RunRow:
-        return RunRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], json.loads(r[9]), json.loads(r[10]), r[11])
-
-    @staticmethod
-    def _with_metrics(db: sqlite3.Connection, runs: list[RunRow]) -> list[RunRow]:
-        by_id = {r.run_id: r for r in runs}
+    async def _with_metrics(conn: AsyncConnection, runs: list[RunRow]) -> list[RunRow]:
         if not runs:
             return runs
-        org = runs[0].org
+        by_id = {r.run_id: r for r in runs}
         ids = list(by_id)
         for i in range(0, len(ids), 500):
-            part = ids[i:i + 500]
-            marks = ",".join("?" * len(part))
-            for run_id, key, value, ts, step in db.execute(
-                f"SELECT run_id, key, value, timestamp, step FROM latest_metrics WHERE org = ? AND run_id IN ({marks})",
-                (org, *part),
-            ):
-                by_id[run_id].metrics[key] = (value, ts, step)
+            rows = await conn.execute(select(LM).where((LM.c.org == runs[0].org) & LM.c.run_id.in_(ids[i:i + 500])))
+            for m in rows:
+                by_id[m.run_id].metrics[m.key] = (m.value, int(m.timestamp), int(m.step))
         return runs
 
     async def create_run(self, run: RunRow) -> None:
-        def fn(db: sqlite3.Connection) -> None:
-            db.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
-                       (run.org, run.run_id, run.experiment_id, run.run_name, run.user_id, run.status,
-                        run.start_time, run.end_time, run.lifecycle_stage, json.dumps(run.params),
-                        json.dumps(run.tags)))
-
-        await self._tx(fn)
+        async with self.catalog.begin() as conn:
+            await conn.execute(R.insert().values(
+                org=run.org, run_id=run.run_id, experiment_id=run.experiment_id, run_name=run.run_name,
+                user_id=run.user_id, status=run.status, start_time=run.start_time, end_time=run.end_time,
+                lifecycle_stage=run.lifecycle_stage, params=run.params, tags=run.tags, next_seq=0))
 
     async def run(self, org: str, run_id: str) -> RunRow | None:
-        def fn(db: sqlite3.Connection) -> RunRow | None:
-            r = db.execute("SELECT * FROM runs WHERE org = ? AND run_id = ?", (org, run_id)).fetchone()
-            return self._with_metrics(db, [self._run(r)])[0] if r else None
-
-        return await self._tx(fn)
+        async with self.catalog.connect() as conn:
+            r = (await conn.execute(select(R).where((R.c.org == org) & (R.c.run_id == run_id)))).first()
+            return (await self._with_metrics(conn, [_run(r)]))[0] if r else None
 
     async def runs(self, org: str, experiment_ids: list[int]) -> list[RunRow]:
-        def fn(db: sqlite3.Connection) -> list[RunRow]:
-            marks = ",".join("?" * len(experiment_ids))
-            rows = db.execute(f"SELECT * FROM runs WHERE org = ? AND experiment_id IN ({marks})",
-                              (org, *experiment_ids)).fetchall()
-            return self._with_metrics(db, [self._run(r) for r in rows])
-
-        return await self._tx(fn) if experiment_ids else []
+        if not experiment_ids:
+            return []
+        async with self.catalog.connect() as conn:
+            rows = await conn.execute(select(R).where((R.c.org == org) & R.c.experiment_id.in_(experiment_ids)))
+            return await self._with_metrics(conn, [_run(r) for r in rows])
 
     async def update_run(self, org: str, run_id: str, **changes: Any) -> RunRow | None:
         """Set columns (status, end_time, run_name, lifecycle_stage); the run after, or None."""
-        allowed = {"status", "end_time", "run_name", "lifecycle_stage"}
-        assert set(changes) <= allowed, changes  # column names are ours, never the client's
-
-        def fn(db: sqlite3.Connection) -> RunRow | None:
+        assert set(changes) <= {"status", "end_time", "run_name", "lifecycle_stage"}, changes
+        where = (R.c.org == org) & (R.c.run_id == run_id)
+        async with self.catalog.begin() as conn:
             if changes:
-                sets = ", ".join(f"{c} = ?" for c in changes)
-                db.execute(f"UPDATE runs SET {sets} WHERE org = ? AND run_id = ?", (*changes.values(), org, run_id))
-            r = db.execute("SELECT * FROM runs WHERE org = ? AND run_id = ?", (org, run_id)).fetchone()
-            return self._run(r) if r else None
-
-        return await self._tx(fn)
+                await conn.execute(R.update().where(where).values(**changes))
+            r = (await conn.execute(select(R).where(where))).first()
+            return _run(r) if r else None
 
     async def log_data(self, org: str, run_id: str, params: dict[str, str], tags: dict[str, str],
-                       delete_tags: list[str] = ()) -> None:  # type: ignore[assignment]
+                       delete_tags: list[str] | tuple[str, ...] = ()) -> None:
         """Add params (a new value for a logged one: ``ParamChanged``, nothing stored) and tags."""
-
-        def fn(db: sqlite3.Connection) -> None:
-            r = db.execute("SELECT params, tags FROM runs WHERE org = ? AND run_id = ?", (org, run_id)).fetchone()
-            have_params, have_tags = json.loads(r[0]), json.loads(r[1])
+        where = (R.c.org == org) & (R.c.run_id == run_id)
+        async with self.catalog.begin() as conn:
+            r = (await conn.execute(select(R.c.params, R.c.tags, R.c.run_name).where(where).with_for_update())).first()
+            have_params, have_tags = dict(r.params or {}), dict(r.tags or {})
             for k, v in params.items():
                 if k in have_params and have_params[k] != v:
                     raise ParamChanged(
@@ -287,63 +215,62 @@ class MlflowState:
             have_tags.update(tags)
             for k in delete_tags:
                 have_tags.pop(k, None)
-            run_name = have_tags.get("mlflow.runName")
-            db.execute("UPDATE runs SET params = ?, tags = ?, run_name = coalesce(?, run_name)"
-                       " WHERE org = ? AND run_id = ?",
-                       (json.dumps(have_params), json.dumps(have_tags), run_name, org, run_id))
-
-        await self._tx(fn)
+            await conn.execute(R.update().where(where).values(
+                params=have_params, tags=have_tags, run_name=have_tags.get("mlflow.runName", r.run_name)))
 
     # -- metrics ---------------------------------------------------------------------------------
     async def reserve(self, org: str, run_id: str, digest: str, n: int) -> tuple[int, bool]:
         """The first seq of a request's ``n`` points, and whether it was reserved now
         (False: the same request was seen before and gets its seqs again)."""
-
-        def fn(db: sqlite3.Connection) -> tuple[int, bool]:
-            seen = db.execute("SELECT first_seq, n FROM requests WHERE org = ? AND run_id = ? AND digest = ?",
-                              (org, run_id, digest)).fetchone()
-            if seen is not None and seen[1] == n:
-                return int(seen[0]), False
-            (first,) = db.execute("SELECT next_seq FROM runs WHERE org = ? AND run_id = ?", (org, run_id)).fetchone()
-            db.execute("UPDATE runs SET next_seq = ? WHERE org = ? AND run_id = ?", (first + n, org, run_id))
-            db.execute("INSERT OR REPLACE INTO requests VALUES (?, ?, ?, ?, ?)", (org, run_id, digest, first, n))
-            return int(first), True
-
-        return await self._tx(fn)
+        where = (R.c.org == org) & (R.c.run_id == run_id)
+        rq = (RQ.c.org == org) & (RQ.c.run_id == run_id) & (RQ.c.digest == digest)
+        async with self.catalog.begin() as conn:
+            first = int((await conn.execute(select(R.c.next_seq).where(where).with_for_update())).scalar_one())
+            seen = (await conn.execute(select(RQ.c.first_seq, RQ.c.n).where(rq))).first()
+            if seen is not None and int(seen.n) == n:
+                return int(seen.first_seq), False
+            await conn.execute(R.update().where(where).values(next_seq=first + n))
+            if seen is not None:
+                await conn.execute(RQ.update().where(rq).values(first_seq=first, n=n))
+            else:
+                await conn.execute(RQ.insert().values(org=org, run_id=run_id, digest=digest, first_seq=first, n=n))
+            return first, True
 
     async def release(self, org: str, run_id: str, digest: str, first: int, n: int) -> None:
         """Give back a reservation whose write failed, if it is still the last one (no gap left)."""
-
-        def fn(db: sqlite3.Connection) -> None:
-            cur = db.execute("UPDATE runs SET next_seq = ? WHERE org = ? AND run_id = ? AND next_seq = ?",
-                             (first, org, run_id, first + n))
-            if cur.rowcount:
-                db.execute("DELETE FROM requests WHERE org = ? AND run_id = ? AND digest = ?", (org, run_id, digest))
-
-        await self._tx(fn)
+        async with self.catalog.begin() as conn:
+            done = await conn.execute(R.update().where(
+                (R.c.org == org) & (R.c.run_id == run_id) & (R.c.next_seq == first + n)).values(next_seq=first))
+            if done.rowcount:
+                await conn.execute(RQ.delete().where(
+                    (RQ.c.org == org) & (RQ.c.run_id == run_id) & (RQ.c.digest == digest)))
 
     async def record_latest(self, org: str, run_id: str, latest: dict[str, tuple[float | None, int, int]]) -> None:
         """Keep each key's latest value as MLflow ranks them: highest step, then timestamp."""
-
-        def fn(db: sqlite3.Connection) -> None:
+        async with self.catalog.begin() as conn:
+            # The run's row first: writers of one run take turns (no two inserts of one key).
+            await conn.execute(select(R.c.run_id).where((R.c.org == org) & (R.c.run_id == run_id)).with_for_update())
+            have = {m.key: m for m in await conn.execute(select(LM).where(
+                (LM.c.org == org) & (LM.c.run_id == run_id) & LM.c.key.in_(list(latest))))}
             for key, (value, ts, step) in latest.items():
-                db.execute(
-                    "INSERT INTO latest_metrics VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (org, run_id, key) DO UPDATE"
-                    " SET value = excluded.value, timestamp = excluded.timestamp, step = excluded.step"
-                    " WHERE (excluded.step, excluded.timestamp) >= (latest_metrics.step, latest_metrics.timestamp)",
-                    (org, run_id, key, value, ts, step),
-                )
-
-        await self._tx(fn, durable=False)
+                old = have.get(key)
+                if old is None:
+                    await conn.execute(LM.insert().values(org=org, run_id=run_id, key=key, value=value, timestamp=ts,
+                                                          step=step))
+                elif (step, ts) >= (int(old.step), int(old.timestamp)):
+                    await conn.execute(LM.update().where(
+                        (LM.c.org == org) & (LM.c.run_id == run_id) & (LM.c.key == key)).values(
+                        value=value, timestamp=ts, step=step))
 
     # -- artifacts -------------------------------------------------------------------------------
     async def put_artifact(self, org: str, run_id: str, path: str, sha: str, size: int) -> None:
-        await self._tx(lambda db: db.execute("INSERT OR REPLACE INTO artifacts VALUES (?, ?, ?, ?, ?)",
-                                             (org, run_id, path, sha, size)))
+        where = (A.c.org == org) & (A.c.run_id == run_id) & (A.c.path == path)
+        async with self.catalog.begin() as conn:
+            await conn.execute(select(R.c.run_id).where((R.c.org == org) & (R.c.run_id == run_id)).with_for_update())
+            await conn.execute(A.delete().where(where))
+            await conn.execute(A.insert().values(org=org, run_id=run_id, path=path, sha=sha, size=size))
 
     async def artifacts(self, org: str, run_id: str) -> dict[str, tuple[str, int]]:
-        def fn(db: sqlite3.Connection) -> dict[str, tuple[str, int]]:
-            rows = db.execute("SELECT path, sha, size FROM artifacts WHERE org = ? AND run_id = ?", (org, run_id))
-            return {p: (s, n) for p, s, n in rows}
-
-        return await self._tx(fn)
+        async with self.catalog.connect() as conn:
+            rows = await conn.execute(select(A.c.path, A.c.sha, A.c.size).where((A.c.org == org) & (A.c.run_id == run_id)))
+            return {r.path: (r.sha, int(r.size)) for r in rows}
