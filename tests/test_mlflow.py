@@ -128,12 +128,28 @@ def test_errors_are_mlflows_shape_and_orgs_are_apart(api: Api, embedded) -> None
                                ("POST", f"{M}/runs/delete", {"run_id": run_id}),
                                ("GET", f"{M}/metrics/get-history?run_id={run_id}&metric_key=x", None),
                                ("GET", f"/api/2.0/mlflow-artifacts/artifacts?path=1/{run_id}/artifacts", None),
-                               ("PUT", f"/api/2.0/mlflow-artifacts/artifacts/1/{run_id}/artifacts/f", None)]:
+                               ("PUT", f"/api/2.0/mlflow-artifacts/artifacts/1/{run_id}/artifacts/f", None),
+                               ("GET", f"/api/2.0/mlflow-artifacts/artifacts/1/{run_id}/artifacts/f", None),
+                               ("POST", f"{M}/runs/restore", {"run_id": run_id}),
+                               ("POST", f"{M}/runs/log-batch", {"run_id": run_id, "params": [{"key": "a", "value": "1"}]}),
+                               ("POST", f"{M}/runs/log-parameter", {"run_id": run_id, "key": "a", "value": "1"}),
+                               ("POST", f"{M}/runs/set-tag", {"run_id": run_id, "key": "a", "value": "1"}),
+                               ("POST", f"{M}/runs/delete-tag", {"run_id": run_id, "key": "mlflow.runName"}),
+                               ("GET", f"{M}/experiments/get?experiment_id=1", None),
+                               ("POST", f"{M}/experiments/update", {"experiment_id": "1", "new_name": "x"}),
+                               ("POST", f"{M}/experiments/delete", {"experiment_id": "1"}),
+                               ("POST", f"{M}/experiments/set-experiment-tag", {"experiment_id": "1", "key": "a"}),
+                               ("GET", f"{M}/experiments/get-by-name?experiment_name=retry", None),
+                               ("GET", f"{M}/metrics/get-history-bulk-interval?run_ids={run_id}&metric_key=x", None)]:
         status, out = other.request(method, path, body=body)
         assert status == 404 and out["error_code"] == "RESOURCE_DOES_NOT_EXIST", (path, status, out)
         status, out = api.with_key(None).request(method, path, body=body)
         assert status == 401 and out["error_code"] == "UNAUTHENTICATED", (path, status, out)
-    assert api.ok("GET", f"{M}/runs/get?run_id={run_id}")["run"]["info"]["status"] == "RUNNING"
+    info = api.ok("GET", f"{M}/runs/get?run_id={run_id}")["run"]
+    assert info["info"]["status"] == "RUNNING" and info["data"]["params"] == [], info  # untouched by the other org
+    # Lists leak nothing across orgs.
+    assert other.ok("POST", f"{M}/runs/search", {"experiment_ids": ["1"]}) == {"runs": []}
+    assert [e["name"] for e in other.ok("GET", f"{M}/experiments/search")["experiments"]] == ["Default"]
     status, out = api.get(f"{M}/experiments/get-by-name", experiment_name="absent")
     assert status == 404 and out["error_code"] == "RESOURCE_DOES_NOT_EXIST"
     for path in (f"{M}/registered-models/search", "/api/3.0/mlflow/server-info", "/ajax-api/2.0/mlflow/nope"):
