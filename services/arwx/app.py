@@ -19,6 +19,7 @@ from arwx import metrics
 from arwx.appkeys import API_KEY, BLOBS, CATALOG, CONFIG, INGEST, LOG, RUNS, STORE, TENANCY
 from arwx.backpressure import INFLIGHT, InflightBytes, limit_inflight
 from arwx.components import Components
+from arwx.control.http import CONTROL
 from arwx.errors import ApiError, from_status
 from arwx.gateway.auth import authenticate, public
 from arwx.gateway.errors import render
@@ -113,6 +114,8 @@ def build_app(components: Components, roles: frozenset[str]) -> web.Application:
     if components.catalog is not None:
         app[CATALOG] = components.catalog
     app[INGEST] = components.ingest
+    if components.control is not None:  # with the catalog and the blob store
+        app[CONTROL] = components.control
     app.router.add_get("/health", health)
     sdkdist_routes.add_routes(app)  # every API process serves the SDK, whatever its roles
     add_routes(app, roles)

@@ -27,6 +27,7 @@ from arwx.catalog import Catalog
 from arwx.catalog.mirror import RunMirror
 from arwx.catalog.startup import open_catalog
 from arwx.config import Settings
+from arwx.control import Control
 from arwx.datadir import StartRefused
 from arwx.ingest.service import IngestService
 from arwx.log.base import EventLog, LogReader
@@ -54,6 +55,7 @@ class Components:
     ingest: IngestService | None = None  # the one path points take into the log, for every route and adapter
     reader: LogReader | None = None
     blobs: BlobStore | None = None
+    control: Control | None = None  # the control plane's services: with the catalog and the blob store
 
 
 def open_store(settings: Settings) -> Store:
@@ -151,11 +153,13 @@ async def open_components(settings: Settings, *, needs: frozenset[str], closers:
         blobs = open_blob_store(settings)
         await blobs.start()
         closers.append(blobs.stop)
+    control = Control.open(catalog, blobs) if catalog is not None and blobs is not None else None
     return Components(
         settings=settings,
         store=store,
         log=log,
         catalog=catalog,
+        control=control,
         tenancy=tenancy,
         runs=runs,
         ingest=ingest,

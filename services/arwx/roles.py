@@ -25,6 +25,7 @@ from arwx.components import Components
 from arwx.config import Settings
 from arwx.consumer.runner import Consumer
 from arwx.control import artifact_routes
+from arwx.control import routes as control_routes
 from arwx.gateway import routes as gateway_routes
 from arwx.query import routes as query_routes
 
@@ -94,7 +95,7 @@ ROLES: dict[str, Role] = {
         "run the ingest gateway (HTTP → log) and the MLflow tracking API (docs/mlflow.md)",
         routes=(
             gateway_routes.add_routes, blob_routes.add_write_routes, artifact_routes.add_write_routes,
-            mlflow_routes.add_routes,
+            mlflow_routes.add_routes, control_routes.add_write_routes,
         ),
         needs=frozenset({"blobs", "catalog"}),
         alone_needs=(LOG_AND_STORE, CATALOG, BLOBS),
@@ -108,7 +109,10 @@ ROLES: dict[str, Role] = {
     ),
     "query": Role(
         "run the query service (history, receipts)",
-        routes=(query_routes.add_routes, blob_routes.add_read_routes, artifact_routes.add_read_routes),
+        routes=(
+            query_routes.add_routes, blob_routes.add_read_routes, artifact_routes.add_read_routes,
+            control_routes.add_read_routes,
+        ),
         needs=frozenset({"blobs", "catalog"}),
         alone_needs=(LOG_AND_STORE, CATALOG, BLOBS),
     ),

@@ -33,6 +33,7 @@ from arwx.catalog.mirror import RunMirror
 from arwx.catalog.tables import run_writers, runs
 from arwx.errors import Conflict
 from arwx.wire import check_config
+from arwx.control.projects import ensure as ensure_project
 
 RUN_STATUSES = ("running", "finished", "failed", "crashed", "killed")
 
@@ -151,6 +152,8 @@ class Runs:
         )
         try:
             async with self.catalog.begin() as conn:
+                # A run names its project into existence (POST /v1/projects can set its goal later).
+                await ensure_project(conn, org, project, run.created_at_ms)
                 await conn.execute(
                     runs.insert().values(
                         org=run.org, run_id=run.run_id, project=run.project, name=run.name, status=run.status,

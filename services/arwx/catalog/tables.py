@@ -15,6 +15,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     Float,
     ForeignKey,
@@ -261,4 +262,96 @@ mlflow_artifacts = Table(
     Column("path", Text, primary_key=True),
     Column("sha", String(64), nullable=False),
     Column("size", BigInteger, nullable=False),
+)
+
+# --- The control plane (migration 0005): projects and goals, sessions,
+# experiments, decisions, and the responses kept for Idempotency-Key.
+
+# A project is created by POST /v1/projects or by the first run that names it.
+# The goal (objective_metric, lower_is_better, target) is optional until set.
+projects = Table(
+    "projects",
+    metadata,
+    Column("org", String(64), ForeignKey("orgs.org"), primary_key=True),
+    Column("name", String(128), primary_key=True),
+    Column("objective_metric", Text, nullable=True),
+    Column("lower_is_better", Boolean, nullable=False),
+    Column("target", Float, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+# ``seq`` orders rows of a table by creation in one database (two rows made in
+# the same millisecond still have an order: "the newest session" is exact);
+# ``id`` is what clients see, random so ids say nothing about volume.
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("org", String(64), nullable=False),
+    Column("id", String(32), nullable=False),
+    Column("project", String(128), nullable=False),
+    Column("tag", Text, nullable=False),
+    Column("branch", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    ForeignKeyConstraint(["org", "project"], ["projects.org", "projects.name"]),
+    UniqueConstraint("org", "id"),
+    Index(None, "org", "project", "seq"),
+)
+
+experiments = Table(
+    "experiments",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("org", String(64), nullable=False),
+    Column("id", String(32), nullable=False),
+    Column("project", String(128), nullable=False),
+    Column("session_id", String(32), nullable=False),
+    Column("note", Text, nullable=False),
+    Column("commit", String(128), nullable=True),
+    Column("parent_commit", String(128), nullable=True),
+    # The stored diff text is a blob; over the cap it is a marker saying so.
+    Column("diff_sha", String(64), nullable=True),
+    Column("diff_size", BigInteger, nullable=False),
+    Column("diff_truncated", Boolean, nullable=False),
+    Column("config", JSON, nullable=False),
+    Column("repro_key", String(64), nullable=False),
+    # The code snapshot: {path: {sha256, size, mode}}, every sha a blob of the org.
+    Column("tree", JSON, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    ForeignKeyConstraint(["org", "session_id"], ["sessions.org", "sessions.id"]),
+    UniqueConstraint("org", "id"),
+    Index(None, "org", "project", "seq"),
+    Index(None, "org", "session_id", "seq"),
+)
+
+# Every decision is kept; an experiment's current one is its highest ``seq``.
+decisions = Table(
+    "decisions",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("org", String(64), nullable=False),
+    Column("experiment_id", String(32), nullable=False),
+    Column("project", String(128), nullable=False),
+    Column("session_id", String(32), nullable=False),
+    Column("status", String(8), nullable=False),
+    Column("score", Float, nullable=True),
+    Column("metric", Text, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    ForeignKeyConstraint(["org", "experiment_id"], ["experiments.org", "experiments.id"]),
+    Index(None, "org", "experiment_id", "seq"),
+    Index(None, "org", "project", "seq"),
+)
+
+# One row per (org, Idempotency-Key): the request's fingerprint and, once it
+# is answered, the answer to replay. ``status`` 0 means still being answered.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("org", String(64), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("response", Text, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
 )

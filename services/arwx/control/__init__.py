@@ -1,6 +1,35 @@
 """The control plane: what people and agents create over the catalog and the blob store.
 
-Services are plain async classes that know nothing of HTTP (``files``,
-``artifacts``); route modules (``artifact_routes``) translate requests to
-calls of them and back.
+Services are plain async classes that know nothing of HTTP: ``projects``
+(projects and goals), ``research`` (sessions, experiments, decisions, code
+snapshots), ``summary`` (agent context, dashboard bootstrap), ``idempotency``
+(``Idempotency-Key``), ``files`` and ``artifacts``. Route modules (``routes``,
+``artifact_routes``) translate requests to calls of them and back. ``Control``
+is the set of research services one process builds once.
 """
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from arwx.blobs.base import BlobStore
+from arwx.catalog import Catalog
+from arwx.control.idempotency import IdempotencyKeys
+from arwx.control.projects import Projects
+from arwx.control.research import Research
+from arwx.control.summary import Summaries
+
+
+@dataclass(frozen=True)
+class Control:
+    """The control-plane services of one process."""
+
+    projects: Projects
+    research: Research
+    summaries: Summaries
+    idempotency: IdempotencyKeys
+
+    @classmethod
+    def open(cls, catalog: Catalog, blobs: BlobStore) -> Control:
+        projects = Projects(catalog)
+        research = Research(catalog, blobs)
+        return cls(projects, research, Summaries(catalog, projects, research), IdempotencyKeys(catalog))

@@ -1,5 +1,5 @@
 """Read-side routes: runs, their history (paged or streamed), integrity receipts,
-projects and charts."""
+a project's runs and charts (projects themselves are in ``arwx.control``)."""
 
 from __future__ import annotations
 
@@ -122,22 +122,6 @@ def _opt_int(request: web.Request, name: str, lo: int, hi: int) -> int | None:
     return _int(request, name, None, lo, hi) if request.query.get(name) else None  # type: ignore[arg-type]
 
 
-async def list_projects(request: web.Request) -> web.Response:
-    limit = _int(request, "limit", 100, 1, projects_mod.MAX_PAGE)
-    page = await projects_mod.list_projects(
-        request.app[STORE], request[API_KEY].org, request.query.get("prefix", ""), limit, request.query.get("cursor")
-    )
-    return web.json_response(page)
-
-
-async def get_project(request: web.Request) -> web.Response:
-    name = request.match_info["name"]
-    project = await projects_mod.get_project(request.app[STORE], request[API_KEY].org, name)
-    if project is None:
-        raise NotFound(f"unknown project {name!r}")
-    return web.json_response(project)
-
-
 async def get_project_runs(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     status = request.query.get("status") or None
@@ -217,8 +201,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/runs/{run_id}", get_run)
     app.router.add_get("/v1/runs/{run_id}/metrics", get_metrics)
     app.router.add_get("/v1/runs/{run_id}/metrics/stream", get_metrics_stream)
-    app.router.add_get("/v1/projects", list_projects)
-    app.router.add_get("/v1/projects/{name:[^/]+}", get_project)
     app.router.add_get("/v1/projects/{name:[^/]+}/runs", get_project_runs)
     app.router.add_get("/v1/projects/{name:[^/]+}/charts", get_project_charts)
     app.router.add_get("/v1/runs/{run_id}/integrity", get_integrity)
