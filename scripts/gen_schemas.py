@@ -20,9 +20,13 @@ sys.path.insert(0, str(ROOT / "services"))
 import msgspec  # noqa: E402
 
 from arwx.control.artifact_wire import ArtifactLog, FileRegister, RefMove  # noqa: E402
+from arwx.control.wire import STRUCTS as CONTROL_STRUCTS  # noqa: E402
 from arwx.wire import BlobsMissing, IngestBatch, KeyCreate, Point, RunCreate, RunFinish  # noqa: E402
 
-STRUCTS = (Point, IngestBatch, RunCreate, RunFinish, KeyCreate, BlobsMissing, FileRegister, ArtifactLog, RefMove)
+STRUCTS = (
+    Point, IngestBatch, RunCreate, RunFinish, KeyCreate, BlobsMissing, FileRegister, ArtifactLog, RefMove,
+    *CONTROL_STRUCTS,
+)
 
 
 def wire_schema() -> dict:
@@ -174,6 +178,117 @@ def _artifact_paths() -> dict:
     }
 
 
+_IDEMPOTENCY = {
+    "name": "Idempotency-Key", "in": "header", "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    "description": "resend with the same key: the first answer is replayed; another request under it is a 409",
+}
+
+
+def _path(name: str) -> dict:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _create(summary: str, body: str, ok: dict, extra: dict | None = None, params: list | None = None) -> dict:
+    return {
+        "summary": summary,
+        "parameters": [*(params or []), _IDEMPOTENCY],
+        "requestBody": _body(body),
+        "responses": {**ok, "400": _ERR, "409": _ERR, **(extra or {}), **_AUTH},
+    }
+
+
+def control_paths() -> dict:
+    """The control plane (arwx.control): projects and goals, sessions, experiments, snapshots, summaries."""
+    project, session, exp = _obj("Project"), _obj("Session"), _obj("Experiment")
+    progress = {"description": "Running best and frontier (JSON) or a staircase chart (format=svg)",
+                "content": {"application/json": {"schema": {"type": "object"}}, "image/svg+xml": {}}}
+    fmt = [{"name": "format", "in": "query", "schema": {"enum": ["json", "svg"]}}]
+    e_id, s_id = [_path("experiment_id")], [_path("session_id")]
+    return {
+        "/v1/projects": {
+            "post": _create("Create a project or update its goal", "ProjectUpsert", {"201": project, "200": project}),
+            "get": {
+                "summary": "Projects of the key's org by name, with goal, run counts and best score",
+                "parameters": [
+                    {"name": "prefix", "in": "query", "schema": {"type": "string"}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                ],
+                "responses": {"200": _obj("One page", {"projects": {"type": "array"}, "next": {"type": ["string", "null"]}}), "400": _ERR, **_AUTH},
+            },
+        },
+        "/v1/projects/{name}": {
+            "get": {"summary": "One project: goal, counts, best score, active session, winner",
+                    "parameters": _PROJECT_PARAM, "responses": {"200": project, "404": _ERR, **_AUTH}},
+        },
+        "/v1/projects/{name}/sessions": {
+            "get": {"summary": "The project's sessions, newest (active) first",
+                    "parameters": _PROJECT_PARAM + [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}],
+                    "responses": {"200": _obj("Sessions"), "400": _ERR, "404": _ERR, **_AUTH}},
+        },
+        "/v1/projects/{name}/progress": {
+            "get": {"summary": "Running-best frontier across the project's decisions",
+                    "parameters": _PROJECT_PARAM + fmt, "responses": {"200": progress, "400": _ERR, "404": _ERR, **_AUTH}},
+        },
+        "/v1/sessions": {
+            "post": _create("Open a session (it becomes the project's active one)", "SessionCreate", {"201": session}),
+        },
+        "/v1/sessions/{session_id}/progress": {
+            "get": {"summary": "A session's running best and frontier", "parameters": s_id + fmt,
+                    "responses": {"200": progress, "400": _ERR, "404": _ERR, **_AUTH}},
+        },
+        "/v1/sessions/{session_id}/progress.svg": {
+            "get": {"summary": "A session's progress as an SVG staircase chart", "parameters": s_id,
+                    "responses": {"200": {"description": "SVG", "content": {"image/svg+xml": {}}}, "404": _ERR, **_AUTH}},
+        },
+        "/v1/sessions/{session_id}/frontier": {
+            "get": {"summary": "A session's best-so-far frontier", "parameters": s_id,
+                    "responses": {"200": _obj("Frontier"), "404": _ERR, **_AUTH}},
+        },
+        "/v1/experiments": {
+            "post": _create("Record an experiment (stamps repro_key; the diff goes to the blob store)", "ExperimentCreate",
+                            {"201": exp}, {"404": _ERR}),
+        },
+        "/v1/experiments/{experiment_id}": {
+            "get": {"summary": "An experiment with its current decision and decision history", "parameters": e_id,
+                    "responses": {"200": exp, "404": _ERR, **_AUTH}},
+        },
+        "/v1/experiments/{experiment_id}/diff": {
+            "get": {"summary": "The stored diff text (or the marker of a diff over the cap)", "parameters": e_id,
+                    "responses": {"200": {"description": "The diff", "content": {"text/plain": {}}}, "404": _ERR, **_AUTH}},
+        },
+        "/v1/experiments/{experiment_id}/decision": {
+            "post": _create("Record keep/drop and the score (a later decision replaces it; all are kept)", "DecisionCreate",
+                            {"201": exp}, {"404": _ERR}, e_id),
+        },
+        "/v1/experiments/{experiment_id}/tree": {
+            "get": {"summary": "The code snapshot manifest", "parameters": e_id,
+                    "responses": {"200": _obj("Tree"), "404": _ERR, **_AUTH}},
+            "put": {"summary": "Set the code snapshot manifest (every sha256 must be a blob the org uploaded)",
+                    "parameters": e_id, "requestBody": _body("TreePut"),
+                    "responses": {"200": _obj("Tree"), "400": _ERR, "404": _ERR, **_AUTH}},
+        },
+        "/v1/experiments/{experiment_id}/diff/{other_id}": {
+            "get": {"summary": "Tree diff: added, removed and changed paths with unified text diffs",
+                    "parameters": e_id + [_path("other_id")], "responses": {"200": _obj("Tree diff"), "404": _ERR, **_AUTH}},
+        },
+        "/v1/agent/context": {
+            "get": {
+                "summary": "Compact project state for an agent's next step",
+                "parameters": [
+                    {"name": "project", "in": "query", "required": True, "schema": {"type": "string"}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 50}},
+                ],
+                "responses": {"200": _obj("Context"), "400": _ERR, "404": _ERR, **_AUTH},
+            }
+        },
+        "/v1/bootstrap": {
+            "get": {"summary": "Everything the dashboard's first screen needs, in one bounded answer",
+                    "responses": {"200": _obj("Bootstrap"), **_AUTH}},
+        },
+    }
+
+
 def openapi() -> dict:
     (_, components) = msgspec.json.schema_components(STRUCTS, ref_template="#/components/schemas/{name}")
     paths = {
@@ -268,24 +383,6 @@ def openapi() -> dict:
                             "content": {"application/x-ndjson": {}, "application/vnd.apache.arrow.stream": {}}},
                     "400": _ERR, "404": _ERR, **_AUTH,
                 },
-            }
-        },
-        "/v1/projects": {
-            "get": {
-                "summary": "Projects of the key's org (implied by runs), by name",
-                "parameters": [
-                    {"name": "prefix", "in": "query", "schema": {"type": "string"}},
-                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
-                    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
-                ],
-                "responses": {"200": _obj("One page", {"projects": {"type": "array"}, "next": {"type": ["string", "null"]}}), "400": _ERR, **_AUTH},
-            }
-        },
-        "/v1/projects/{name}": {
-            "get": {
-                "summary": "One project: run counts by status",
-                "parameters": _PROJECT_PARAM,
-                "responses": {"200": _obj("Project"), "404": _ERR, **_AUTH},
             }
         },
         "/v1/projects/{name}/runs": {
@@ -426,6 +523,7 @@ def openapi() -> dict:
     }
     paths.update(_mlflow_paths())
     paths.update(_artifact_paths())
+    paths.update(control_paths())
     return {
         "openapi": "3.1.0",
         "info": {"title": "arwx", "version": "0.1.0", "description": "Generated by scripts/gen_schemas.py"},

@@ -6,26 +6,58 @@ the blob routes: in the distributed layout every write goes to a gateway.
 
 from __future__ import annotations
 
+import re
+
 from aiohttp import web
 
 from arwx.appkeys import API_KEY
-from arwx.control.errors import Invalid
+from arwx.control.errors import Invalid, NotFound
 from arwx.control.http import CONTROL, handler, idempotent, json_body, json_ok, query_int
 from arwx.control.projects import MAX_PAGE
 from arwx.control.research import MAX_LIST
 from arwx.control.summary import MAX_CONTEXT_LIMIT
-from arwx.control.wire import DecisionCreate, ExperimentCreate, ProjectUpsert, SessionCreate, TreePut
+from arwx.control.wire import (
+    ID_PATTERN,
+    DecisionCreate,
+    ExperimentCreate,
+    ProjectUpsert,
+    SessionCreate,
+    TreePut,
+)
 
 # A diff over the cap is replaced by a marker, so the body may be larger than
 # the cap; a tree of 100,000 files is about 20 MB of JSON.
 MAX_EXPERIMENT_BODY = 16 << 20
 MAX_TREE_BODY = 32 << 20
 TEXT_DIFF_CAP = 256 * 1024
+_ID_RE = re.compile(ID_PATTERN)
 TOTAL_DIFF_CAP = 2 << 20
 
 
 def _org(request: web.Request) -> str:
     return request[API_KEY].org
+
+
+def _id(request: web.Request, name: str, what: str) -> str:
+    """A path id; one that cannot be an id is unknown (404), like any other."""
+    value = request.match_info[name]
+    if not _ID_RE.match(value):
+        raise NotFound(f"unknown {what} {value[:64]!r}")
+    return value
+
+
+def _project(request: web.Request) -> str:
+    value = request.match_info["name"]
+    if len(value) > 128 or any(ord(c) < 0x20 or c == "\x7f" for c in value):
+        raise NotFound(f"unknown project {value[:64]!r}")
+    return value
+
+
+def _text_query(request: web.Request, name: str, max_len: int = 256) -> str:
+    value = request.query.get(name, "")
+    if len(value) > max_len or "\x00" in value:
+        raise Invalid(f"{name} must be at most {max_len} characters, without NUL")
+    return value
 
 
 # --- projects ------------------------------------------------------------
@@ -43,25 +75,25 @@ async def upsert_project(request: web.Request) -> web.Response:
 async def list_projects(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", 100, 1, MAX_PAGE)
     page = await request.app[CONTROL].projects.list(
-        _org(request), request.query.get("prefix", ""), limit, request.query.get("cursor") or None
+        _org(request), _text_query(request, "prefix"), limit, _text_query(request, "cursor") or None
     )
     return json_ok(page)
 
 
 @handler
 async def get_project(request: web.Request) -> web.Response:
-    return json_ok(await request.app[CONTROL].projects.get(_org(request), request.match_info["name"]))
+    return json_ok(await request.app[CONTROL].projects.get(_org(request), _project(request)))
 
 
 @handler
 async def project_sessions(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", 100, 1, MAX_LIST)
-    return json_ok(await request.app[CONTROL].research.project_sessions(_org(request), request.match_info["name"], limit))
+    return json_ok(await request.app[CONTROL].research.project_sessions(_org(request), _project(request), limit))
 
 
 @handler
 async def project_progress(request: web.Request) -> web.StreamResponse:
-    goal, prog = await request.app[CONTROL].research.project_progress(_org(request), request.match_info["name"])
+    goal, prog = await request.app[CONTROL].research.project_progress(_org(request), _project(request))
     return _progress(request, f"{prog['project']}: progress", goal, prog)
 
 
@@ -91,14 +123,14 @@ def _progress(request: web.Request, title: str, goal, prog: dict) -> web.StreamR
 
 @handler
 async def session_progress(request: web.Request) -> web.StreamResponse:
-    goal, prog = await request.app[CONTROL].research.session_progress(_org(request), request.match_info["session_id"])
+    goal, prog = await request.app[CONTROL].research.session_progress(_org(request), _id(request, "session_id", "session"))
     title = f"{prog['project']} / {prog['tag'] or prog['session_id']}"
     return _progress(request, title, goal, prog)
 
 
 @handler
 async def session_frontier(request: web.Request) -> web.Response:
-    _, prog = await request.app[CONTROL].research.session_progress(_org(request), request.match_info["session_id"])
+    _, prog = await request.app[CONTROL].research.session_progress(_org(request), _id(request, "session_id", "session"))
     keep = ("project", "session_id", "objective_metric", "lower_is_better", "target", "best", "target_met", "frontier")
     return json_ok({k: prog[k] for k in keep})
 
@@ -115,12 +147,12 @@ async def create_experiment(request: web.Request) -> web.Response:
 
 @handler
 async def get_experiment(request: web.Request) -> web.Response:
-    return json_ok(await request.app[CONTROL].research.get_experiment(_org(request), request.match_info["experiment_id"]))
+    return json_ok(await request.app[CONTROL].research.get_experiment(_org(request), _id(request, "experiment_id", "experiment")))
 
 
 @handler
 async def get_diff(request: web.Request) -> web.Response:
-    text, truncated = await request.app[CONTROL].research.diff_text(_org(request), request.match_info["experiment_id"])
+    text, truncated = await request.app[CONTROL].research.diff_text(_org(request), _id(request, "experiment_id", "experiment"))
     return web.Response(
         body=text, content_type="text/plain", charset="utf-8",
         headers={"X-Diff-Truncated": "true" if truncated else "false"},
@@ -131,24 +163,24 @@ async def get_diff(request: web.Request) -> web.Response:
 @idempotent()
 async def decide(request: web.Request) -> web.Response:
     req = await json_body(request, DecisionCreate)
-    return json_ok(await request.app[CONTROL].research.decide(_org(request), request.match_info["experiment_id"], req), 201)
+    return json_ok(await request.app[CONTROL].research.decide(_org(request), _id(request, "experiment_id", "experiment"), req), 201)
 
 
 @handler
 async def put_tree(request: web.Request) -> web.Response:
     req = await json_body(request, TreePut, MAX_TREE_BODY)
-    return json_ok(await request.app[CONTROL].research.put_tree(_org(request), request.match_info["experiment_id"], req))
+    return json_ok(await request.app[CONTROL].research.put_tree(_org(request), _id(request, "experiment_id", "experiment"), req))
 
 
 @handler
 async def get_tree(request: web.Request) -> web.Response:
-    return json_ok(await request.app[CONTROL].research.get_tree(_org(request), request.match_info["experiment_id"]))
+    return json_ok(await request.app[CONTROL].research.get_tree(_org(request), _id(request, "experiment_id", "experiment")))
 
 
 @handler
 async def tree_diff(request: web.Request) -> web.Response:
     research = request.app[CONTROL].research
-    a, b = request.match_info["experiment_id"], request.match_info["other_id"]
+    a, b = _id(request, "experiment_id", "experiment"), _id(request, "other_id", "experiment")
     return json_ok(await research.tree_diff(_org(request), a, b, TEXT_DIFF_CAP, TOTAL_DIFF_CAP))
 
 
@@ -157,7 +189,7 @@ async def tree_diff(request: web.Request) -> web.Response:
 
 @handler
 async def agent_context(request: web.Request) -> web.Response:
-    project = request.query.get("project")
+    project = _text_query(request, "project", 128)
     if not project:
         raise Invalid("project is required (?project=NAME)")
     limit = query_int(request, "limit", 5, 1, MAX_CONTEXT_LIMIT)

@@ -15,7 +15,9 @@ from msgspec import UNSET, UnsetType
 from arwx.wire import MetricKey, ProjectName
 
 # Server-chosen ids ("ses_…", "exp_…"); the pattern keeps them path- and log-safe.
-ObjectId = Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")]
+# (No text field may hold NUL: PostgreSQL text cannot store it.)
+ID_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"
+ObjectId = Annotated[str, msgspec.Meta(pattern=ID_PATTERN)]
 Label = Annotated[str, msgspec.Meta(max_length=256, pattern=r"^[^\x00-\x1f\x7f]*$")]
 GitRef = Annotated[str, msgspec.Meta(max_length=128, pattern=r"^[^\x00-\x20\x7f]*$")]
 Score = Annotated[float, msgspec.Meta(ge=-1e300, le=1e300)]  # finite: NaN and inf are not scores
@@ -52,7 +54,7 @@ class ExperimentCreate(msgspec.Struct, forbid_unknown_fields=True):
 
     session_id: ObjectId | None = None
     project: ProjectName | None = None
-    note: Annotated[str, msgspec.Meta(max_length=MAX_NOTE)] = ""
+    note: Annotated[str, msgspec.Meta(max_length=MAX_NOTE, pattern=r"^[^\x00]*$")] = ""
     commit: GitRef | None = None
     parent_commit: GitRef | None = None
     diff: str | None = None
@@ -67,7 +69,7 @@ class DecisionCreate(msgspec.Struct, forbid_unknown_fields=True):
     metric: MetricKey | None = None
 
 
-TreePath = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_PATH)]
+TreePath = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_PATH, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
 
 class TreeEntry(msgspec.Struct, forbid_unknown_fields=True):
