@@ -351,3 +351,25 @@ def test_agent_context_and_bootstrap(orgs: tuple[Api, Api]) -> None:
     assert boot["keys"] >= 1 and boot["org"]["id"]
     assert f"{name}-run" in [r["id"] for r in boot["recent_runs"]]
     assert len(boot["recent_runs"]) <= boot["limits"]["recent_runs"]
+
+
+def test_autoresearch_walkthrough_runs_as_written(orgs: tuple[Api, Api], tmp_path: Path) -> None:
+    """docs/autoresearch.md: every bash block, in order, with only the server and key set."""
+    from tests.helpers import ROOT
+
+    text = (ROOT / "docs" / "autoresearch.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in text.split("```bash\n")[1:]]
+    script = "\n".join(blocks)
+    script = "\n".join(ln for ln in script.splitlines() if not ln.startswith(("export ARWX=", "export ARWANDB_API_KEY=")))
+    a, _ = orgs
+    out = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "ARWX": a.url, "ARWANDB_API_KEY": a.key},
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "-lr = 3e-3\n+lr = 1e-3" in out.stdout  # the tree diff between the two experiments
+    assert '"error"' not in out.stdout, out.stdout
+    ET.parse(tmp_path / "progress.svg")
+    ctx = a.ok("GET", "/v1/agent/context", params={"project": "char-lm"})
+    assert ctx["best"] == 2.41 and ctx["target_met"] is True
+    assert ctx["experiments"][1]["note"] == "lr too hot early; added 200-step warmup"
