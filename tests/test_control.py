@@ -373,3 +373,11 @@ def test_autoresearch_walkthrough_runs_as_written(orgs: tuple[Api, Api], tmp_pat
     ctx = a.ok("GET", "/v1/agent/context", params={"project": "char-lm"})
     assert ctx["best"] == 2.41 and ctx["target_met"] is True
     assert ctx["experiments"][1]["note"] == "lr too hot early; added 200-step warmup"
+
+
+def test_a_goal_only_project_has_no_runs_yet_not_404(orgs: tuple[Api, Api]) -> None:
+    a, b = orgs
+    name = _name()
+    a.ok("POST", "/v1/projects", {"name": name, "objective_metric": "loss"})
+    assert a.ok("GET", f"/v1/projects/{name}/runs")["runs"] == []
+    assert b.get(f"/v1/projects/{name}/runs")[0] == 404

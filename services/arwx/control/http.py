@@ -25,7 +25,7 @@ from arwx.wire import BadInput, decode_body
 
 CONTROL = web.AppKey("control", Control)
 MAX_BODY = 1 << 20
-_BODY = "arwx.control.body"
+_BODY = web.RequestKey("control_body", bytes)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 T = TypeVar("T")

@@ -137,6 +137,12 @@ class Projects:
             raise NotFound(f"unknown project {name!r}")
         return row
 
+    async def exists(self, org: str, name: str) -> bool:
+        async with self.catalog.connect() as conn:
+            return (
+                await conn.scalar(select(projects.c.name).where(projects.c.org == org, projects.c.name == name))
+            ) is not None
+
     async def list(self, org: str, prefix: str = "", limit: int = 100, after: str | None = None) -> dict:
         """Projects by name (keyset-paged: ``next`` is the cursor), with goal, run counts and best score."""
         cond = [projects.c.org == org, projects.c.name > (after or "")]

@@ -1,4 +1,5 @@
-"""Projects, implied by runs (``runs.project``), always within one org.
+"""A project's runs from the ClickHouse runs mirror, always within one org (projects
+themselves are catalog entities: ``arwx.control.projects``).
 
 Lists are keyset-paginated: ``next`` is an opaque cursor for the next page.
 """
@@ -11,45 +12,6 @@ from arwx.query.rollups import extents_sql
 from arwx.store.base import Store
 
 MAX_PAGE = 1000
-
-
-async def list_projects(store: Store, org: str, prefix: str, limit: int, after: str | None) -> dict:
-    """Projects of ``org`` by name, with run counts."""
-    rows = await store.rows(
-        "SELECT project, count(), countIf(status = 'running'), toUnixTimestamp64Milli(min(created_at)),"
-        " toUnixTimestamp64Milli(max(created_at)) FROM runs FINAL"
-        " WHERE org = {org:String} AND startsWith(project, {prefix:String}) AND project > {after:String}"
-        " GROUP BY project ORDER BY project LIMIT {limit:UInt32}",
-        {"org": org, "prefix": prefix, "after": after or "", "limit": limit + 1},
-    )
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return {
-        "projects": [_project(r) for r in rows],
-        "next": rows[-1][0] if more and rows else None,
-    }
-
-
-def _project(r: tuple) -> dict:
-    return {"name": r[0], "runs": r[1], "running": r[2], "created_at": r[3] / 1000, "last_run_at": r[4] / 1000}
-
-
-async def get_project(store: Store, org: str, name: str) -> dict | None:
-    """One project with its run counts by status, or None (also for another org's)."""
-    rows = await store.rows(
-        "SELECT project, count(), countIf(status = 'running'), toUnixTimestamp64Milli(min(created_at)),"
-        " toUnixTimestamp64Milli(max(created_at)), groupArray(status) FROM runs FINAL"
-        " WHERE org = {org:String} AND project = {name:String} GROUP BY project",
-        {"org": org, "name": name},
-    )
-    if not rows:
-        return None
-    out = _project(rows[0])
-    by_status: dict[str, int] = {}
-    for status in rows[0][5]:
-        by_status[status] = by_status.get(status, 0) + 1
-    out["by_status"] = by_status
-    return out
 
 
 def parse_run_cursor(cursor: str) -> tuple[int, str]:

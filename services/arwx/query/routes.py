@@ -7,6 +7,7 @@ import msgspec
 from aiohttp import web
 
 from arwx.appkeys import API_KEY, LOG, RUNS, STORE
+from arwx.control.http import CONTROL
 from arwx.errors import BadRequest, NotFound
 from arwx.query import charts as charts_mod
 from arwx.query import projects as projects_mod
@@ -137,7 +138,7 @@ async def get_project_runs(request: web.Request) -> web.Response:
     page = await projects_mod.project_runs(
         request.app[STORE], request[API_KEY].org, name, status, request.query.get("name_prefix", ""), limit, after
     )
-    if not page["runs"] and after is None and await projects_mod.get_project(request.app[STORE], request[API_KEY].org, name) is None:
+    if not page["runs"] and after is None and not await request.app[CONTROL].projects.exists(request[API_KEY].org, name):
         raise NotFound(f"unknown project {name!r}")
     return web.json_response(page)
 
