@@ -106,6 +106,15 @@ async def _copy(conn: AsyncConnection, store: Store) -> dict[str, int]:
                 for o, rid, proj, name, status, cfg, wids, fp, c, f, v in run_rows
             ],
         )
+        # Projects are catalog rows since migration 0002: each project the runs name, from its first run.
+        from arwx.control.projects import MAX_NAME, ensure
+
+        first: dict[tuple[str, str], int] = {}
+        for o, _, proj, *_, c, _f, _v in run_rows:
+            first[(o, proj)] = min(first.get((o, proj), int(c)), int(c))
+        for (o, proj), c in sorted(first.items()):
+            if len(proj) <= MAX_NAME:
+                await ensure(conn, o, proj, c)
     if writer_rows:
         await conn.execute(
             run_writers.insert(),

@@ -22,6 +22,7 @@ from arwx.control.frontier import Goal
 from arwx.control.wire import ProjectUpsert
 
 MAX_PAGE = 1000
+MAX_NAME = 128  # projects.name; older run project names may be longer and stay project-less
 
 
 def _now() -> int:
