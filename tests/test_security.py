@@ -45,7 +45,7 @@ def test_every_route_every_method_odd_paths_need_a_key(embedded, api: Api) -> No
     SDK are public; an unknown name under /sdk/ is a 404 that serves nothing)."""
     anon = api.with_key(None)
     values = {"run_id": "r", "key_id": "key_x", "name": "p", "sha": "0" * 64, "filename": WHEEL, "ref": "winner",
-              "path": "1/r/artifacts/f.txt"}
+              "path": "1/r/artifacts/f.txt", "session_id": "ses_x", "experiment_id": "exp_x", "other_id": "exp_y"}
     paths = [_fill(t, **values) for t in _route_templates(embedded)]
     paths += [
         "/", "/v1", "/v1/", "/v2/runs", "/nope", "/v1/runs/r/../../keys", "/v1/runs/%2e%2e/%2e%2e/v1/keys",
@@ -128,9 +128,15 @@ def test_cross_org_every_resource_is_404_and_lists_leak_nothing(embedded, two_or
     a.ok("POST", "/v1/artifacts/log", {"project": project, "name": project,
                                        "manifest": {"m.bin": {"sha256": blob, "size": 16}}})
     a.ok("PUT", f"/v1/artifacts/{project}/refs/winner", {"project": project, "version": "v1"})
-    markers = [run, project, "xorg-secret-name", a_key["id"], "xorg-secret-keyname", "xorg-secret-blob", blob]
+    session = a.ok("POST", "/v1/sessions", {"project": project, "tag": "xorg-secret-tag"})["id"]
+    exp = a.ok("POST", "/v1/experiments", {"session_id": session, "note": "xorg-secret-note", "diff": "xorg-secret-diff"})["id"]
+    a.ok("PUT", f"/v1/experiments/{exp}/tree", {"files": {"xorg-secret-path": {"sha256": blob, "size": 16}}})
+    a.ok("POST", f"/v1/experiments/{exp}/decision", {"status": "keep", "score": 1.0})
+    markers = [run, project, "xorg-secret-name", a_key["id"], "xorg-secret-keyname", "xorg-secret-blob", blob,
+               session, exp, "xorg-secret-tag", "xorg-secret-note", "xorg-secret-path"]
     templates = _route_templates(embedded)
-    values = {"run_id": run, "key_id": a_key["id"], "name": project, "sha": blob, "ref": "winner"}
+    values = {"run_id": run, "key_id": a_key["id"], "name": project, "sha": blob, "ref": "winner",
+              "session_id": session, "experiment_id": exp, "other_id": exp}
     routes = [(r.method, r.resource.canonical) for r in embedded.server.runner.app.router.routes() if r.method != "HEAD"]
     covered = 0
     # The MLflow adapter's routes take MLflow's arguments: tests/test_mlflow.py checks them across orgs.
@@ -140,10 +146,19 @@ def test_cross_org_every_resource_is_404_and_lists_leak_nothing(embedded, two_or
             continue
         path = _fill(template, **values)
         body = {}
+        if template == "/v1/agent/context":  # names its project in the query
+            status, out = b.request(method, path, params={"project": project})
+            assert status == 404 and out.get("error"), (method, path, status, out)
+            covered += 1
+            continue
         if template == "/v1/ingest":
             body = {"points": points(run, "w", range(20, 30))}
-        if template == "/v1/artifacts/{name}/refs/{ref}":
+        elif template == "/v1/artifacts/{name}/refs/{ref}":
             body = {"version": "v1"}  # a valid move: what answers is the lookup, not the validation
+        elif template == "/v1/experiments/{experiment_id}/decision":
+            body = {"status": "drop", "score": 0.0}  # valid: only the experiment's org is wrong
+        elif template == "/v1/experiments/{experiment_id}/tree":
+            body = {"files": {}}
         raw = ndjson(points(run, "w", range(30, 31))) if template == "/v1/ingest/stream" else None
         status, out = b.request(method, path, body=body if raw is None else None, raw=raw)
         text = json.dumps(out)
