@@ -31,9 +31,9 @@ from arwx.cache import MISSING, BoundedCache
 from arwx.catalog import Catalog
 from arwx.catalog.mirror import RunMirror
 from arwx.catalog.tables import run_writers, runs
+from arwx.control.projects import ensure as ensure_project
 from arwx.errors import Conflict
 from arwx.wire import check_config
-from arwx.control.projects import ensure as ensure_project
 
 RUN_STATUSES = ("running", "finished", "failed", "crashed", "killed")
 

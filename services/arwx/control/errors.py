@@ -1,35 +1,14 @@
-"""What a control-plane service refuses, as exceptions the routes turn into answers.
+"""What a control-plane service refuses: the project-wide ``arwx.errors`` classes.
 
-Services raise these and know nothing of HTTP; ``routes.py`` maps each class
-to one status (``Invalid`` 400, ``NotFound`` 404, ``Conflict`` 409).
+Services raise these and know nothing of HTTP; the app's one error middleware
+renders them (``Invalid`` 400, ``NotFound`` 404, ``Conflict`` 409), with any
+``extra`` fields (the missing SHAs of a tree) in the JSON body.
 """
 
 from __future__ import annotations
 
+from arwx.errors import ApiError as ControlError
+from arwx.errors import BadRequest as Invalid
+from arwx.errors import Conflict, NotFound
 
-class ControlError(Exception):
-    """Base: the message names what was wrong and is shown to the client."""
-
-    status = 400
-
-    def __init__(self, message: str, **extra: object) -> None:
-        super().__init__(message)
-        self.extra = extra  # more fields of the error answer (e.g. the missing SHAs)
-
-
-class Invalid(ControlError):
-    """The request names something malformed or impossible (400)."""
-
-    status = 400
-
-
-class NotFound(ControlError):
-    """No such object in the caller's organization (404; another org's looks the same)."""
-
-    status = 404
-
-
-class Conflict(ControlError):
-    """The request contradicts what is stored (409)."""
-
-    status = 409
+__all__ = ["ControlError", "Conflict", "Invalid", "NotFound"]

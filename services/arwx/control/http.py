@@ -1,7 +1,7 @@
-"""HTTP glue shared by control-plane routes: bodies, error answers, Idempotency-Key.
+"""HTTP glue shared by control-plane routes: bounded JSON bodies and Idempotency-Key.
 
-``handler`` turns what services raise (``ControlError``) and malformed bodies
-into one JSON error answer; ``idempotent`` makes a POST create safe to resend:
+Refusals are ``arwx.errors`` exceptions, rendered by the app's middleware.
+``idempotent`` makes a POST create safe to resend:
 with an ``Idempotency-Key`` header the first answer is stored in the catalog
 and replayed (with ``Idempotent-Replayed: true``) for the same request, and a
 different request under the same key is a 409 (see ``idempotency.py``).
@@ -17,11 +17,11 @@ from aiohttp import web
 
 from arwx.appkeys import API_KEY
 from arwx.control import Control
-from arwx.control.errors import ControlError
+from arwx.control.errors import Invalid
 from arwx.control.idempotency import HEADER, fingerprint
-from arwx.gateway.body import BodyTooLarge, read_body
-from arwx.gateway.errors import json_error
-from arwx.wire import BadInput, decode_body
+from arwx.errors import PayloadTooLarge
+from arwx.gateway.body import read_body
+from arwx.wire import decode_body
 
 CONTROL = web.AppKey("control", Control)
 MAX_BODY = 1 << 20
@@ -31,32 +31,13 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 T = TypeVar("T")
 
 
-def error_response(e: ControlError) -> web.Response:
-    return web.json_response({"error": str(e), **e.extra}, status=e.status)
-
-
-def handler(fn: Handler) -> Handler:
-    """Answer ``ControlError`` and malformed input with its 4xx."""
-
-    @functools.wraps(fn)
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        try:
-            return await fn(request)
-        except ControlError as e:
-            return error_response(e)
-        except (BadInput, BodyTooLarge) as e:
-            return json_error(400, f"bad input: {e}")
-
-    return wrapped
-
-
 async def body(request: web.Request, limit: int = MAX_BODY) -> bytes:
     """The request body (read once; ``idempotent`` may have read it already)."""
     if _BODY not in request:
         request[_BODY] = await read_body(request, limit)
     data = request[_BODY]
     if len(data) > limit:
-        raise BodyTooLarge(f"body is over the {limit}-byte limit")
+        raise PayloadTooLarge(f"body is over the {limit}-byte limit")
     return data
 
 
@@ -74,14 +55,9 @@ def idempotent(limit: int = MAX_BODY) -> Callable[[Handler], Handler]:
             key = request.headers.get(HEADER)
             if key is None:
                 return await fn(request)
-            try:
-                data = await body(request, limit)
-                keys, org = request.app[CONTROL].idempotency, request[API_KEY].org
-                replay = await keys.claim(org, key, fingerprint(request.method, request.path_qs, data))
-            except ControlError as e:
-                return error_response(e)
-            except BodyTooLarge as e:
-                return json_error(400, f"bad input: {e}")
+            data = await body(request, limit)
+            keys, org = request.app[CONTROL].idempotency, request[API_KEY].org
+            replay = await keys.claim(org, key, fingerprint(request.method, request.path_qs, data))
             if replay is not None:
                 return web.Response(
                     body=replay.body.encode(), status=replay.status, content_type="application/json",
@@ -105,8 +81,6 @@ def idempotent(limit: int = MAX_BODY) -> Callable[[Handler], Handler]:
 
 def query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
     """An integer query parameter in ``lo..hi`` (``Invalid`` names it otherwise)."""
-    from arwx.control.errors import Invalid
-
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default

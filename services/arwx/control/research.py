@@ -271,7 +271,7 @@ class Research:
             raise Invalid(
                 f"files: {len(missing)} blob(s) were never uploaded (POST /v1/blobs first): {', '.join(missing[:20])}"
                 + (" …" if len(missing) > 20 else ""),
-                missing=missing,
+                extra={"missing": missing},
             )
         tree = {p: {"sha256": e.sha256, "size": e.size, "mode": e.mode} for p, e in sorted(req.files.items())}
         async with self.catalog.begin() as conn:

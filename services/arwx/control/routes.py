@@ -12,7 +12,7 @@ from aiohttp import web
 
 from arwx.appkeys import API_KEY
 from arwx.control.errors import Invalid, NotFound
-from arwx.control.http import CONTROL, handler, idempotent, json_body, json_ok, query_int
+from arwx.control.http import CONTROL, idempotent, json_body, json_ok, query_int
 from arwx.control.projects import MAX_PAGE
 from arwx.control.research import MAX_LIST
 from arwx.control.summary import MAX_CONTEXT_LIMIT
@@ -63,7 +63,6 @@ def _text_query(request: web.Request, name: str, max_len: int = 256) -> str:
 # --- projects ------------------------------------------------------------
 
 
-@handler
 @idempotent()
 async def upsert_project(request: web.Request) -> web.Response:
     req = await json_body(request, ProjectUpsert)
@@ -71,7 +70,6 @@ async def upsert_project(request: web.Request) -> web.Response:
     return json_ok(project, 201 if created else 200)
 
 
-@handler
 async def list_projects(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", 100, 1, MAX_PAGE)
     page = await request.app[CONTROL].projects.list(
@@ -80,18 +78,15 @@ async def list_projects(request: web.Request) -> web.Response:
     return json_ok(page)
 
 
-@handler
 async def get_project(request: web.Request) -> web.Response:
     return json_ok(await request.app[CONTROL].projects.get(_org(request), _project(request)))
 
 
-@handler
 async def project_sessions(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", 100, 1, MAX_LIST)
     return json_ok(await request.app[CONTROL].research.project_sessions(_org(request), _project(request), limit))
 
 
-@handler
 async def project_progress(request: web.Request) -> web.StreamResponse:
     goal, prog = await request.app[CONTROL].research.project_progress(_org(request), _project(request))
     return _progress(request, f"{prog['project']}: progress", goal, prog)
@@ -100,7 +95,6 @@ async def project_progress(request: web.Request) -> web.StreamResponse:
 # --- sessions --------------------------------------------------------------
 
 
-@handler
 @idempotent()
 async def create_session(request: web.Request) -> web.Response:
     req = await json_body(request, SessionCreate)
@@ -121,14 +115,12 @@ def _progress(request: web.Request, title: str, goal, prog: dict) -> web.StreamR
     return json_ok(prog)
 
 
-@handler
 async def session_progress(request: web.Request) -> web.StreamResponse:
     goal, prog = await request.app[CONTROL].research.session_progress(_org(request), _id(request, "session_id", "session"))
     title = f"{prog['project']} / {prog['tag'] or prog['session_id']}"
     return _progress(request, title, goal, prog)
 
 
-@handler
 async def session_frontier(request: web.Request) -> web.Response:
     _, prog = await request.app[CONTROL].research.session_progress(_org(request), _id(request, "session_id", "session"))
     keep = ("project", "session_id", "objective_metric", "lower_is_better", "target", "best", "target_met", "frontier")
@@ -138,19 +130,16 @@ async def session_frontier(request: web.Request) -> web.Response:
 # --- experiments -----------------------------------------------------------
 
 
-@handler
 @idempotent(MAX_EXPERIMENT_BODY)
 async def create_experiment(request: web.Request) -> web.Response:
     req = await json_body(request, ExperimentCreate, MAX_EXPERIMENT_BODY)
     return json_ok(await request.app[CONTROL].research.create_experiment(_org(request), req), 201)
 
 
-@handler
 async def get_experiment(request: web.Request) -> web.Response:
     return json_ok(await request.app[CONTROL].research.get_experiment(_org(request), _id(request, "experiment_id", "experiment")))
 
 
-@handler
 async def get_diff(request: web.Request) -> web.Response:
     text, truncated = await request.app[CONTROL].research.diff_text(_org(request), _id(request, "experiment_id", "experiment"))
     return web.Response(
@@ -159,25 +148,21 @@ async def get_diff(request: web.Request) -> web.Response:
     )
 
 
-@handler
 @idempotent()
 async def decide(request: web.Request) -> web.Response:
     req = await json_body(request, DecisionCreate)
     return json_ok(await request.app[CONTROL].research.decide(_org(request), _id(request, "experiment_id", "experiment"), req), 201)
 
 
-@handler
 async def put_tree(request: web.Request) -> web.Response:
     req = await json_body(request, TreePut, MAX_TREE_BODY)
     return json_ok(await request.app[CONTROL].research.put_tree(_org(request), _id(request, "experiment_id", "experiment"), req))
 
 
-@handler
 async def get_tree(request: web.Request) -> web.Response:
     return json_ok(await request.app[CONTROL].research.get_tree(_org(request), _id(request, "experiment_id", "experiment")))
 
 
-@handler
 async def tree_diff(request: web.Request) -> web.Response:
     research = request.app[CONTROL].research
     a, b = _id(request, "experiment_id", "experiment"), _id(request, "other_id", "experiment")
@@ -187,7 +172,6 @@ async def tree_diff(request: web.Request) -> web.Response:
 # --- agent and dashboard ---------------------------------------------------
 
 
-@handler
 async def agent_context(request: web.Request) -> web.Response:
     project = _text_query(request, "project", 128)
     if not project:
@@ -196,7 +180,6 @@ async def agent_context(request: web.Request) -> web.Response:
     return json_ok(await request.app[CONTROL].summaries.agent_context(_org(request), project, limit))
 
 
-@handler
 async def bootstrap(request: web.Request) -> web.Response:
     return json_ok(await request.app[CONTROL].summaries.bootstrap(_org(request)))
 
