@@ -381,3 +381,28 @@ def test_a_goal_only_project_has_no_runs_yet_not_404(orgs: tuple[Api, Api]) -> N
     a.ok("POST", "/v1/projects", {"name": name, "objective_metric": "loss"})
     assert a.ok("GET", f"/v1/projects/{name}/runs")["runs"] == []
     assert b.get(f"/v1/projects/{name}/runs")[0] == 404
+
+
+def test_winner_and_lineage_show_on_project_experiment_and_context(orgs: tuple[Api, Api]) -> None:
+    a, b = orgs
+    name = _name()
+    a.ok("POST", "/v1/projects", {"name": name, "objective_metric": "loss"})
+    a.ok("POST", "/v1/sessions", {"project": name})
+    e = a.ok("POST", "/v1/experiments", {"project": name, "note": "made the model"})
+    assert a.ok("GET", f"/v1/projects/{name}")["winner"] is None
+    sha = _blob(a, b"weights")
+    v = a.ok("POST", "/v1/artifacts/log", {"project": name, "name": "model", "type": "model",
+                                           "manifest": {"w.bin": {"sha256": sha, "size": 7}}, "produced_by": e["id"]})
+    a.ok("PUT", "/v1/artifacts/model/refs/winner", {"project": name, "version": v["version"]})
+    winner = a.ok("GET", f"/v1/projects/{name}")["winner"]
+    assert (winner["name"], winner["version"], winner["produced_by"]) == ("model", v["version"], e["id"])
+    assert a.ok("GET", "/v1/agent/context", params={"project": name})["winner"]["version"] == v["version"]
+    produced = a.ok("GET", f"/v1/experiments/{e['id']}")["produced"]
+    assert [(p["name"], p["version"]) for p in produced] == [("model", v["version"])]
+    # The seed's second cURL command resolves the same version.
+    out = subprocess.run(
+        ["bash", "-c", f'curl -s "{a.url}/v1/artifacts/model/winner?project={name}" -H "Authorization: Bearer $ARWANDB_API_KEY"'],
+        env={**os.environ, "ARWANDB_API_KEY": a.key}, capture_output=True, text=True, timeout=30,
+    )
+    assert f'"version": "{v["version"]}"' in out.stdout or f'"version":"{v["version"]}"' in out.stdout, out.stdout
+    assert b.get(f"/v1/projects/{name}")[0] == 404

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from arwx.blobs.base import BlobStore
 from arwx.catalog import Catalog
+from arwx.control.artifacts import Artifacts
+from arwx.control.files import Files
 from arwx.control.idempotency import IdempotencyKeys
 from arwx.control.projects import Projects
 from arwx.control.research import Research
@@ -30,6 +32,8 @@ class Control:
 
     @classmethod
     def open(cls, catalog: Catalog, blobs: BlobStore) -> Control:
-        projects = Projects(catalog)
-        research = Research(catalog, blobs)
+        # Artifacts hold no state of their own: this instance reads winners and lineage.
+        artifacts = Artifacts(catalog, blobs, Files(catalog, blobs))
+        projects = Projects(catalog, artifacts)
+        research = Research(catalog, blobs, artifacts)
         return cls(projects, research, Summaries(catalog, projects, research), IdempotencyKeys(catalog))

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from arwx.catalog import Catalog
 from arwx.catalog.tables import decisions, experiments, projects, runs, sessions
+from arwx.control.artifacts import Artifacts
 from arwx.control.errors import NotFound
 from arwx.control.frontier import Goal
 from arwx.control.wire import ProjectUpsert
@@ -106,8 +107,9 @@ def _public(row: Row, runs_n: tuple[int, int, int | None], best: float | None) -
 class Projects:
     """Projects of every org; each call names the org it acts for."""
 
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, artifacts: Artifacts | None = None) -> None:
         self.catalog = catalog
+        self.artifacts = artifacts  # for the winner; None: no winner is looked up
 
     async def upsert(self, org: str, req: ProjectUpsert) -> tuple[dict, bool]:
         """Create the project or update the goal fields the request names; (project, created)."""
@@ -190,6 +192,7 @@ class Projects:
                 .order_by(sessions.c.seq.desc()).limit(1)
             )
             best = (await best_scores(conn, org, [name])).get(name)
+        winner = await self.artifacts.winner(org, name) if self.artifacts is not None else None
         out = _public(row, (sum(by_status.values()), by_status.get("running", 0), last_run), best)
         out.update(
             by_status=by_status,
@@ -197,7 +200,7 @@ class Projects:
             experiments=int(n_experiments or 0),
             decisions={"keep": by_decision.get("keep", 0), "drop": by_decision.get("drop", 0)},
             active_session=active,
-            winner=None,
+            winner=winner,
         )
         return out
 

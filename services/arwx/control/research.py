@@ -32,6 +32,7 @@ from arwx.blobs.base import BlobStore
 from arwx.catalog import Catalog
 from arwx.catalog.tables import decisions, experiments, projects, sessions
 from arwx.control import projects as projects_mod
+from arwx.control.artifacts import Artifacts
 from arwx.control.errors import Invalid, NotFound
 from arwx.control.frontier import Goal, progress
 from arwx.control.wire import DecisionCreate, ExperimentCreate, SessionCreate, TreePut
@@ -113,9 +114,10 @@ _EXP_COLS = [c for c in experiments.c if c.name != "tree"]
 class Research:
     """Sessions, experiments, decisions and trees of every org."""
 
-    def __init__(self, catalog: Catalog, blobs: BlobStore) -> None:
+    def __init__(self, catalog: Catalog, blobs: BlobStore, artifacts: Artifacts | None = None) -> None:
         self.catalog = catalog
         self.blobs = blobs
+        self.artifacts = artifacts  # lineage: what an experiment produced
 
     # --- sessions -------------------------------------------------------
 
@@ -219,6 +221,7 @@ class Research:
             ).all()
         out = _experiment(row, _decision(history[-1]) if history else None)
         out["decisions"] = [_decision(d) for d in history]
+        out["produced"] = await self.artifacts.produced_by(org, eid) if self.artifacts is not None else []
         return out
 
     async def diff_text(self, org: str, eid: str) -> tuple[bytes, bool]:
