@@ -1,4 +1,4 @@
-"""The control plane's catalog migration (0004), on SQLite and a real PostgreSQL.
+"""The control plane's catalog migration (0005), on SQLite and a real PostgreSQL.
 
 A catalog from before it (0001) keeps its runs, and every project those runs
 named becomes a project row (no goal yet), with the first run's time.

@@ -106,7 +106,7 @@ async def _copy(conn: AsyncConnection, store: Store) -> dict[str, int]:
                 for o, rid, proj, name, status, cfg, wids, fp, c, f, v in run_rows
             ],
         )
-        # Projects are catalog rows since migration 0004: each project the runs name, from its first run.
+        # Projects are catalog rows since migration 0005: each project the runs name, from its first run.
         from arwx.control.projects import MAX_NAME, ensure
 
         first: dict[tuple[str, str], int] = {}
