@@ -480,7 +480,9 @@ def _operation_fuzzer(op, mode, base_url: str, auth: dict, problems: list[str]):
         assert resp.status_code < 500, f"{where}: {resp.text[:300]}"
         if resp.status_code >= 400:
             try:
-                err = resp.json().get("error")
+                body = resp.json()
+                # The MLflow adapter answers in MLflow's shape: {"error_code", "message"}.
+                err = body.get("message") and body.get("error_code") if "/mlflow" in op.path else body.get("error")
             except (ValueError, AttributeError):
                 err = None
             if not err:
