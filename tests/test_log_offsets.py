@@ -82,3 +82,29 @@ async def test_offsets_strictly_increase_across_restart_and_trim_cycles(embedded
     r = await receipt(store, log, run)
     assert r["points_stored"] == seq and r["pending"] == 0 and r["intact"], r
     await log.stop()
+
+
+async def test_two_writers_on_one_file_never_collide(tmp_path: Path) -> None:
+    """Two logs open on one file (two processes on one data dir; in the tests, the session's
+    embedded server and a second in-process server): appends through either, interleaved, all
+    succeed with distinct, increasing offsets.
+
+    Regression: each writer handed out offsets from its own in-memory mark, so after the
+    other one appended every append collided on the primary key and answered 503 ("the event
+    log is unavailable or full") for every client: running ``tests/test_security.py`` (whose
+    limits test starts a second server on the shared store directory) before
+    ``tests/test_fuzz_ingest.py`` failed six fuzz tests."""
+    a, b = SqliteLog(str(tmp_path)), SqliteLog(str(tmp_path))
+    await a.start()
+    await b.start()
+    try:
+        seen: list[int] = []
+        for i in range(6):
+            log = (a, b)[i % 2] if i < 4 else a  # a, b, a, b, then a twice after b moved the mark
+            out = await log.append("org/r", [_message("org", "r", "w", range(i * 5, i * 5 + 5))] * 2)
+            seen += [x.offset for x in out]
+        assert seen == sorted(set(seen)), f"offsets reused or out of order: {seen}"
+        assert a.held()[0] == 12
+    finally:
+        await a.stop()
+        await b.stop()
