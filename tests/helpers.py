@@ -202,6 +202,8 @@ class ServerProcess:
         self.output = ""
 
     def start(self, timeout: float = 90.0) -> ServerProcess:
+        # A first start (no data directory yet) prints a new key, before "listening on".
+        fresh = not self.data_dir.exists()
         env = dict(os.environ, **self.env)
         env["PYTHONPATH"] = str(self.source / "services") + os.pathsep + env.get("PYTHONPATH", "")
         env["PYTHONUNBUFFERED"] = "1"
@@ -229,9 +231,14 @@ class ServerProcess:
 
         wait_for(up, timeout, 0.05, "arwx server to listen")
         self.output = "".join(lines)
-        m = re.search(r"ARWANDB_API_KEY=(arwx_live_\S+)", self.output)
+        # Only what came before "listening on": a key printed after it would be read or
+        # missed depending on the machine's load (that race once made first requests 401).
+        before = self.output.split("listening on", 1)[0]
+        m = re.search(r"ARWANDB_API_KEY=(arwx_live_[A-Za-z0-9_-]+)", before)
         if m:
             self.key = m.group(1)
+        elif fresh:
+            raise RuntimeError(f"a first start printed no API key before 'listening on':\n{self.output}")
         self._lines = lines
         return self
 
