@@ -83,6 +83,13 @@ def _download(api: Api, sha: str) -> bytes:
     return body
 
 
+def _experiment(api: Api, project: str) -> str:
+    """A real experiment of ``project`` (lineage names experiments that exist)."""
+    api.ok("POST", "/v1/projects", {"name": project})
+    api.ok("POST", "/v1/sessions", {"project": project})
+    return api.ok("POST", "/v1/experiments", {"project": project, "note": "made an artifact"})["id"]
+
+
 def _log(api: Api, project: str, name: str, manifest: dict, **extra) -> tuple[int, dict]:
     return api.post("/v1/artifacts/log", {"project": project, "name": name, "type": "model", "manifest": manifest,
                                           **extra})
@@ -115,19 +122,20 @@ def test_identical_content_is_the_same_version_and_new_content_the_next(orgs: tu
     a, _ = orgs
     name, files_a = _name(), {"w.bin": os.urandom(2000), "sub/dir/cfg.txt": b"lr=1"}
     ma = _manifest(a, files_a)
-    status, v1 = _log(a, "p1", name, ma, produced_by="exp_one")
+    exp_one, exp_two = _experiment(a, "p1"), _experiment(a, "p1")
+    status, v1 = _log(a, "p1", name, ma, produced_by=exp_one)
     assert status == 201 and v1["version"] == "v1" and v1["created"] is True, v1
     # Re-sent, or the same content in another order: the same version, a no-op.
     status, again = _log(a, "p1", name, dict(reversed(list(ma.items()))))
     assert status == 200 and again["version"] == "v1" and again["created"] is False
-    assert again["digest"] == v1["digest"] and again["produced_by"] == "exp_one"
+    assert again["digest"] == v1["digest"] and again["produced_by"] == exp_one
     mb = _manifest(a, {"w.bin": os.urandom(2000)})
-    status, v2 = _log(a, "p1", name, mb, produced_by="exp_two")
+    status, v2 = _log(a, "p1", name, mb, produced_by=exp_two)
     assert (status, v2["version"]) == (201, "v2") and v2["digest"] != v1["digest"]
     # Going back to old content is the old version, not v3.
     assert _log(a, "p1", name, ma)[1]["version"] == "v1"
     latest = a.ok("GET", f"/v1/artifacts/{name}/latest", params={"project": "p1"})
-    assert latest["version"] == "v2" and latest["produced_by"] == "exp_two"
+    assert latest["version"] == "v2" and latest["produced_by"] == exp_two
     first = a.ok("GET", f"/v1/artifacts/{name}/v1", params={"project": "p1"})
     assert first["digest"] == v1["digest"] and [e["path"] for e in first["manifest"]] == ["sub/dir/cfg.txt", "w.bin"]
     # The manifest's SHAs download the bytes.
@@ -138,14 +146,14 @@ def test_identical_content_is_the_same_version_and_new_content_the_next(orgs: tu
     detail = a.ok("GET", f"/v1/artifacts/{name}", params={"project": "p1"})
     assert [x["version"] for x in detail["versions"]] == ["v2", "v1"]
     assert detail["refs"] == {"latest": "v2"}
-    assert detail["lineage"] == [{"version": "v2", "produced_by": "exp_two"}, {"version": "v1", "produced_by": "exp_one"}]
+    assert detail["lineage"] == [{"version": "v2", "produced_by": exp_two}, {"version": "v1", "produced_by": exp_one}]
     # Without ?project= a name that lives in one project resolves.
     assert a.ok("GET", f"/v1/artifacts/{name}")["project"] == "p1"
     listed = a.ok("GET", "/v1/artifacts", params={"type": "model", "project": "p1"})["artifacts"]
     assert {"project": "p1", "name": name, "type": "model", "latest": "v2", "versions": 2}.items() <= next(
         x for x in listed if x["name"] == name).items()
     assert all(x["name"] != name for x in a.ok("GET", "/v1/artifacts", params={"type": "dataset"})["artifacts"])
-    produced = a.ok("GET", "/v1/artifacts", params={"produced_by": "exp_two"})["versions"]
+    produced = a.ok("GET", "/v1/artifacts", params={"produced_by": exp_two})["versions"]
     assert produced == [{"project": "p1", "name": name, "version": "v2", "digest": v2["digest"]}]
 
 
@@ -304,6 +312,10 @@ def test_manifest_naming_unknown_blobs_is_refused_naming_them(orgs: tuple[Api, A
     assert _log(a, "p", name, known)[0] == 201
     status, out = a.post("/v1/artifacts/log", {"project": "p", "name": name, "type": "dataset", "manifest": known})
     assert status == 409 and "type" in out["error"]
+    # Lineage names an experiment of the caller's org.
+    status, out = a.post("/v1/artifacts/log", {"project": "p", "name": name, "manifest": known,
+                                               "produced_by": "exp_nosuch"})
+    assert status == 400 and "produced_by" in out["error"] and "exp_nosuch" in out["error"]
 
 
 def test_ref_names_versions_and_projects_are_checked(orgs: tuple[Api, Api]) -> None:
@@ -352,6 +364,9 @@ def test_organizations_never_see_each_others_artifacts_or_files(orgs: tuple[Api,
     status, out = _log(b, "iso", name, m)
     assert status == 400 and out["missing"] == [m["secret.bin"]["sha256"]]
     assert b.request("GET", f"/v1/blobs/{m['secret.bin']['sha256']}")[0] == 404
+    status, out = b.post("/v1/artifacts/log", {"project": "iso", "name": _name(), "file": b.ok(
+        "POST", "/v1/files/upload", raw=b"b-bytes")["id"], "produced_by": _experiment(a, "iso")})
+    assert status == 400 and "produced_by" in out["error"]
     # b's own artifact of the same name is its own, at v1.
     _blob(b, b"mine")
     mine = {"f": {"sha256": hashlib.sha256(b"mine").hexdigest(), "size": 4}}

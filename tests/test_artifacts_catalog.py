@@ -94,17 +94,13 @@ async def test_the_projects_winner_is_the_last_moved_winner_ref(service) -> None
     artifacts, blobs, org = service
     assert await artifacts.winner(org, "w") is None
     for name in ("model-a", "model-b"):
-        await artifacts.log(org, "key_t", "w", name, "model", await _manifest(blobs, org, 2), None, "exp_1")
+        await artifacts.log(org, "key_t", "w", name, "model", await _manifest(blobs, org, 2), None, None)
     await artifacts.move_ref(org, "key_t", "model-a", "winner", "w", 1)
     assert (await artifacts.winner(org, "w"))["name"] == "model-a"
     await artifacts.move_ref(org, "key_t", "model-b", "winner", "w", 1)
     got = await artifacts.winner(org, "w")
-    assert (got["name"], got["version"], got["produced_by"]) == ("model-b", "v1", "exp_1")
+    assert (got["name"], got["version"]) == ("model-b", "v1")
     assert await artifacts.winner(org, "other-project") is None
-    assert await artifacts.produced_by(org, "exp_1") == [
-        {"project": "w", "name": n, "version": "v1", "digest": (await artifacts.resolve(org, n, "v1", "w"))["digest"]}
-        for n in ("model-a", "model-b")
-    ]
 
 
 async def test_refusals_name_what_was_wrong(service) -> None:

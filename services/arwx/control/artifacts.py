@@ -12,6 +12,7 @@ Invariants:
   PostgreSQL; SQLite's write transactions are serial). The primary key and
   the unique digest are the backstop: a transaction that loses a race to
   either is retried from the start, so it finds the winner's row.
+- ``produced_by`` names an experiment of the same org.
 - A manifest names only bytes its org can read (blobs it uploaded, sizes
   checked) or files it registered; anything else is refused, naming them.
 - A ref points at one version and moves only under the same row lock; with
@@ -39,7 +40,7 @@ from sqlalchemy.exc import IntegrityError
 
 from arwx.blobs.base import BlobStore
 from arwx.catalog import Catalog
-from arwx.catalog.tables import artifact_ref_log, artifact_refs, artifact_versions, artifacts
+from arwx.catalog.tables import artifact_ref_log, artifact_refs, artifact_versions, artifacts, experiments
 from arwx.control.files import Files
 from arwx.errors import BadRequest, Conflict, NotFound
 
@@ -136,6 +137,8 @@ class Artifacts:
                 raise BadRequest("manifest: a version has at least one file")
             entries = [Entry(p, s, n) for p, (s, n) in manifest.items()]
         await self._check_readable(org, entries)
+        if produced_by is not None:
+            await self._check_experiment(org, produced_by)
         ordered, digest = canonical(entries)
         stored = [{"path": e.path, "sha256": e.sha256, "size": e.size} for e in ordered]
         size = sum(e.size for e in ordered)
@@ -179,6 +182,14 @@ class Artifacts:
             )
         if wrong:
             raise BadRequest(f"manifest: wrong size for {'; '.join(wrong[:20])}")
+
+    async def _check_experiment(self, org: str, experiment_id: str) -> None:
+        """Lineage names an experiment of ``org`` (another org's looks like none)."""
+        e = experiments.c
+        async with self.catalog.connect() as conn:
+            found = await conn.scalar(select(e.id).where(e.org == org, e.id == experiment_id))
+        if found is None:
+            raise BadRequest(f"produced_by: unknown experiment {experiment_id!r}")
 
     async def _log_once(self, org: str, key_id: str, project: str, name: str, type_: str, digest: str,
                         stored: list[dict], size: int, produced_by: str | None) -> tuple[dict, bool]:
