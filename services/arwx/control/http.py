@@ -17,7 +17,6 @@ from aiohttp import web
 
 from arwx.appkeys import API_KEY
 from arwx.control import Control
-from arwx.control.errors import Invalid
 from arwx.control.idempotency import HEADER, fingerprint
 from arwx.errors import PayloadTooLarge
 from arwx.gateway.body import read_body
@@ -77,20 +76,6 @@ def idempotent(limit: int = MAX_BODY) -> Callable[[Handler], Handler]:
         return wrapped
 
     return wrap
-
-
-def query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
-    """An integer query parameter in ``lo..hi`` (``Invalid`` names it otherwise)."""
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        v = int(raw)
-    except ValueError:
-        raise Invalid(f"{name} must be an integer") from None
-    if not lo <= v <= hi:
-        raise Invalid(f"{name} must be in {lo}..{hi}")
-    return v
 
 
 def json_ok(data: Any, status: int = 200) -> web.Response:

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from arwx.appkeys import API_KEY
 from arwx.control.errors import Invalid, NotFound
-from arwx.control.http import CONTROL, idempotent, json_body, json_ok, query_int
+from arwx.control.http import CONTROL, idempotent, json_body, json_ok
 from arwx.control.projects import MAX_PAGE
 from arwx.control.research import MAX_LIST
 from arwx.control.summary import MAX_CONTEXT_LIMIT
@@ -24,6 +24,7 @@ from arwx.control.wire import (
     SessionCreate,
     TreePut,
 )
+from arwx.params import query_int
 
 # A diff over the cap is replaced by a marker, so the body may be larger than
 # the cap; a tree of 100,000 files is about 20 MB of JSON.

@@ -9,6 +9,7 @@ from aiohttp import web
 from arwx.appkeys import API_KEY, LOG, RUNS, STORE
 from arwx.control.http import CONTROL
 from arwx.errors import BadRequest, NotFound
+from arwx.params import query_int
 from arwx.query import charts as charts_mod
 from arwx.query import projects as projects_mod
 from arwx.query import series
@@ -24,19 +25,6 @@ async def _run(request: web.Request) -> Run | None:
     return await request.app[RUNS].get(request[API_KEY].org, request.match_info["run_id"])
 
 
-def _int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        v = int(raw)
-    except ValueError:
-        raise BadRequest(f"{name} must be an integer") from None
-    if not lo <= v <= hi:
-        raise BadRequest(f"{name} must be in {lo}..{hi}")
-    return v
-
-
 async def get_run(request: web.Request) -> web.Response:
     run = await _run(request)
     if run is None:
@@ -50,8 +38,8 @@ async def _history_args(request: web.Request) -> tuple[Run, list[str], int, int]
     if run is None:
         raise NotFound(f"unknown run {request.match_info['run_id']!r}")
     keys = [k for k in request.query.get("keys", "").split(",") if k]
-    min_step = _int(request, "min_step", 0, 0, MAX_SEQ)
-    max_step = _int(request, "max_step", MAX_SEQ, 0, MAX_SEQ)
+    min_step = query_int(request, "min_step", 0, 0, MAX_SEQ)
+    max_step = query_int(request, "max_step", MAX_SEQ, 0, MAX_SEQ)
     return run, keys, min_step, max_step
 
 
@@ -76,7 +64,7 @@ async def get_metrics(request: web.Request) -> web.StreamResponse:
     store = request.app[STORE]
     if fmt == "ndjson":
         return await stream_history(request, store, run.org, run.run_id, keys, min_step, max_step)
-    limit = _int(request, "limit", 10_000, 1, MAX_LIMIT)
+    limit = query_int(request, "limit", 10_000, 1, MAX_LIMIT)
     cursor = request.query.get("cursor")
     if fmt in ("columns", "arrow"):
         try:
@@ -120,7 +108,7 @@ async def get_integrity(request: web.Request) -> web.Response:
 
 
 def _opt_int(request: web.Request, name: str, lo: int, hi: int) -> int | None:
-    return _int(request, name, None, lo, hi) if request.query.get(name) else None  # type: ignore[arg-type]
+    return query_int(request, name, None, lo, hi) if request.query.get(name) else None  # type: ignore[arg-type]
 
 
 async def get_project_runs(request: web.Request) -> web.Response:
@@ -128,7 +116,7 @@ async def get_project_runs(request: web.Request) -> web.Response:
     status = request.query.get("status") or None
     if status is not None and status not in RUN_STATUSES:
         raise BadRequest(f"status must be one of {', '.join(RUN_STATUSES)}")
-    limit = _int(request, "limit", 100, 1, projects_mod.MAX_PAGE)
+    limit = query_int(request, "limit", 100, 1, projects_mod.MAX_PAGE)
     after = None
     if request.query.get("cursor"):
         try:
@@ -163,7 +151,7 @@ async def get_project_charts(request: web.Request) -> web.Response:
     keys = [k for k in request.query.get("keys", "").split(",") if k]
     if len(keys) > MAX_CHART_KEYS:
         raise BadRequest(f"at most {MAX_CHART_KEYS} keys per chart")
-    samples = _int(request, "maxDataPoints", 500, 2, 10_000) if "maxDataPoints" in request.query else _int(request, "samples", 500, 2, 10_000)
+    samples = query_int(request, "maxDataPoints", 500, 2, 10_000) if "maxDataPoints" in request.query else query_int(request, "samples", 500, 2, 10_000)
     interval = _opt_int(request, "intervalMs", 1, MAX_SEQ) or _opt_int(request, "interval", 1, MAX_SEQ)
     try:
         smoothing = float(request.query.get("smoothing") or 0)
