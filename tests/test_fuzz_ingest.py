@@ -587,7 +587,8 @@ def test_edge_cases_each_rejected_with_a_reason(embedded, fuzz_api: Api) -> None
     head = (f"POST /v1/ingest/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {api.key}\r\n"
             "Transfer-Encoding: chunked\r\n\r\n").encode()
     reply = _raw_http(port, head, b"5\r\nabcde\r\nZZZ\r\n\r\n")
-    assert reply.startswith(b"HTTP/1.1 4") or reply == b"", reply[:200]
+    # aiohttp answers a parse error found before the request is dispatched as HTTP/1.0.
+    assert reply[:9] in (b"HTTP/1.1 ", b"HTTP/1.0 ") and reply[9:10] == b"4" or reply == b"", reply[:200]
     sentinel.check()
     assert api.get("/health")[0] == 200
     sentinel.final()
