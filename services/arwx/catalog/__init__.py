@@ -14,7 +14,10 @@ Core, async). ClickHouse keeps what machines write at high rate; see
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -57,10 +60,11 @@ def _sqlite_connect(dbapi_conn, _record) -> None:  # noqa: ANN001 - DBAPI types
     # documented recipe for SQLite transactions).
     dbapi_conn.isolation_level = None
     # WAL: readers never wait for the writer. foreign_keys: off by default in SQLite.
+    # busy_timeout first: the WAL switch below must wait for other openers too.
     cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA busy_timeout=10000")
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=10000")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
 
@@ -70,6 +74,26 @@ def _sqlite_begin(conn) -> None:  # noqa: ANN001 - a sync Connection
     # one that read first could not upgrade its lock when another writer got
     # in between, and SQLite fails that at once instead of waiting.
     conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("arwx_write") else "BEGIN")
+
+
+@asynccontextmanager
+async def _file_lock(path: Path, timeout_s: float = 60.0) -> AsyncIterator[None]:
+    """An exclusive flock on ``path`` (polled, so the event loop never blocks)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise CatalogError(f"another process has held {path} for over {timeout_s:.0f} s") from None
+                await asyncio.sleep(0.01)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 class Catalog:
@@ -138,10 +162,16 @@ class Catalog:
     @asynccontextmanager
     async def locked(self) -> AsyncIterator[AsyncConnection]:
         """A transaction that holds the catalog-wide start-up lock (PostgreSQL:
-        a transaction-level advisory lock, released at commit or rollback)."""
-        async with self.begin() as conn:
-            if self.is_postgres:
+        a transaction-level advisory lock, released at commit or rollback;
+        SQLite: an OS lock on a file beside the database, held around the
+        transaction, because processes opening a new file at once race on
+        its switch to WAL and BEGIN IMMEDIATE alone did not serialize them)."""
+        if self.is_postgres:
+            async with self.begin() as conn:
                 await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": migrate.ADVISORY_LOCK_ID})
+                yield conn
+            return
+        async with _file_lock(Path(f"{self.sqlite_path}.lock")), self.begin() as conn:
             yield conn
 
     async def once(self, name: str, job: Callable[[AsyncConnection], Awaitable[bool]]) -> bool:

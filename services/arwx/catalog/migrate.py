@@ -4,7 +4,8 @@ Invariant: at most one process migrates a given database at a time. On
 PostgreSQL every starting process takes the same advisory lock around the
 upgrade (and the one-time jobs that follow it, see ``Catalog.once``), so two
 services started together never both create a table; the second finds the
-work done. SQLite is one file in one data directory that one server uses.
+work done. On SQLite the same holds through an OS lock on a file beside the
+database (``Catalog.locked``).
 """
 
 from __future__ import annotations
