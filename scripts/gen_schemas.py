@@ -289,6 +289,11 @@ def control_paths() -> dict:
     }
 
 
+def _dashboard_page(summary: str) -> dict:
+    return {"get": {"summary": summary, "security": [],
+                    "responses": {"200": {"description": "HTML page", "content": {"text/html": {}}}, "304": _NOT_MODIFIED}}}
+
+
 def openapi() -> dict:
     (_, components) = msgspec.json.schema_components(STRUCTS, ref_template="#/components/schemas/{name}")
     paths = {
@@ -317,6 +322,16 @@ def openapi() -> dict:
                     "304": _NOT_MODIFIED,
                     "404": _ERR,
                 },
+            }
+        },
+        "/": _dashboard_page("The dashboard (public HTML; its data comes from the authenticated /v1 API; docs/dashboard.md)"),
+        "/setup": _dashboard_page("The dashboard's set-password screen for a one-time ?token= link (public HTML, the same page as /)"),
+        "/static/{file}": {
+            "get": {
+                "summary": "A file of the dashboard (public: its scripts, styles, the vendored uPlot); any other name is a 404",
+                "security": [],
+                "parameters": [{"name": "file", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "JavaScript, CSS or an image"}, "304": _NOT_MODIFIED, "404": _ERR},
             }
         },
         "/v1/runs": {

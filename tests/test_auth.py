@@ -7,8 +7,12 @@ import pytest
 from arwx.sdkdist.wheel import served_wheel
 from tests.helpers import Api, points
 
-# What answers without a key: liveness, and the SDK (a redirect, the find-links page, the wheel).
-PUBLIC = {"/health": 200, "/sdk": 301, "/sdk/": 200, f"/sdk/{served_wheel().filename}": 200}
+# What answers without a key: liveness, the SDK (a redirect, the find-links page, the wheel), and
+# the dashboard's static files (they hold no data: docs/dashboard.md).
+PUBLIC = {
+    "/health": 200, "/sdk": 301, "/sdk/": 200, f"/sdk/{served_wheel().filename}": 200,
+    "/": 200, "/setup": 200, "/static/js/app.js": 200,
+}
 
 
 def _routes(embedded) -> list[tuple[str, str]]:
@@ -19,6 +23,7 @@ def _routes(embedded) -> list[tuple[str, str]]:
         if r.method != "HEAD":
             path = path.replace("{run_id}", "somerun").replace("{key_id}", "key_x").replace("{sha}", "0" * 64)
             path = path.replace("{path}", "1/somerun/artifacts/f.txt")
+            path = path.replace("{file}", "js/app.js")
             out.append((r.method, path.replace("{filename}", served_wheel().filename)))
     return out
 

@@ -28,6 +28,7 @@ from arwx.control import artifact_routes
 from arwx.control import routes as control_routes
 from arwx.gateway import routes as gateway_routes
 from arwx.query import routes as query_routes
+from arwx.web import routes as web_routes
 
 
 class Background(Protocol):
@@ -108,10 +109,10 @@ ROLES: dict[str, Role] = {
         pause_means="the store takes no writes",
     ),
     "query": Role(
-        "run the query service (history, receipts)",
+        "run the query service (history, receipts) and the dashboard at /",
         routes=(
             query_routes.add_routes, blob_routes.add_read_routes, artifact_routes.add_read_routes,
-            control_routes.add_read_routes,
+            control_routes.add_read_routes, web_routes.add_routes,
         ),
         needs=frozenset({"blobs", "catalog"}),
         alone_needs=(LOG_AND_STORE, CATALOG, BLOBS),

@@ -1,0 +1,56 @@
+"""The dashboard's static files, over plain HTTP: public, holding no data, confined to their
+folder, under a strict Content-Security-Policy. The screens themselves are tested in a real
+browser in tests/test_dashboard_browser.py."""
+
+from __future__ import annotations
+
+import http.client
+
+from tests.helpers import Api
+
+
+def test_static_files_are_public_hold_no_data_and_never_leave_their_folder(embedded) -> None:
+    anon = Api(embedded.url, None)
+    for path in ("/", "/setup", "/static/js/app.js", "/static/vendor/uplot/uPlot.iife.min.js"):
+        conn_status, body = anon.request("GET", path)
+        assert conn_status == 200, path
+    c = http.client.HTTPConnection("127.0.0.1", int(embedded.url.rsplit(":", 1)[1]), timeout=10)
+    c.request("GET", "/")
+    r = c.getresponse()
+    html = r.read().decode()
+    csp = r.getheader("Content-Security-Policy")
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
+    assert r.getheader("X-Content-Type-Options") == "nosniff"
+    assert '<script type="module" src="/static/js/app.js">' in html and "arwx_live_" not in html
+    etag = r.getheader("ETag")
+    c.request("GET", "/", headers={"If-None-Match": etag})
+    r = c.getresponse()
+    r.read()
+    assert r.status == 304
+    for bad in ("/static/../routes.py", "/static/%2e%2e/routes.py", "/static/js/nope.js", "/static/", "/static//etc/passwd",
+                "/static/../../../../etc/passwd"):
+        status, body = anon.request("GET", bad)
+        assert status in (401, 404), (bad, status)
+        assert "import" not in str(body) and "root:" not in str(body)
+    # Everything else still needs a key or a session.
+    assert anon.request("GET", "/v1/projects")[0] == 401
+
+
+def test_the_page_runs_in_headless_chromium_and_asks_to_sign_in(embedded) -> None:
+    """The browser the screen tests use starts (Debian's chromium, tests/browser.py), the page's
+    modules load under the CSP without an error, and with no session it shows the sign-in form."""
+    from tests import browser as br
+
+    why = br.missing()
+    if why:
+        raise AssertionError(why)
+    errors: list[str] = []
+    with br.chromium() as chromium:
+        page = chromium.new_page(viewport=br.VIEWPORT)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" and "Content Security" in m.text else None)
+        page.goto(embedded.url + "/#/connection")
+        page.wait_for_selector("#signin #email", timeout=20_000)
+        assert page.evaluate("typeof uPlot") == "function"  # the vendored chart library loaded
+        assert page.locator("#keys").count() == 0  # nothing behind the form without a session
+    assert not errors, errors
