@@ -17,9 +17,9 @@ from tests.helpers import Api, ServerThread, ndjson, points, wait_for
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD")
 WHEEL = served_wheel().filename
-# Public with GET and HEAD, and what they answer: liveness and the SDK.
-PUBLIC = {"/health": 200, "/sdk": 301, "/sdk/": 200, f"/sdk/{WHEEL}": 200}
-PUBLIC_TEMPLATES = {"/health", "/sdk", "/sdk/", "/sdk/{filename}"}
+# Public with GET and HEAD, and what they answer: liveness, the SDK and the dashboard's static files.
+PUBLIC = {"/health": 200, "/sdk": 301, "/sdk/": 200, f"/sdk/{WHEEL}": 200, "/": 200, "/setup": 200, "/static/js/app.js": 200}
+PUBLIC_TEMPLATES = {"/health", "/sdk", "/sdk/", "/sdk/{filename}", "/", "/setup", "/static/{file}"}
 # Any other name under /sdk/ answers this, with or without a key, and serves nothing.
 SDK_404 = {"error": f"no such file under /sdk/; the SDK is /sdk/{WHEEL}"}
 
@@ -45,14 +45,16 @@ def test_every_route_every_method_odd_paths_need_a_key(embedded, api: Api) -> No
     SDK are public; an unknown name under /sdk/ is a 404 that serves nothing)."""
     anon = api.with_key(None)
     values = {"run_id": "r", "key_id": "key_x", "name": "p", "sha": "0" * 64, "filename": WHEEL, "ref": "winner",
-              "path": "1/r/artifacts/f.txt", "session_id": "ses_x", "experiment_id": "exp_x", "other_id": "exp_y"}
+              "path": "1/r/artifacts/f.txt", "file": "js/app.js", "session_id": "ses_x", "experiment_id": "exp_x", "other_id": "exp_y"}
     paths = [_fill(t, **values) for t in _route_templates(embedded)]
     paths += [
-        "/", "/v1", "/v1/", "/v2/runs", "/nope", "/v1/runs/r/../../keys", "/v1/runs/%2e%2e/%2e%2e/v1/keys",
+        "/v1", "/v1/", "/v2/runs", "/nope", "/v1/runs/r/../../keys", "/v1/runs/%2e%2e/%2e%2e/v1/keys",
         "/v1/runs/..%2f..%2fv1%2fkeys", "/health/../v1/keys", "/v1/keys/../../health/../v1/keys", "//v1/keys",
         "/v1/keys?x=/health", "/HEALTH", "/health%00", "/v1/runs/r%00/metrics", "/v1/runs/" + "a" * 5000,
         "/sdk/../v1/keys", "/sdk/%2e%2e/v1/keys", "/sdk/..%2fv1%2fkeys", "/v1/keys/../../sdk/", "/SDK/", "/sdk/x/../../v1/keys",
         "/v1/sdk/", "/sdk%2f", f"/sdk/{WHEEL}?/../v1/keys", "/health/../sdk/",
+        "/static/../v1/keys", "/static/%2e%2e/v1/keys", "/static/..%2fv1%2fkeys", "/static/js/../../v1/keys",
+        "/static/nope.js", "/static/../web/routes.py", "/static/..%2froutes.py", "/STATIC/js/app.js",
     ]
     checked = 0
     for path in paths:
@@ -67,6 +69,9 @@ def test_every_route_every_method_odd_paths_need_a_key(embedded, api: Api) -> No
                 continue  # the path normalized to /health
             elif path.startswith("/sdk/") and method in ("GET", "HEAD") and status == 404:
                 assert method == "HEAD" or body == SDK_404, (method, path, body)
+            elif path.startswith("/static/") and method in ("GET", "HEAD") and status == 404:
+                # Only the dashboard's own files are served; any other name serves nothing.
+                assert method == "HEAD" or body["error"].startswith("no such dashboard file"), (method, path, body)
             elif path in PUBLIC:
                 assert status in (401, 405), (method, path, status, body)
             else:
