@@ -19,13 +19,14 @@ sys.path.insert(0, str(ROOT / "services"))
 
 import msgspec  # noqa: E402
 
+from arwx.accounts.wire import STRUCTS as ACCOUNT_STRUCTS  # noqa: E402
 from arwx.control.artifact_wire import ArtifactLog, FileRegister, RefMove  # noqa: E402
 from arwx.control.wire import STRUCTS as CONTROL_STRUCTS  # noqa: E402
 from arwx.wire import BlobsMissing, IngestBatch, KeyCreate, Point, RunCreate, RunFinish  # noqa: E402
 
 STRUCTS = (
     Point, IngestBatch, RunCreate, RunFinish, KeyCreate, BlobsMissing, FileRegister, ArtifactLog, RefMove,
-    *CONTROL_STRUCTS,
+    *CONTROL_STRUCTS, *ACCOUNT_STRUCTS,
 )
 
 
@@ -115,6 +116,81 @@ _ARTIFACT_PARAMS = [
 _FILE = _obj("The file", {"id": {"type": "string"}, "sha256": {"type": "string"}, "size": {"type": "integer"},
                           "stored": {"type": "boolean"}})
 _VERSION = _obj("A version", {"version": {"type": "string"}, "digest": {"type": "string"}})
+
+
+_SIGNED_IN = _obj(
+    "Signed in: the session (the arwx_session cookie is set: HttpOnly, SameSite=Strict, Path=/, Secure over TLS)",
+    {
+        "user": {"type": "object", "properties": {"id": {"type": "string"}, "email": {"type": "string"}}},
+        "org": {"type": "string", "description": "the organization the session acts in"},
+        "role": {"type": "string", "enum": ["admin", "member", "viewer"]},
+        "orgs": {"type": "array", "items": {"type": "object", "properties": {
+            "org": {"type": "string"}, "name": {"type": "string"}, "role": {"type": "string"}}}},
+        "csrf": {"type": "string", "description": "send as X-CSRF-Token with every state-changing cookie request"},
+        "expires_at": {"type": "number"},
+    },
+)
+_COOKIE_ONLY = {"401": {"$ref": "#/components/responses/Unauthorized"}, "403": _ERR}
+_MEMBER = _obj("A member", {"id": {"type": "string"}, "email": {"type": "string"}, "role": {"type": "string"},
+                            "has_password": {"type": "boolean"}})
+
+
+def _account_paths() -> dict:
+    """Sign-in, the session and members (``arwx.accounts.routes``; docs/accounts.md)."""
+    return {
+        "/v1/auth/login": {
+            "post": {
+                "summary": "Sign in with email and password (public); sets the session cookie",
+                "security": [],
+                "requestBody": _body("Login"),
+                "responses": {
+                    "200": _SIGNED_IN, "400": _ERR,
+                    "401": _obj("Wrong email or password (one answer for both)", {"error": {"type": "string"}}),
+                    "429": _obj("Too many failed sign-ins for this account or address; see Retry-After",
+                                {"error": {"type": "string"}}),
+                },
+            }
+        },
+        "/v1/auth/setup": {
+            "post": {
+                "summary": "Redeem a one-time set-password token (public): set the password, or create the first "
+                "account; signs in",
+                "security": [],
+                "requestBody": _body("PasswordSetup"),
+                "responses": {"200": _SIGNED_IN, "400": _ERR, "404": _ERR, "429": _ERR},
+            }
+        },
+        "/v1/auth/me": {
+            "get": {"summary": "The session of the cookie (401 without one)", "responses": {"200": _SIGNED_IN, **_AUTH}},
+        },
+        "/v1/auth/org": {
+            "post": {
+                "summary": "Act in another organization the user belongs to (404 for any other)",
+                "requestBody": _body("OrgSwitch"),
+                "responses": {"200": _SIGNED_IN, "400": _ERR, "404": _ERR, **_COOKIE_ONLY},
+            }
+        },
+        "/v1/auth/logout": {
+            "post": {"summary": "End the session (the cookie stops working everywhere)",
+                     "responses": {"200": _obj("Signed out"), **_COOKIE_ONLY}},
+        },
+        "/v1/users": {
+            "post": {
+                "summary": "Make someone a member of the caller's organization (admins); without a password the "
+                "answer carries a one-time password_token",
+                "requestBody": _body("UserCreate"),
+                "responses": {"201": _MEMBER, "400": _ERR, "409": _ERR, **_COOKIE_ONLY},
+            },
+            "get": {"summary": "The organization's members", "responses": {"200": _obj("Members"), **_AUTH}},
+        },
+        "/v1/users/{user_id}": {
+            "delete": {
+                "summary": "Remove a member from the caller's organization (admins); their sessions there end",
+                "parameters": [{"name": "user_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {"200": _obj("Removed"), "404": _ERR, **_COOKIE_ONLY},
+            }
+        },
+    }
 
 
 def _artifact_paths() -> dict:
@@ -539,15 +615,21 @@ def openapi() -> dict:
     paths.update(_mlflow_paths())
     paths.update(_artifact_paths())
     paths.update(control_paths())
+    paths.update(_account_paths())
     return {
         "openapi": "3.1.0",
         "info": {"title": "arwx", "version": "0.1.0", "description": "Generated by scripts/gen_schemas.py"},
         "servers": [{"url": "http://127.0.0.1:8090"}],
-        "security": [{"bearer": []}],
+        "security": [{"bearer": []}, {"session": []}],
         "paths": paths,
         "components": {
             "schemas": components,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "arwx_live_…"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "arwx_live_…"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "arwx_session",
+                            "description": "the dashboard's session (POST /v1/auth/login); state-changing requests "
+                            "also need X-CSRF-Token"},
+            },
             "responses": {
                 "Error": _obj("Bad input, unknown resource or conflict", {"error": {"type": "string"}}),
                 "Unauthorized": _obj("Missing, invalid or revoked API key", {"error": {"type": "string"}}),

@@ -8,10 +8,11 @@ from arwx.sdkdist.wheel import served_wheel
 from tests.helpers import Api, points
 
 # What answers without a key: liveness, the SDK (a redirect, the find-links page, the wheel), and
-# the dashboard's static files (they hold no data: docs/dashboard.md).
+# the dashboard's static files (they hold no data: docs/dashboard.md), and signing in (400 here:
+# an empty body names no account).
 PUBLIC = {
     "/health": 200, "/sdk": 301, "/sdk/": 200, f"/sdk/{served_wheel().filename}": 200,
-    "/": 200, "/setup": 200, "/static/js/app.js": 200,
+    "/": 200, "/setup": 200, "/static/js/app.js": 200, "/v1/auth/login": 400, "/v1/auth/setup": 400,
 }
 
 
@@ -21,7 +22,7 @@ def _routes(embedded) -> list[tuple[str, str]]:
     for r in app.router.routes():
         path = r.resource.canonical
         if r.method != "HEAD":
-            path = path.replace("{run_id}", "somerun").replace("{key_id}", "key_x").replace("{sha}", "0" * 64)
+            path = path.replace("{run_id}", "somerun").replace("{key_id}", "key_x").replace("{user_id}", "usr_x").replace("{sha}", "0" * 64)
             path = path.replace("{path}", "1/somerun/artifacts/f.txt")
             path = path.replace("{file}", "js/app.js")
             out.append((r.method, path.replace("{filename}", served_wheel().filename)))

@@ -16,7 +16,8 @@ import uuid
 from aiohttp import web
 
 from arwx import metrics
-from arwx.appkeys import API_KEY, BLOBS, CATALOG, CONFIG, INGEST, LOG, RUNS, STORE, TENANCY
+from arwx.accounts import routes as accounts_routes
+from arwx.appkeys import ACCOUNTS, API_KEY, BLOBS, CATALOG, CONFIG, INGEST, LOG, RUNS, STORE, TENANCY
 from arwx.backpressure import INFLIGHT, InflightBytes, limit_inflight
 from arwx.components import Components
 from arwx.control.http import CONTROL
@@ -118,5 +119,8 @@ def build_app(components: Components, roles: frozenset[str]) -> web.Application:
         app[CONTROL] = components.control
     app.router.add_get("/health", health)
     sdkdist_routes.add_routes(app)  # every API process serves the SDK, whatever its roles
+    if components.accounts is not None:  # with the catalog: every API process signs people in
+        app[ACCOUNTS] = components.accounts
+        accounts_routes.add_routes(app)
     add_routes(app, roles)
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from arwx.accounts.service import Accounts, Session
 from arwx.blobs.base import BlobStore
 from arwx.catalog import Catalog
 from arwx.config import Settings
@@ -24,3 +25,6 @@ CATALOG = web.AppKey("catalog", Catalog)
 SDK_WHEEL = web.AppKey("sdk_wheel", Wheel)
 API_KEY = web.RequestKey("api_key", ApiKey)
 INGEST = web.AppKey("ingest", IngestService)
+ACCOUNTS = web.AppKey("accounts", Accounts)
+#: The login session of a request authenticated by its cookie (absent for an API key).
+SESSION = web.RequestKey("session", Session)

@@ -3,6 +3,7 @@
     arwx server                  every role in one process (embedded by default)
     arwx gateway|consumer|query  one role each (distributed: Kafka + ClickHouse); see arwx.roles
     arwx keys create|list|revoke API keys, straight on the store
+    arwx users create|list|set-password  dashboard accounts, straight on the catalog
 """
 
 from __future__ import annotations
@@ -12,12 +13,17 @@ import asyncio
 import logging
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 from arwx.config import ConfigError, Settings, add_arguments, resolve
 from arwx.datadir import StartRefused
 from arwx.logging_setup import setup_logging
 from arwx.roles import ROLES, SERVER_ROLES, unmet_alone_need
 from arwx.server import Server, wait_stop_or_death
+
+if TYPE_CHECKING:  # imported where used: `arwx server` does not load the offline tools
+    from arwx.accounts.service import Accounts
+    from arwx.tenancy import Tenancy
 
 log = logging.getLogger("arwx")
 
@@ -54,6 +60,21 @@ def _parser() -> argparse.ArgumentParser:
     r = keys.add_parser("revoke", help="revoke a key by id")
     r.add_argument("key_id")
     add_arguments(r, store_opts)
+    users = sub.add_parser("users", help="manage dashboard accounts").add_subparsers(dest="users_command", required=True)
+    uc = users.add_parser(
+        "create", help="make an account a member of an organization (created if new); "
+        "without --password-stdin prints a one-time set-password token",
+    )
+    uc.add_argument("--email", required=True)
+    uc.add_argument("--org", default="default", help="organization name (created if missing)")
+    uc.add_argument("--role", default="member", help="admin, member or viewer (default member)")
+    uc.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    add_arguments(uc, store_opts)
+    ul = users.add_parser("list", help="list accounts and their organizations (never passwords)")
+    add_arguments(ul, store_opts)
+    up = users.add_parser("set-password", help="set an account's password from stdin; its sessions end")
+    up.add_argument("--email", required=True)
+    add_arguments(up, store_opts)
     return p
 
 
@@ -88,6 +109,14 @@ async def _run_service(settings: Settings, roles: frozenset[str], rebuild_store:
             f"  export ARWANDB_API_KEY={server.first_key}",
             flush=True,
         )
+    if server.first_password_token:
+        hours = settings.password_token_ttl_s / 3600
+        print(
+            f"Create the first dashboard account (an admin of 'default'; one-time link, valid {hours:g} h):\n"
+            f"  {server.url}/setup?token={server.first_password_token}\n"
+            "  (the page posts it to /v1/auth/setup with your email and password; docs/accounts.md)",
+            flush=True,
+        )
     if server.url:
         print(f"arwx {'+'.join(sorted(roles))} listening on {server.url} ({mode}, {store})", flush=True)
     else:
@@ -108,7 +137,9 @@ async def _run_service(settings: Settings, roles: frozenset[str], rebuild_store:
     return 0
 
 
-async def _keys(args: argparse.Namespace, settings: Settings) -> int:
+async def _offline(args: argparse.Namespace, settings: Settings) -> int:
+    """``arwx keys`` and ``arwx users``: open the store and its catalog, do the one thing, close."""
+    from arwx.accounts.service import Accounts
     from arwx.catalog import CatalogError
     from arwx.catalog.startup import open_catalog
     from arwx.components import open_store, store_name
@@ -121,9 +152,9 @@ async def _keys(args: argparse.Namespace, settings: Settings) -> int:
         await store.start()
     except Exception as e:
         print(
-            f"arwx keys: cannot open the store ({e}).\n"
+            f"arwx {args.command}: cannot open the store ({e}).\n"
             "If `arwx server` is running on this data directory, stop it first or use the HTTP API "
-            "(POST/GET/DELETE /v1/keys) with a key.",
+            "(/v1/keys, /v1/users) with a key.",
             file=sys.stderr,
         )
         return 1
@@ -134,9 +165,11 @@ async def _keys(args: argparse.Namespace, settings: Settings) -> int:
             catalog = await open_catalog(settings.catalog_url, settings.data_path, store)
             await check_catalog(catalog, store, store_name(settings))
         except (CatalogError, StartRefused) as e:
-            print(f"arwx keys: {e}", file=sys.stderr)
+            print(f"arwx {args.command}: {e}", file=sys.stderr)
             return 1
         tenancy = Tenancy(catalog)
+        if args.command == "users":
+            return await _users(args, settings, tenancy, Accounts(catalog, settings.session_ttl_s, settings.password_token_ttl_s))
         if args.keys_command == "create":
             org = await tenancy.find_org(args.org) or await tenancy.create_org(args.org)
             key, secret = await tenancy.create_key(org, args.name)
@@ -165,6 +198,43 @@ async def _keys(args: argparse.Namespace, settings: Settings) -> int:
         await store.stop()
 
 
+async def _users(args: argparse.Namespace, settings: Settings, tenancy: Tenancy, accounts: Accounts) -> int:
+    from arwx.accounts.passwords import WeakPassword
+    from arwx.accounts.service import AccountError, AlreadyMember
+
+    reads_password = args.users_command == "set-password" or getattr(args, "password_stdin", False)
+    password = sys.stdin.readline().rstrip("\r\n") if reads_password else None
+    try:
+        if args.users_command == "create":
+            org = await tenancy.find_org(args.org) or await tenancy.create_org(args.org)
+            member, created = await accounts.create_user(args.email, org, args.role, password)
+            print(f"id: {member.user.user_id}\nemail: {member.user.email}\norg: {args.org} ({org})\nrole: {member.role}")
+            if not created:
+                print("(an existing account: its password is unchanged)")
+            if not member.has_password:
+                token = await accounts.password_token(org, member.role, member.user.user_id)
+                hours = settings.password_token_ttl_s / 3600
+                print(
+                    f"set-password link (one-time, valid {hours:g} h; shown only now): /setup?token={token}\n"
+                    "  open it on the server's address, or POST the token to /v1/auth/setup (docs/accounts.md)"
+                )
+        elif args.users_command == "set-password":
+            if not await accounts.set_password(args.email, password or ""):
+                print(f"arwx users: no account with email {args.email!r}", file=sys.stderr)
+                return 1
+            print(f"password set for {args.email.strip().lower()}; its sessions ended")
+        else:
+            names = dict(await tenancy.orgs())
+            for org in names:
+                for m in await accounts.members(org):
+                    state = "password set" if m.has_password else "no password yet"
+                    print(f"{m.user.user_id}\t{m.user.email}\t{names[org]}\t{m.role}\t{state}")
+    except (AccountError, AlreadyMember, WeakPassword) as e:
+        print(f"arwx users: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -173,8 +243,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"arwx: bad configuration: {e}", file=sys.stderr)
         return 2
     setup_logging(settings.log_level, settings.log_format)
-    if args.command == "keys":
-        return asyncio.run(_keys(args, settings))
+    if args.command in ("keys", "users"):
+        return asyncio.run(_offline(args, settings))
     roles = SERVER_ROLES if args.command == "server" else frozenset({args.command})
     unmet = unmet_alone_need(roles, settings)
     if unmet is not None:

@@ -8,7 +8,7 @@ backend each part is follows from the settings alone, here and nowhere else:
 - the store: a ClickHouse server with ``clickhouse_url``, else chDB in the data directory;
 - the log: Kafka with ``kafka_bootstrap``, else the embedded SQLite log in the data directory;
 - the blob store: S3-compatible storage with ``blobs_url``, else a directory in the data directory;
-- the catalog (orgs, keys, runs): PostgreSQL with ``catalog_url``, else SQLite in the data directory.
+- the catalog (orgs, keys, runs, accounts): PostgreSQL with ``catalog_url``, else SQLite in the data directory.
 
 The implementations import their package's ``base``; only this module imports
 the implementations, so no package imports itself in a circle.
@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from arwx.accounts.service import Accounts
 from arwx.blobs.base import BlobStore
 from arwx.catalog import Catalog
 from arwx.catalog.mirror import RunMirror
@@ -56,6 +57,7 @@ class Components:
     reader: LogReader | None = None
     blobs: BlobStore | None = None
     control: Control | None = None  # the control plane's services: with the catalog and the blob store
+    accounts: Accounts | None = None  # people who sign in (the dashboard): with the catalog
 
 
 def open_store(settings: Settings) -> Store:
@@ -141,13 +143,14 @@ async def open_components(settings: Settings, *, needs: frozenset[str], closers:
         raise StartRefused(f"the store ({store_name(settings)}) cannot be opened or checked: {e}") from e
     # The query service reads pending counts from the log for receipts, so every process opens it.
     log, reader = await _open_log(settings, "reader" in needs, closers)
-    catalog = tenancy = runs = ingest = None
+    catalog = tenancy = runs = ingest = accounts = None
     if "catalog" in needs:
         catalog = await open_catalog(settings.catalog_url, settings.data_path, store)
         closers.append(catalog.stop)
         tenancy = Tenancy(catalog, refresh_s=settings.key_refresh_s)
         runs = Runs(catalog, RunMirror(store))
         ingest = IngestService(log, runs)
+        accounts = Accounts(catalog, settings.session_ttl_s, settings.password_token_ttl_s)
     blobs = None
     if "blobs" in needs:
         blobs = open_blob_store(settings)
@@ -165,4 +168,5 @@ async def open_components(settings: Settings, *, needs: frozenset[str], closers:
         ingest=ingest,
         reader=reader,
         blobs=blobs,
+        accounts=accounts,
     )

@@ -68,6 +68,11 @@ OPTIONS: list[Option] = [
     Option("log_format", str, "text", "text, or json: one JSON object per line"),
     Option("metrics_port", int, 0, "ops listener: /metrics, /ready, /health without a key (0: off)"),
     Option("metrics_host", str, "127.0.0.1", "address of the ops listener"),
+    Option("session_ttl_s", float, 7 * 86400.0, "how long a dashboard sign-in lasts before it expires"),
+    Option("password_token_ttl_s", float, 86400.0, "how long a one-time set-password link stays valid"),
+    Option("login_window_s", float, 900.0, "window over which failed sign-ins are counted"),
+    Option("login_account_failures", int, 10, "failed sign-ins for one email within login_window_s before 429"),
+    Option("login_address_failures", int, 50, "failed sign-ins from one client address within login_window_s before 429"),
 ]
 
 _ALIASES = {
@@ -102,6 +107,11 @@ class Settings:
     log_format: str
     metrics_port: int
     metrics_host: str
+    session_ttl_s: float
+    password_token_ttl_s: float
+    login_window_s: float
+    login_account_failures: int
+    login_address_failures: int
 
     def validate(self) -> Settings:
         _port(self.port)
@@ -120,6 +130,10 @@ class Settings:
             raise ConfigError("body_timeout_s and body_idle_s must be positive")
         if not 0 < self.max_inflight_org_share <= 1:
             raise ConfigError(f"max_inflight_org_share {self.max_inflight_org_share} is not in (0, 1]")
+        if self.session_ttl_s <= 0 or self.password_token_ttl_s <= 0 or self.login_window_s <= 0:
+            raise ConfigError("session_ttl_s, password_token_ttl_s and login_window_s must be positive")
+        if self.login_account_failures < 1 or self.login_address_failures < 1:
+            raise ConfigError("login_account_failures and login_address_failures must be at least 1")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError(f"log_level {self.log_level!r} is not debug, info, warning or error")
         if self.log_format not in ("text", "json"):

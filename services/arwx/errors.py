@@ -52,6 +52,13 @@ class Unauthorized(ApiError):
         return {"WWW-Authenticate": 'Bearer realm="arwx"', **self._headers}
 
 
+class Forbidden(ApiError):
+    """Known caller, refused action: a cookie request without its CSRF token, a role that may not do it."""
+
+    status = 403
+    code = "PERMISSION_DENIED"
+
+
 class NotFound(ApiError):
     """Unknown, or another organization's: existence never leaks (404, not 403)."""
 
@@ -121,7 +128,7 @@ def default_body(e: ApiError) -> dict:
 
 _BY_STATUS: dict[int, type[ApiError]] = {
     c.status: c
-    for c in (BadRequest, Unauthorized, EndpointNotFound, MethodNotAllowed, RequestTimeout, Conflict, PayloadTooLarge,
+    for c in (BadRequest, Unauthorized, Forbidden, EndpointNotFound, MethodNotAllowed, RequestTimeout, Conflict, PayloadTooLarge,
               TooManyRequests, Unavailable)
 }
 

@@ -16,6 +16,7 @@ from typing import cast
 
 from aiohttp import web
 
+from arwx.accounts.service import Accounts
 from arwx.app import build_app
 from arwx.blobs.base import BlobStore
 from arwx.catalog import Catalog
@@ -54,6 +55,8 @@ class Server:
     url: str = ""
     ops_url: str = ""
     first_key: str | None = None
+    #: First start: a one-time token that creates the first account (``/setup?token=…``).
+    first_password_token: str | None = None
     #: Set when a background part died (the consumer): the process must exit non-zero.
     died: asyncio.Event = field(default_factory=asyncio.Event)
     fatal: BaseException | None = None
@@ -91,8 +94,8 @@ class Server:
                 self._closers.append(work.stop)
         if serves_http(self.roles):
             if self.roles >= SERVER_ROLES and not s.clickhouse_url:
-                assert c.tenancy is not None  # the HTTP roles need the catalog
-                await self._bootstrap(c.tenancy)
+                assert c.tenancy is not None and c.accounts is not None  # the HTTP roles need the catalog
+                await self._bootstrap(c.tenancy, c.accounts)
             app = build_app(c, self.roles)
             self.runner = AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=10)
             await self.runner.setup()
@@ -105,12 +108,14 @@ class Server:
         if self.phase == "starting":  # not "failed" already
             self.phase = "running"
 
-    async def _bootstrap(self, tenancy: Tenancy) -> None:
-        """First start of an embedded server: an organization and a key to use."""
+    async def _bootstrap(self, tenancy: Tenancy, accounts: Accounts) -> None:
+        """First start of an embedded server: an organization, a key to use, and a one-time
+        token that makes the first account (an admin of that organization)."""
         if await tenancy.orgs():
             return
         org = await tenancy.create_org("default")
         _, self.first_key = await tenancy.create_key(org, "first key")
+        self.first_password_token = await accounts.password_token(org, "admin")
 
     async def stop(self) -> None:
         """Reverse order of start: stop accepting (finishing requests in flight),

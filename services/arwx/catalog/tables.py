@@ -355,3 +355,57 @@ idempotency_keys = Table(
     Column("response", Text, nullable=True),
     Column("created_at", BigInteger, nullable=False),
 )
+
+# -- Accounts and sign-in (migration 0007) -----------------------------------------------------
+
+# A person who signs in to the dashboard. ``email`` is stored lower-cased and
+# is the sign-in name; ``password_hash`` is a scrypt hash with its parameters
+# (``arwx/accounts/passwords.py``), NULL until a password is set.
+users = Table(
+    "users",
+    metadata,
+    Column("user_id", String(64), primary_key=True),
+    Column("email", String(254), nullable=False, unique=True),
+    Column("password_hash", Text, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+# Which organizations a user belongs to, and as what (admin, member, viewer).
+memberships = Table(
+    "memberships",
+    metadata,
+    Column("user_id", String(64), ForeignKey("users.user_id"), primary_key=True),
+    Column("org", String(64), ForeignKey("orgs.org"), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Index(None, "org"),
+)
+
+# A signed-in browser. Only the SHA-256 of the cookie's token is stored; ``org``
+# is the organization the session currently acts in.
+login_sessions = Table(
+    "login_sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("user_id", String(64), ForeignKey("users.user_id"), nullable=False),
+    Column("org", String(64), ForeignKey("orgs.org"), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Index(None, "user_id"),
+    Index(None, "expires_at"),
+)
+
+# One-time tokens that set a password: the first account of a new server
+# (``user_id`` NULL: redeeming names the email and makes an admin of ``org``),
+# or an account created without a password. Stored hashed, single use, expiring.
+password_tokens = Table(
+    "password_tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("user_id", String(64), ForeignKey("users.user_id"), nullable=True),
+    Column("org", String(64), ForeignKey("orgs.org"), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Column("used_at", BigInteger, nullable=True),
+)
