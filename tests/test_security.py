@@ -19,7 +19,11 @@ METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD")
 WHEEL = served_wheel().filename
 # Public with GET and HEAD, and what they answer: liveness, the SDK and the dashboard's static files.
 PUBLIC = {"/health": 200, "/sdk": 301, "/sdk/": 200, f"/sdk/{WHEEL}": 200, "/": 200, "/setup": 200, "/static/js/app.js": 200}
-PUBLIC_TEMPLATES = {"/health", "/sdk", "/sdk/", "/sdk/{filename}", "/", "/setup", "/static/{file}"}
+PUBLIC_TEMPLATES = {
+    "/health", "/sdk", "/sdk/", "/sdk/{filename}", "/", "/setup", "/static/{file}", "/v1/auth/login", "/v1/auth/setup",
+}
+# Public with POST only: signing in (an empty body names no account: 400).
+PUBLIC_POST = {"/v1/auth/login": 400, "/v1/auth/setup": 400}
 # Any other name under /sdk/ answers this, with or without a key, and serves nothing.
 SDK_404 = {"error": f"no such file under /sdk/; the SDK is /sdk/{WHEEL}"}
 
@@ -45,7 +49,8 @@ def test_every_route_every_method_odd_paths_need_a_key(embedded, api: Api) -> No
     SDK are public; an unknown name under /sdk/ is a 404 that serves nothing)."""
     anon = api.with_key(None)
     values = {"run_id": "r", "key_id": "key_x", "name": "p", "sha": "0" * 64, "filename": WHEEL, "ref": "winner",
-              "path": "1/r/artifacts/f.txt", "file": "js/app.js", "session_id": "ses_x", "experiment_id": "exp_x", "other_id": "exp_y"}
+              "path": "1/r/artifacts/f.txt", "file": "js/app.js", "session_id": "ses_x", "experiment_id": "exp_x",
+              "other_id": "exp_y", "user_id": "usr_x"}
     paths = [_fill(t, **values) for t in _route_templates(embedded)]
     paths += [
         "/v1", "/v1/", "/v2/runs", "/nope", "/v1/runs/r/../../keys", "/v1/runs/%2e%2e/%2e%2e/v1/keys",
@@ -65,6 +70,8 @@ def test_every_route_every_method_odd_paths_need_a_key(embedded, api: Api) -> No
             bare = path.partition("?")[0]  # a query string changes nothing
             if bare in PUBLIC and method in ("GET", "HEAD"):
                 assert status == PUBLIC[bare], (method, path, status)
+            elif bare in PUBLIC_POST and method == "POST":
+                assert status == PUBLIC_POST[bare], (method, path, status, body)
             elif _is_health(status, body):
                 continue  # the path normalized to /health
             elif path.startswith("/sdk/") and method in ("GET", "HEAD") and status == 404:
@@ -137,15 +144,17 @@ def test_cross_org_every_resource_is_404_and_lists_leak_nothing(embedded, two_or
     exp = a.ok("POST", "/v1/experiments", {"session_id": session, "note": "xorg-secret-note", "diff": "xorg-secret-diff"})["id"]
     a.ok("PUT", f"/v1/experiments/{exp}/tree", {"files": {"xorg-secret-path": {"sha256": blob, "size": 16}}})
     a.ok("POST", f"/v1/experiments/{exp}/decision", {"status": "keep", "score": 1.0})
+    member = a.ok("POST", "/v1/users", {"email": f"xorg-secret-{session}@example.com"})
     markers = [run, project, "xorg-secret-name", a_key["id"], "xorg-secret-keyname", "xorg-secret-blob", blob,
-               session, exp, "xorg-secret-tag", "xorg-secret-note", "xorg-secret-path"]
+               session, exp, "xorg-secret-tag", "xorg-secret-note", "xorg-secret-path", member["id"], member["email"]]
     templates = _route_templates(embedded)
     values = {"run_id": run, "key_id": a_key["id"], "name": project, "sha": blob, "ref": "winner",
-              "session_id": session, "experiment_id": exp, "other_id": exp}
+              "session_id": session, "experiment_id": exp, "other_id": exp, "user_id": member["id"]}
     routes = [(r.method, r.resource.canonical) for r in embedded.server.runner.app.router.routes() if r.method != "HEAD"]
     covered = 0
     # The MLflow adapter's routes take MLflow's arguments: tests/test_mlflow.py checks them across orgs.
-    mlflow = {t for t in templates if "/mlflow" in t}
+    # The /v1/auth/ routes act on the caller's own session: tests/test_accounts.py checks them across orgs.
+    mlflow = {t for t in templates if "/mlflow" in t or t.startswith("/v1/auth/")}
     for method, template in routes:
         if template in PUBLIC_TEMPLATES or template in mlflow:
             continue
