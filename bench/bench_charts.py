@@ -158,7 +158,7 @@ async def main(a: argparse.Namespace) -> None:
             run = f"run_1e{max(a.exps)}"
 
             class _NoLog:
-                async def pending(self, _: str, stored: dict | None = None) -> int:
+                async def pending(self, _: str, stored: dict | None = None, before: dict | None = None) -> int:
                     return 0
 
             r = Run(ORG, run, "bench", run, "finished", {}, ["rank0"], 0, None)

@@ -412,9 +412,33 @@ def openapi() -> dict:
         },
         "/v1/runs": {
             "post": {
-                "summary": "Create a run (idempotent on id; the project is created on first use)",
+                "summary": "Create a run (idempotent on id; the project is created on first use); "
+                "resume: allow | must (404 if unknown) | never (409 if it exists) re-opens it for writer_ids",
                 "requestBody": _body("RunCreate"),
-                "responses": {"201": _RUN, "200": _RUN, "400": _ERR, **_AUTH},
+                "responses": {"201": _RUN, "200": _RUN, "400": _ERR, "404": _ERR, "409": _ERR, **_AUTH},
+            }
+        },
+        "/v1/runs/{run_id}/writers/{writer_id}": {
+            "get": {
+                "summary": "Where a writer's seq range ends on the server: what a resumed writer continues from "
+                "(answered once what the log held when asked is stored; else 503 + Retry-After)",
+                "parameters": _RUN_PARAM
+                + [{"name": "writer_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {
+                    "200": _obj(
+                        "The writer's position",
+                        {
+                            "next_seq": {"type": "integer"},
+                            "last_step": {"type": ["integer", "null"]},
+                            "committed": {"type": "integer"},
+                            "sent": {"type": ["integer", "null"]},
+                        },
+                    ),
+                    "400": _ERR,
+                    "404": _ERR,
+                    "503": _UNAVAILABLE,
+                    **_AUTH,
+                },
             }
         },
         "/v1/runs/{run_id}": {

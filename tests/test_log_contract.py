@@ -142,6 +142,20 @@ async def test_pending_and_partition_lag_count_what_is_not_committed(backend: Ba
             await reader.commit({})  # nothing to commit is a no-op
 
 
+async def test_end_offsets_cut_what_pending_waits_for(backend: Backend) -> None:
+    """A writer resuming waits for what was acknowledged before it asked, not for appends after."""
+    async with started(backend.log()) as log:
+        assert all(v >= 0 for v in (await log.end_offsets("org/cut")).values())
+        first = await log.append("org/cut", [b"1", b"2"])
+        cut = await log.end_offsets("org/cut")
+        assert cut == {(first[1].topic, first[1].partition): first[1].offset + 1}
+        await log.append("org/cut", [b"3", b"4", b"5"])
+        assert await log.pending("org/cut") == 5
+        assert await log.pending("org/cut", before=cut) == 2
+        held = {(first[1].topic, first[1].partition): first[1].offset}
+        assert await log.pending("org/cut", held, cut) == 0
+
+
 async def test_empty_log_read_times_out_with_nothing(backend: Backend) -> None:
     async with started(backend.log()), started(backend.reader()) as reader:
         assert await reader.read(100, 0.3) == []

@@ -50,7 +50,7 @@ def test_every_route_every_method_odd_paths_need_a_key(embedded, api: Api) -> No
     anon = api.with_key(None)
     values = {"run_id": "r", "key_id": "key_x", "name": "p", "sha": "0" * 64, "filename": WHEEL, "ref": "winner",
               "path": "1/r/artifacts/f.txt", "file": "js/app.js", "session_id": "ses_x", "experiment_id": "exp_x",
-              "other_id": "exp_y", "user_id": "usr_x"}
+              "other_id": "exp_y", "user_id": "usr_x", "writer_id": "w"}
     paths = [_fill(t, **values) for t in _route_templates(embedded)]
     paths += [
         "/v1", "/v1/", "/v2/runs", "/nope", "/v1/runs/r/../../keys", "/v1/runs/%2e%2e/%2e%2e/v1/keys",
@@ -149,7 +149,7 @@ def test_cross_org_every_resource_is_404_and_lists_leak_nothing(embedded, two_or
                session, exp, "xorg-secret-tag", "xorg-secret-note", "xorg-secret-path", member["id"], member["email"]]
     templates = _route_templates(embedded)
     values = {"run_id": run, "key_id": a_key["id"], "name": project, "sha": blob, "ref": "winner",
-              "session_id": session, "experiment_id": exp, "other_id": exp, "user_id": member["id"]}
+              "session_id": session, "experiment_id": exp, "other_id": exp, "user_id": member["id"], "writer_id": "w"}
     routes = [(r.method, r.resource.canonical) for r in embedded.server.runner.app.router.routes() if r.method != "HEAD"]
     covered = 0
     # The MLflow adapter's routes take MLflow's arguments: tests/test_mlflow.py checks them across orgs.

@@ -16,9 +16,10 @@ from typing import Any
 from arwandb import _sync
 from arwandb._run import Run
 from arwandb.config import Settings, resolve
+from arwandb.resume import ResumeError
 
 __version__ = "1.3.1"
-__all__ = ["Run", "Settings", "finish", "init", "log", "run", "sync", "__version__"]
+__all__ = ["ResumeError", "Run", "Settings", "finish", "init", "log", "run", "sync", "__version__"]
 
 logging.getLogger("arwandb").addHandler(logging.NullHandler())
 
@@ -41,9 +42,10 @@ def init(
     finish_timeout: float = 30.0,
     base_url: str | None = None,
     api_key: str | None = None,
+    resume: bool | str | None = None,
     **kwargs: Any,
 ) -> Run:
-    """Start (or resume) a run and return it. Never touches the network on the caller's thread.
+    """Start (or resume) a run and return it. Touches the network on the caller's thread only to resume.
 
     Args:
         project: project name (default ``ARWANDB_PROJECT`` / ``WANDB_PROJECT``).
@@ -59,7 +61,14 @@ def init(
         flush_interval: upload at least this often (seconds) even below a full batch.
         finish_timeout: how long ``finish()`` waits for the upload; the rest stays in the spool.
         base_url, api_key: override ``ARWANDB_BASE_URL`` / ``ARWANDB_API_KEY``.
-        **kwargs: other W&B arguments (entity, group, tags, reinit, resume, settings ...) are accepted and ignored.
+        resume: W&B's meanings (default ``ARWANDB_RESUME`` / ``WANDB_RESUME``): ``"allow"`` (or True)
+            continues the run ``id`` if it exists, else creates it; ``"must"`` continues it and raises
+            :class:`ResumeError` if it does not exist; ``"never"`` creates it and raises if it exists.
+            A resumed writer continues its seq range and step axis from where the server says it
+            ended (plus what its local spool still holds), so a restart after ``kill -9`` of every
+            rank, on any machine, neither collides with nor loses acknowledged points. Waits up to
+            ``ARWANDB_RESUME_TIMEOUT`` (60 s) for the server.
+        **kwargs: other W&B arguments (entity, group, tags, reinit, settings ...) are accepted and ignored.
     """
     global run
     settings = resolve(
@@ -76,6 +85,7 @@ def init(
         api_key=api_key,
         flush_interval=flush_interval,
         finish_timeout=finish_timeout,
+        resume=resume,
     )
     settings.extra = kwargs
     with _lock:

@@ -14,6 +14,7 @@ from typing import Any
 
 from arwandb.config import Settings
 from arwandb.encode import PointEncoder
+from arwandb.resume import resume_run
 from arwandb.spool import SpoolBusy, WriterSpool, write_json_atomic
 from arwandb.system_metrics import SystemMetricsThread
 from arwandb.uploader import HttpTransport, Transport, Uploader
@@ -96,17 +97,33 @@ class Run:
             "writer_ids": [w.writer_id for w in self._writers],
         }
         write_json_atomic(os.path.join(self.dir, "run.json"), {**meta, "base_url": settings.base_url})
+        if self.mode == "online":
+            transport = transport or HttpTransport(settings.base_url, settings.api_key, settings.request_timeout)
+        resumed = False
+        if settings.resume is not None:
+            if self.mode != "online":
+                logger.warning("arwandb: resume=%r needs the server; offline, the local spool is continued", settings.resume)
+            else:
+                try:
+                    self._resume(transport, meta)
+                except BaseException:
+                    for w in self._writers:
+                        w.spool.close()
+                    transport.close()
+                    raise
+                resumed = True
         self._spooler = threading.Thread(target=self._spool_loop, name="arwandb-spooler", daemon=True)
         self._spooler.start()
         if self.mode == "online":
             self.uploader = Uploader(
-                transport or HttpTransport(settings.base_url, settings.api_key, settings.request_timeout),
+                transport,
                 meta,
                 [w.spool for w in self._writers],
                 batch_size=settings.batch_size,
                 stream_threshold=settings.stream_threshold,
                 flush_interval=settings.flush_interval,
             )
+            self.uploader.run_created = resumed  # resume_run created or re-opened it
             self._upload_thread = threading.Thread(
                 target=self._upload_loop, name="arwandb-uploader", daemon=True
             )
@@ -114,6 +131,21 @@ class Run:
         if self._sys is not None:
             self._sys_thread = SystemMetricsThread(self._log_system, settings.system_interval, self.dir)
             self._sys_thread.start()
+
+    def _resume(self, transport: Transport, meta: dict[str, Any]) -> None:
+        """Continue each writer's seq range and step axis from where the server says it ended
+        (``resume.py``); raises ``ResumeError`` when the run may not be resumed."""
+        positions = resume_run(
+            transport, meta, [w.writer_id for w in self._writers], self.settings.resume, self.settings.resume_timeout
+        )
+        for w in self._writers:
+            pos = positions.get(w.writer_id)
+            if pos is None:
+                continue
+            w.spool.resume_at(int(pos["next_seq"]))
+            if pos.get("last_step") is not None:
+                w.step = max(w.step, int(pos["last_step"]) + 1)
+        self._step = self._main.step
 
     def _open_writer(self, writer_id: str) -> _Writer:
         try:

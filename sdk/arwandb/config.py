@@ -65,6 +65,26 @@ def env_float(name: str, default: float) -> float:
         return default
 
 
+RESUME_MODES = ("allow", "must", "never")
+
+
+def normalize_resume(resume: bool | str | None) -> str | None:
+    """W&B's ``resume`` values onto ours: None (no resume), allow, must, never.
+    ``True`` and ``"auto"`` mean allow; ``False`` means none."""
+    if resume is None or resume is False:
+        return None
+    if resume is True:
+        return "allow"
+    r = str(resume).strip().lower()
+    if r in ("", "false", "0", "no", "off"):
+        return None
+    if r in ("auto", "true", "1", "yes"):
+        return "allow"
+    if r not in RESUME_MODES:
+        raise ValueError(f"arwandb: resume must be one of allow, must, never (or True/False), not {resume!r}")
+    return r
+
+
 @dataclass
 class Settings:
     """Everything a run needs, fully resolved."""
@@ -86,6 +106,8 @@ class Settings:
     stream_threshold: int = 5000
     spool_interval: float = 0.05
     request_timeout: float = 15.0
+    resume: str | None = None  # allow | must | never: see normalize_resume
+    resume_timeout: float = 60.0  # how long init() waits to learn where the writers ended
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -115,6 +137,8 @@ def resolve(
     api_key: str | None,
     flush_interval: float,
     finish_timeout: float,
+    resume: bool | str | None = None,
+    resume_timeout: float | None = None,
 ) -> Settings:
     run_id = id or env("RUN_ID") or random_run_id()
     wid = writer_id or env("WRITER_ID") or random_writer_id()
@@ -137,4 +161,8 @@ def resolve(
         system_interval=max(1.0, float(interval)),
         flush_interval=max(0.01, float(flush_interval)),
         finish_timeout=max(0.0, float(finish_timeout)),
+        resume=normalize_resume(resume if resume is not None else env("RESUME")),
+        resume_timeout=max(
+            0.1, float(resume_timeout if resume_timeout is not None else env_float("RESUME_TIMEOUT", 60.0))
+        ),
     )

@@ -223,6 +223,28 @@ class WriterSpool:
                 with contextlib.suppress(OSError):
                     os.unlink(self._path(start))
 
+    def resume_at(self, server_next: int) -> None:
+        """Continue after ``server_next``, the next seq the server expects from this writer
+        (before any append: ``init`` calls it). Seqs below it are on the server: acked. A spool
+        holding more keeps them (they are uploaded next); a spool behind the server (it never
+        saw that range: another machine wrote it) is dropped and starts a segment at it."""
+        if server_next <= self.next_seq:
+            self.set_acked(server_next)
+            return
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if self._rf is not None:
+            self._rf.close()
+            self._rf = None
+        with self._mu:
+            for start in self.segments:
+                with contextlib.suppress(OSError):
+                    os.unlink(self._path(start))
+            self.segments = []
+        self.next_seq = server_next
+        self.set_acked(server_next)
+
     def reject(self, lines: list[bytes], status: int, reason: str) -> None:
         """Set points aside in ``rejected.ndjson`` with the server's reason (kept, never retried)."""
         head = b'{"status":%d,"reason":%s,"point":' % (status, json.dumps(reason).encode())

@@ -20,7 +20,7 @@ SDK_PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fil
 def test_exported_names_are_pinned() -> None:
     # Adding or removing a public name is an API change: make it here on purpose.
     assert sorted(arwandb.__all__) == sorted(
-        ["Run", "Settings", "finish", "init", "log", "run", "sync", "__version__"]
+        ["ResumeError", "Run", "Settings", "finish", "init", "log", "run", "sync", "__version__"]
     )
     for name in arwandb.__all__:
         assert hasattr(arwandb, name), name
@@ -29,7 +29,7 @@ def test_exported_names_are_pinned() -> None:
     public = sorted(
         f[:-3] for f in os.listdir(SDK_PACKAGE) if f.endswith(".py") and not f.startswith("_")
     )
-    assert public == ["config", "encode", "spool", "system_metrics", "uploader"]
+    assert public == ["config", "encode", "resume", "spool", "system_metrics", "uploader"]
     assert not set(public) & set(arwandb.__all__)
 
 

@@ -258,6 +258,26 @@ def test_spool_resume_after_kill9(fake: FakeServer, tmp_path) -> None:
     assert fake.finishes[-1]["writer_totals"] == {"w": 3001}
 
 
+def test_spool_resume_at_the_servers_position(tmp_path) -> None:
+    # Behind the spool: the server holds seqs 0..1, the spool 0..2: seq 2 is uploaded next.
+    sp = WriterSpool(str(tmp_path / "a"), "w")
+    sp.append(b'{"seq":0}\n{"seq":1}\n{"seq":2}\n', 3)
+    sp.resume_at(2)
+    assert (sp.acked, sp.next_seq, sp.read(2, 10)) == (2, 3, [b'{"seq":2}'])
+    sp.close()
+    # Ahead of the spool (another machine wrote 0..9): the stale lines go, a segment starts at 10.
+    sp = WriterSpool(str(tmp_path / "b"), "w")
+    sp.append(b'{"seq":0}\n', 1)
+    sp.resume_at(10)
+    assert (sp.acked, sp.next_seq) == (10, 10)
+    sp.append(b'{"seq":10}\n', 1)
+    assert sp.read(10, 10) == [b'{"seq":10}']
+    sp.close()
+    sp = WriterSpool(str(tmp_path / "b"), "w")  # and so it reads back after a restart
+    assert (sp.acked, sp.next_seq, sp.read(10, 10)) == (10, 11, [b'{"seq":10}'])
+    sp.close()
+
+
 def test_torn_tail_is_truncated(tmp_path) -> None:
     sp = WriterSpool(str(tmp_path), "w")
     sp.append(b'{"seq":0,"step":4}\n{"seq":1,"step":5}\n', 2)

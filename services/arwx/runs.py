@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 
 import msgspec
-from sqlalchemy import case, select, update
+from sqlalchemy import case, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from arwx.cache import MISSING, BoundedCache
@@ -32,7 +32,7 @@ from arwx.catalog import Catalog
 from arwx.catalog.mirror import RunMirror
 from arwx.catalog.tables import run_writers, runs
 from arwx.control.projects import ensure as ensure_project
-from arwx.errors import Conflict
+from arwx.errors import BadRequest, Conflict, NotFound
 from arwx.wire import check_config
 
 RUN_STATUSES = ("running", "finished", "failed", "crashed", "killed")
@@ -136,15 +136,29 @@ class Runs:
         config: dict | None,
         writer_ids: list[str] | None,
         fingerprint: dict | None = None,
+        resume: str | None = None,
     ) -> tuple[Run, bool]:
         """The run and whether it was created now (False: it existed).
-        Raises ``BadInput``/``PayloadTooLarge`` for a config past the contract's bounds."""
+
+        ``resume`` (W&B's meanings): None returns an existing run as it is;
+        ``"allow"`` and ``"must"`` re-open it for ``writer_ids`` (``reopen``),
+        ``"must"`` raising ``NotFound`` when there is none; ``"never"`` raises
+        ``Conflict`` when it exists. Raises ``BadInput``/``PayloadTooLarge`` for
+        a config past the contract's bounds."""
         check_config(config)
+        if resume == "must" and not run_id:
+            raise BadRequest("resume='must' needs the id of the run to resume")
         if run_id:
             existing = await self.get(org, run_id, fresh=True)
             if existing is not None:
+                if resume == "never":
+                    raise Conflict(f"run {run_id!r} exists and resume is 'never'")
+                if resume in ("allow", "must"):
+                    return await self.reopen(org, run_id, writer_ids or []), False
                 await self._mirror(existing)  # repairs a mirror write lost to an earlier outage
                 return existing, False
+            if resume == "must":
+                raise NotFound(f"unknown run {run_id!r}: resume='must' needs an existing run")
         run_id = run_id or secrets.token_hex(6)
         run = Run(
             org, run_id, project, name or run_id, "running", config or {}, writer_ids or [],
@@ -166,6 +180,8 @@ class Runs:
             existing = await self.get(org, run_id, fresh=True)
             if existing is None:
                 raise
+            if resume == "never":
+                raise Conflict(f"run {run_id!r} exists and resume is 'never'") from None
             return existing, False
         run.config_bytes = len(msgspec.json.encode(run.config))
         await self._mirror(run)
@@ -213,6 +229,37 @@ class Runs:
         run = await self.get(org, run_id, fresh=True)
         if run is not None and finished_now:
             await self._mirror(run)
+        return run
+
+    async def reopen(self, org: str, run_id: str, writer_ids: list[str]) -> Run:
+        """Resume a run: it is running again, and the totals ``writer_ids``
+        reported at an earlier finish are withdrawn (the resumed writers
+        continue their seq ranges and report new totals). A resumed writer
+        first asks where its range ended (``query/writers.py``), which
+        counts the withdrawn total. ``NotFound`` if the run is gone."""
+        where = (runs.c.org == org) & (runs.c.run_id == run_id)
+        async with self.catalog.begin() as conn:
+            row = (await conn.execute(select(runs.c.status).where(where).with_for_update())).first()
+            if row is None:
+                raise NotFound(f"unknown run {run_id!r}")
+            if writer_ids:
+                await conn.execute(
+                    delete(run_writers).where(
+                        (run_writers.c.org == org) & (run_writers.c.run_id == run_id)
+                        & run_writers.c.writer_id.in_(writer_ids)
+                    )
+                )
+            reopened = row[0] != "running"
+            if reopened:
+                await conn.execute(
+                    update(runs).where(where).values(
+                        status="running", finished_at=None, version=next_version(time.time_ns())
+                    )
+                )
+        run = await self.get(org, run_id, fresh=True)
+        if run is None:
+            raise NotFound(f"unknown run {run_id!r}")
+        await self._mirror(run)
         return run
 
     async def sync_mirror(self, batch: int = 5000) -> int:

@@ -11,7 +11,7 @@ import json
 import math
 import re
 from operator import attrgetter
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -383,6 +383,10 @@ class RunCreate(msgspec.Struct, forbid_unknown_fields=True):
     writer_ids: list[WriterId] | None = None
     commit: Annotated[str, msgspec.Meta(max_length=128)] | None = None
     diff_sha: Annotated[str, msgspec.Meta(max_length=128)] | None = None
+    # W&B's meanings. None: create, or return the run as it is (every rank creates it).
+    # "allow": create, or re-open an existing run for ``writer_ids``; "must": re-open, 404
+    # if there is none; "never": create, 409 if it exists.
+    resume: Literal["allow", "must", "never"] | None = None
 
 
 RunStatus = Annotated[str, msgspec.Meta(pattern=r"^(finished|failed|crashed|killed)$")]

@@ -21,7 +21,7 @@ async def create_run(request: web.Request) -> web.Response:
     req = decode_body(await read_body(request, MAX_SMALL_BODY), RunCreate)
     fingerprint = {k: v for k, v in (("commit", req.commit), ("diff_sha", req.diff_sha)) if v}
     run, created = await request.app[RUNS].create(
-        request[API_KEY].org, req.id, req.project, req.name, req.config, req.writer_ids, fingerprint
+        request[API_KEY].org, req.id, req.project, req.name, req.config, req.writer_ids, fingerprint, req.resume
     )
     return web.json_response(run.public(), status=201 if created else 200)
 

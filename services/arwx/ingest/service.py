@@ -107,6 +107,9 @@ class Chunker:
         run = await self.runs.get(self.org, run_id)
         if run is None:
             raise NotFound(f"unknown run {run_id!r}")
+        if run.status != "running" and run.writer_totals.get(writer_id, seq + 1) <= seq:
+            # Resumed through another process since it was cached? Refuse on the truth only.
+            run = await self.runs.get(self.org, run_id, fresh=True) or run
         if run.status != "running":
             # Ranks finish one by one: a writer that has not reported its
             # total yet is still running and keeps writing.

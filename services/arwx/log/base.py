@@ -79,8 +79,20 @@ class EventLog(Protocol):
         """
         ...
 
-    async def pending(self, key: str, stored: dict[tuple[str, int], int] | None = None) -> int:
-        """Messages for ``key`` acknowledged and not yet stored.
+    async def end_offsets(self, key: str) -> dict[tuple[str, int], int]:
+        """Per (topic, partition) ``key`` is written to, the offset the next message
+        will get: every message of ``key`` acknowledged so far lies below it (a cut
+        that ``pending(before=…)`` waits for while appends go on)."""
+        ...
+
+    async def pending(
+        self,
+        key: str,
+        stored: dict[tuple[str, int], int] | None = None,
+        before: dict[tuple[str, int], int] | None = None,
+    ) -> int:
+        """Messages for ``key`` acknowledged and not yet stored (with ``before``,
+        from ``end_offsets``: only those below that cut).
 
         ``stored``: per (topic, partition), the highest offset of a message of
         ``key`` the store already holds (its ledger rows). The consumer writes

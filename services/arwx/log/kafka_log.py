@@ -201,14 +201,29 @@ class KafkaLog:
             raise LogUnavailable(f"kafka: append failed: {e!r}") from e
         return [Appended(m.topic, m.partition, m.offset) for m in metas]
 
-    async def pending(self, key: str, stored: dict[tuple[str, int], int] | None = None) -> int:
+    async def end_offsets(self, key: str) -> dict[tuple[str, int], int]:
+        """The end offset of the partition ``key`` hashes to."""
+        if self._admin is None or self._num_partitions is None:
+            raise LogUnavailable("kafka: log not started")
+        tp = TopicPartition(self.topic, partition_for_key(key, self._num_partitions))
+        consumer = await self._get_offsets_consumer()
+        return {(tp.topic, tp.partition): (await _bounded(consumer.end_offsets([tp]), CALL_TIMEOUT_S, "end offsets"))[tp]}
+
+    async def pending(
+        self,
+        key: str,
+        stored: dict[tuple[str, int], int] | None = None,
+        before: dict[tuple[str, int], int] | None = None,
+    ) -> int:
         """Lag of the consumer group on the partition ``key`` hashes to (an upper
-        bound for the key), counted from past ``stored`` where that is further."""
+        bound for the key), counted from past ``stored`` where that is further,
+        up to ``before`` where given."""
         if self._admin is None or self._num_partitions is None:
             raise LogUnavailable("kafka: log not started")
         tp = TopicPartition(self.topic, partition_for_key(key, self._num_partitions))
         consumer = await self._get_offsets_consumer()
         end = (await _bounded(consumer.end_offsets([tp]), CALL_TIMEOUT_S, "end offsets"))[tp]
+        end = min(end, (before or {}).get((tp.topic, tp.partition), end))
         committed = await self._committed(tp)
         if committed < 0:
             # Nothing committed: the group starts at the earliest retained offset.

@@ -253,15 +253,33 @@ class SqliteLog:
             self._corrupt = str(e)
             log.critical(corrupt_message(self.path, str(e)))
 
-    async def pending(self, key: str, stored: dict[tuple[str, int], int] | None = None) -> int:
+    async def end_offsets(self, key: str) -> dict[tuple[str, int], int]:
+        if self._corrupt is not None:
+            raise LogCorrupt(f"the embedded log {self.path} is corrupt: {self._corrupt}")
+
+        def q() -> int:
+            with self._rlock:
+                (n,) = self._reader_conn.execute("SELECT max(offset) FROM log WHERE key = ?", (key,)).fetchone()
+            return -1 if n is None else n
+
+        return {(self.topic, 0): await asyncio.to_thread(q) + 1}
+
+    async def pending(
+        self,
+        key: str,
+        stored: dict[tuple[str, int], int] | None = None,
+        before: dict[tuple[str, int], int] | None = None,
+    ) -> int:
         if self._corrupt is not None:
             raise LogCorrupt(f"the embedded log {self.path} is corrupt: {self._corrupt}")
         after_stored = (stored or {}).get((self.topic, 0), -1) + 1
+        below = (before or {}).get((self.topic, 0), 2**63 - 1)
 
         def q() -> int:
             with self._rlock:
                 (n,) = self._reader_conn.execute(
-                    "SELECT count(*) FROM log WHERE key = ? AND offset >= ?", (key, max(self._committed(), after_stored))
+                    "SELECT count(*) FROM log WHERE key = ? AND offset >= ? AND offset < ?",
+                    (key, max(self._committed(), after_stored), below),
                 ).fetchone()
             return n
 

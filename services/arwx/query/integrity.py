@@ -30,19 +30,10 @@ _RUN = "org = {org:String} AND run_id = {run:String}"
 
 async def receipt(store: Store, log: EventLog, run: Run) -> dict:
     p = {"org": run.org, "run": run.run_id}
-    # Read first: what is stored can only grow while the rest is read, so
-    # pending is never undercounted.
-    stored_at = {
-        (t, int(part)): int(o)
-        for t, part, o in await store.rows(
-            f"SELECT log_topic, log_partition, max(log_offset) FROM ledger WHERE {_RUN} GROUP BY log_topic, log_partition",
-            p,
-        )
-    }
-    # Pending next, before the counts: when it is 0, every message of the run
+    # Pending first, before the counts: when it is 0, every message of the run
     # was stored before the reads below, so the ledger read cannot miss a batch
     # whose points the points read sees (committed < stored on an intact receipt).
-    pending = await log.pending(f"{run.org}/{run.run_id}", stored_at)
+    pending = await pending_messages(store, log, run.org, run.run_id)
     ledger = {
         w: (int(n), int(sk), int(lo), int(hi))
         for w, n, sk, lo, hi in await store.rows(
@@ -123,6 +114,24 @@ async def receipt(store: Store, log: EventLog, run: Run) -> dict:
         "writers": writers,
         "fingerprint": run.fingerprint or None,
     }
+
+
+async def pending_messages(
+    store: Store, log: EventLog, org: str, run_id: str, before: dict[tuple[str, int], int] | None = None
+) -> int:
+    """Log messages of the run acknowledged to a client and not yet stored
+    (only those below ``before``, a cut from ``EventLog.end_offsets``, if given).
+
+    The ledger is read first: what is stored can only grow while the log is
+    asked, so pending is never undercounted."""
+    stored_at = {
+        (t, int(part)): int(o)
+        for t, part, o in await store.rows(
+            f"SELECT log_topic, log_partition, max(log_offset) FROM ledger WHERE {_RUN} GROUP BY log_topic, log_partition",
+            {"org": org, "run": run_id},
+        )
+    }
+    return await log.pending(f"{org}/{run_id}", stored_at, before)
 
 
 async def _fill_gaps(store: Store, p: dict, writers: list[dict]) -> None:

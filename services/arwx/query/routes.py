@@ -3,6 +3,8 @@ a project's runs and charts (projects themselves are in ``arwx.control``)."""
 
 from __future__ import annotations
 
+import re
+
 import msgspec
 from aiohttp import web
 
@@ -16,8 +18,9 @@ from arwx.query import series
 from arwx.query.history import MAX_LIMIT, history, parse_cursor
 from arwx.query.integrity import receipt
 from arwx.query.stream import stream_arrow, stream_history
+from arwx.query.writers import writer_position
 from arwx.runs import RUN_STATUSES, Run
-from arwx.wire import MAX_SEQ
+from arwx.wire import ID_PATTERN, MAX_ID_LEN, MAX_SEQ
 
 
 async def _run(request: web.Request) -> Run | None:
@@ -42,6 +45,8 @@ async def _history_args(request: web.Request) -> tuple[Run, list[str], int, int]
     max_step = query_int(request, "max_step", MAX_SEQ, 0, MAX_SEQ)
     return run, keys, min_step, max_step
 
+
+_ID_RE = re.compile(ID_PATTERN)
 
 HISTORY_FORMATS = ("json", "ndjson", "columns", "arrow")
 _JSON = msgspec.json.Encoder()
@@ -105,6 +110,17 @@ async def get_integrity(request: web.Request) -> web.Response:
     if run is None:
         raise NotFound(f"unknown run {request.match_info['run_id']!r}")
     return web.json_response(await receipt(request.app[STORE], request.app[LOG], run))
+
+
+async def get_writer(request: web.Request) -> web.Response:
+    """Where a writer's seq range ends on the server (what a resumed writer continues from)."""
+    run = await _run(request)
+    if run is None:
+        raise NotFound(f"unknown run {request.match_info['run_id']!r}")
+    writer_id = request.match_info["writer_id"]
+    if len(writer_id) > MAX_ID_LEN or not _ID_RE.search(writer_id):
+        raise BadRequest(f"bad writer id {writer_id[:MAX_ID_LEN]!r}")
+    return web.json_response(await writer_position(request.app[STORE], request.app[LOG], run, writer_id))
 
 
 def _opt_int(request: web.Request, name: str, lo: int, hi: int) -> int | None:
@@ -193,3 +209,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/projects/{name:[^/]+}/runs", get_project_runs)
     app.router.add_get("/v1/projects/{name:[^/]+}/charts", get_project_charts)
     app.router.add_get("/v1/runs/{run_id}/integrity", get_integrity)
+    app.router.add_get("/v1/runs/{run_id}/writers/{writer_id}", get_writer)
