@@ -533,6 +533,8 @@ def openapi() -> dict:
                         ("agg", {"enum": ["minmax", "lttb", "avg", "last"]}),
                         ("writers", {"enum": ["per", "combined"]}),
                         ("smoothing", {"type": "number", "minimum": 0, "exclusiveMaximum": 1}),
+                        ("fields", {"type": "string", "description": "comma list of the per-series arrays to return "
+                                    "(value, first, last, min, max, min_x, max_x, writers, smoothed); default all"}),
                         ("format", {"enum": ["json", "grafana"]}),
                     )
                 ],

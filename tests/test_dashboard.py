@@ -54,3 +54,30 @@ def test_the_page_runs_in_headless_chromium_and_asks_to_sign_in(embedded) -> Non
         assert page.evaluate("typeof uPlot") == "function"  # the vendored chart library loaded
         assert page.locator("#keys").count() == 0  # nothing behind the form without a session
     assert not errors, errors
+
+
+def test_charts_answer_only_the_arrays_asked_for_gzipped(api: Api) -> None:
+    """What the dashboard asks the charts API for: ``fields=value,min,max`` (a line and its band),
+    gzip-compressed; an unknown field is a 400 naming it."""
+    import gzip
+    import json
+
+    from tests.dashboard_data import make_run
+
+    sent = make_run(api, "fields", "fields-run", keys=["loss"], steps=200)
+    api.wait_intact("fields-run", sent)
+    full = api.ok("GET", "/v1/projects/fields/charts", params={"keys": "loss", "samples": 100})["series"][0]
+    assert {"first", "last", "min_x", "max_x"} <= set(full)
+    some = api.ok("GET", "/v1/projects/fields/charts", params={"keys": "loss", "samples": 100, "fields": "value,min,max"})
+    s = some["series"][0]
+    assert set(s) == {"run_id", "key", "writer_id", "x", "skipped", "value", "min", "max"}
+    assert s["value"] == full["value"] and s["min"] == full["min"] and s["x"] == full["x"]
+    status, body = api.get("/v1/projects/fields/charts", keys="loss", fields="value,bogus")
+    assert status == 400 and "bogus" in body["error"]
+    c = http.client.HTTPConnection(api.host, api.port, timeout=30)
+    c.request("GET", "/v1/projects/fields/charts?keys=loss&samples=100&fields=value,min,max",
+              headers={"Authorization": f"Bearer {api.key}", "Accept-Encoding": "gzip"})
+    r = c.getresponse()
+    raw = r.read()
+    assert r.getheader("Content-Encoding") == "gzip"
+    assert json.loads(gzip.decompress(raw))["series"][0]["value"] == s["value"]
