@@ -81,6 +81,7 @@ def test_secrets_never_reach_the_servers_output(first: ServerProcess) -> None:
     # What the process wrote after its start banner (which shows the first key and link once, by design).
     logged = first.logs().split("listening on", 1)[1]
     assert "/v1/auth/login" in logged and "POST /v1/keys" in logged, "the access log did not reach the capture"
+    assert "signed in" in logged and "sign-in failed" in logged  # who signed in, by user id: an audit trail
     for secret in (first.key, key, cookie, cookie[len("arwx_sess_"):], csrf, "log-me-not-password",
                    "wrong-password-marker", "invited-password-marker", invited["password_token"]):
         assert secret not in logged, secret

@@ -12,6 +12,7 @@ in the answers that hand them out.
 
 from __future__ import annotations
 
+import logging
 import math
 
 from aiohttp import web
@@ -26,6 +27,8 @@ from arwx.gateway.auth import SESSION_COOKIE, own_session, public
 from arwx.gateway.body import read_body
 from arwx.wire import MAX_ID_LEN, decode_body
 
+# Who signed in, and refusals by address: never the email typed (people type passwords into it).
+log = logging.getLogger("arwx.accounts")
 MAX_BODY = 16 << 10
 WRONG = "wrong email or password"  # one message for an unknown email and a wrong password
 ACCOUNT_LIMITER = web.AppKey("arwx_login_account_limiter", AttemptLimiter)
@@ -66,6 +69,7 @@ async def _signed_in(request: web.Request, session: Session, token: str) -> web.
 def _refuse_if_limited(request: web.Request, *keys: tuple[web.AppKey, str]) -> None:
     wait = max(request.app[limiter].retry_after(key) for limiter, key in keys)
     if wait > 0:
+        log.warning("sign-in refused: too many failures", extra={"remote": request.remote})
         raise TooManyRequests(
             "too many failed sign-ins for this account or from this address; try again later",
             headers={"Retry-After": str(math.ceil(wait))},
@@ -83,9 +87,11 @@ async def login(request: web.Request) -> web.Response:
     if started is None:
         for limiter, key in limits:
             request.app[limiter].failed(key)
+        log.info("sign-in failed", extra={"remote": request.remote})
         raise Unauthorized(WRONG)
     request.app[ACCOUNT_LIMITER].clear(limits[0][1])
     token, session = started
+    log.info("signed in", extra={"user": session.user.user_id, "org": session.org, "remote": request.remote})
     return await _signed_in(request, session, token)
 
 
