@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from arwx.accounts.service import Accounts, Session
+from arwx.accounts.service import Accounts, LoginSession
 from arwx.blobs.base import BlobStore
 from arwx.catalog import Catalog
 from arwx.config import Settings
@@ -27,4 +27,4 @@ API_KEY = web.RequestKey("api_key", ApiKey)
 INGEST = web.AppKey("ingest", IngestService)
 ACCOUNTS = web.AppKey("accounts", Accounts)
 #: The login session of a request authenticated by its cookie (absent for an API key).
-SESSION = web.RequestKey("session", Session)
+SESSION = web.RequestKey("session", LoginSession)

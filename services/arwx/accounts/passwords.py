@@ -14,6 +14,7 @@ import base64
 import hashlib
 import hmac
 import os
+from functools import cache
 
 LOG2_N, R, P = 15, 8, 1  # 2**15 * 8 * 128 bytes = 32 MiB per hash
 _DKLEN = 32
@@ -48,9 +49,11 @@ def hash_password(password: str) -> str:
     return f"scrypt${LOG2_N}${R}${P}${_b64(salt)}${_b64(digest)}"
 
 
-# Verified when the email is unknown, so that an unknown account costs the same
-# time as a wrong password and timing does not tell which emails exist.
-DUMMY_HASH = hash_password("arwx: no such account")
+@cache
+def _dummy_hash() -> str:
+    """Verified when the email is unknown, so that an unknown account costs the same
+    time as a wrong password and timing does not tell which emails exist."""
+    return hash_password("arwx: no such account")
 
 
 def verify_password(password: str, stored: str | None) -> bool:
@@ -59,7 +62,7 @@ def verify_password(password: str, stored: str | None) -> bool:
     if len(password) > MAX_LENGTH:
         return False
     try:
-        scheme, log2_n, r, p, salt, digest = (stored or DUMMY_HASH).split("$")
+        scheme, log2_n, r, p, salt, digest = (stored or _dummy_hash()).split("$")
         if scheme != "scrypt":
             raise ValueError(scheme)
         expected = _unb64(digest)

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from arwx.accounts.passwords import WeakPassword
 from arwx.accounts.ratelimit import AttemptLimiter
-from arwx.accounts.service import AccountError, AlreadyMember, Session, csrf_for
+from arwx.accounts.service import AccountError, AlreadyMember, LoginSession, csrf_for
 from arwx.accounts.wire import Login, OrgSwitch, PasswordSetup, UserCreate
 from arwx.appkeys import ACCOUNTS, API_KEY, CONFIG, SESSION
 from arwx.errors import BadRequest, Conflict, Forbidden, NotFound, TooManyRequests, Unauthorized
@@ -48,7 +48,7 @@ def _set_cookie(request: web.Request, resp: web.Response, token: str, max_age_s:
     )
 
 
-async def _session_body(request: web.Request, session: Session, token: str) -> dict:
+async def _session_body(request: web.Request, session: LoginSession, token: str) -> dict:
     memberships = await request.app[ACCOUNTS].orgs_of(session.user.user_id)
     return {
         "user": session.user.public(),
@@ -60,7 +60,7 @@ async def _session_body(request: web.Request, session: Session, token: str) -> d
     }
 
 
-async def _signed_in(request: web.Request, session: Session, token: str) -> web.Response:
+async def _signed_in(request: web.Request, session: LoginSession, token: str) -> web.Response:
     resp = web.json_response(await _session_body(request, session, token))
     _set_cookie(request, resp, token, max(1, (request.app[ACCOUNTS].session_ttl_ms // 1000)))
     return resp
@@ -116,7 +116,7 @@ async def setup_password(request: web.Request) -> web.Response:
     return await _signed_in(request, session, token)
 
 
-def _session(request: web.Request) -> Session:
+def _session(request: web.Request) -> LoginSession:
     session = request.get(SESSION)
     if session is None:
         raise Unauthorized("not signed in: this route needs the session cookie of POST /v1/auth/login")

@@ -86,7 +86,7 @@ class User:
 
 
 @dataclass(frozen=True)
-class Session:
+class LoginSession:
     """A valid login session, as the request that carries its cookie sees it."""
 
     token_hash: str
@@ -227,7 +227,7 @@ class Accounts:
             return None
         return User(row[0], email)
 
-    async def start_session(self, user: User) -> tuple[str, Session] | None:
+    async def start_session(self, user: User) -> tuple[str, LoginSession] | None:
         """A new session of ``user`` in their oldest organization: (cookie token, session).
         None if they belong to no organization."""
         token = SESSION_PREFIX + secrets.token_urlsafe(32)
@@ -243,14 +243,14 @@ class Accounts:
             )).first()
             if row is None:
                 return None
-            session = Session(hash_token(token), user, row[0], row[1], now + self.session_ttl_ms)
+            session = LoginSession(hash_token(token), user, row[0], row[1], now + self.session_ttl_ms)
             await conn.execute(login_sessions.insert().values(
                 token_hash=session.token_hash, user_id=user.user_id, org=session.org, created_at=now,
                 expires_at=session.expires_at_ms,
             ))
         return token, session
 
-    async def session(self, token: str) -> Session | None:
+    async def session(self, token: str) -> LoginSession | None:
         """The live session of this cookie token, or None (unknown, ended, expired, or its user
         no longer a member of the organization it acts in). One indexed query."""
         if not token.startswith(SESSION_PREFIX) or len(token) > 100:
@@ -267,9 +267,9 @@ class Accounts:
             row = (await conn.execute(query)).first()
         if row is None or row[4] <= _now_ms():
             return None
-        return Session(hash_token(token), User(row[0], row[1]), row[2], row[3], row[4])
+        return LoginSession(hash_token(token), User(row[0], row[1]), row[2], row[3], row[4])
 
-    async def switch_org(self, session: Session, org: str) -> Session | None:
+    async def switch_org(self, session: LoginSession, org: str) -> LoginSession | None:
         """The session acting in ``org`` from now on; None if its user is not a member there."""
         async with self.catalog.begin() as conn:
             role = await conn.scalar(
@@ -282,9 +282,9 @@ class Accounts:
             await conn.execute(
                 update(login_sessions).where(login_sessions.c.token_hash == session.token_hash).values(org=org)
             )
-        return Session(session.token_hash, session.user, org, role, session.expires_at_ms)
+        return LoginSession(session.token_hash, session.user, org, role, session.expires_at_ms)
 
-    async def end_session(self, session: Session) -> None:
+    async def end_session(self, session: LoginSession) -> None:
         async with self.catalog.begin() as conn:
             await conn.execute(delete(login_sessions).where(login_sessions.c.token_hash == session.token_hash))
 

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from arwx.accounts.service import Session, csrf_for
+from arwx.accounts.service import LoginSession, csrf_for
 from arwx.appkeys import ACCOUNTS, API_KEY, SESSION, TENANCY
 from arwx.errors import Forbidden, Unauthorized
 from arwx.tenancy import ApiKey
@@ -65,7 +65,7 @@ CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def session_key(session: Session) -> ApiKey:
+def session_key(session: LoginSession) -> ApiKey:
     """What a session acts as: a key of its current organization, named after its user."""
     return ApiKey(
         key_id=f"session:{session.user.user_id}", org=session.org, name=session.user.email, prefix="",
