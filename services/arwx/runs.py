@@ -262,6 +262,24 @@ class Runs:
         await self._mirror(run)
         return run
 
+    async def merge_config(self, org: str, run_id: str, patch: dict) -> Run | None:
+        """Set top-level keys of a run's config (others kept); None if there is no such run.
+        ``BadInput``/``PayloadTooLarge`` if the result is past the contract's bounds (nothing changes)."""
+        where = (runs.c.org == org) & (runs.c.run_id == run_id)
+        async with self.catalog.begin() as conn:
+            row = (await conn.execute(select(runs.c.config).where(where).with_for_update())).first()
+            if row is None:
+                return None
+            config = {**(row[0] or {}), **patch}
+            if config == row[0]:
+                return await self.get(org, run_id)
+            check_config(config)
+            await conn.execute(update(runs).where(where).values(config=config, version=next_version(time.time_ns())))
+        run = await self.get(org, run_id, fresh=True)
+        if run is not None:
+            await self._mirror(run)
+        return run
+
     async def sync_mirror(self, batch: int = 5000) -> int:
         """Copy to the mirror every run it lacks at its catalog version; how many were copied."""
         if self.mirror is None:

@@ -229,6 +229,7 @@ mlflow_runs = Table(
     Column("params", JSON, nullable=False),
     Column("tags", JSON, nullable=False),
     Column("next_seq", BigInteger, nullable=False),
+    Column("outputs", JSON, nullable=True),  # [{model_id, step}]: models the run logged (migration 0013)
     Index(None, "org", "experiment_id"),
 )
 
@@ -262,6 +263,61 @@ mlflow_artifacts = Table(
     Column("path", Text, primary_key=True),
     Column("sha", String(64), nullable=False),
     Column("size", BigInteger, nullable=False),
+)
+
+# MLflow 3's logged models (migration 0013): a model of an experiment, with its
+# own artifacts (kept in mlflow_artifacts under the model id) and params/tags.
+mlflow_logged_models = Table(
+    "mlflow_logged_models",
+    metadata,
+    Column("org", String(64), primary_key=True),
+    Column("model_id", String(64), primary_key=True),
+    Column("experiment_id", BigInteger, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("model_type", Text, nullable=True),
+    Column("source_run_id", String(256), nullable=True),
+    Column("status", String(32), nullable=False),
+    Column("lifecycle_stage", String(16), nullable=False),
+    Column("creation_time", BigInteger, nullable=False),
+    Column("last_update_time", BigInteger, nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("tags", JSON, nullable=False),
+    Index(None, "org", "experiment_id"),
+)
+
+# The model registry: a registered model is an arwx artifact (project
+# MLFLOW_REGISTRY_PROJECT, type "model"); each MLflow version names the arwx
+# version with its files (several MLflow versions may share one); aliases and
+# stages are mirrored as arwx refs.
+mlflow_registered_models = Table(
+    "mlflow_registered_models",
+    metadata,
+    Column("org", String(64), primary_key=True),
+    Column("name", String(256), primary_key=True),
+    Column("artifact", String(256), nullable=False),  # the arwx artifact's name (kept across renames)
+    Column("description", Text, nullable=False),
+    Column("creation_time", BigInteger, nullable=False),
+    Column("last_update_time", BigInteger, nullable=False),
+    Column("tags", JSON, nullable=False),
+    Column("aliases", JSON, nullable=False),  # alias -> MLflow version number
+)
+
+mlflow_model_versions = Table(
+    "mlflow_model_versions",
+    metadata,
+    Column("org", String(64), primary_key=True),
+    Column("name", String(256), primary_key=True),
+    Column("version", BigInteger, primary_key=True, autoincrement=False),
+    Column("source", Text, nullable=False),
+    Column("storage_location", Text, nullable=False),
+    Column("run_id", String(256), nullable=True),
+    Column("model_id", String(64), nullable=True),
+    Column("description", Text, nullable=False),
+    Column("current_stage", String(32), nullable=False),
+    Column("creation_time", BigInteger, nullable=False),
+    Column("last_update_time", BigInteger, nullable=False),
+    Column("tags", JSON, nullable=False),
+    Column("arwx_version", BigInteger, nullable=True),  # the arwx artifact version of its files
 )
 
 # --- The control plane (migration 0005): projects and goals, sessions,

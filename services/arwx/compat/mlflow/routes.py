@@ -11,11 +11,17 @@ from __future__ import annotations
 import posixpath
 from typing import Any
 
-import msgspec
 from aiohttp import ClientPayloadError, web
 
 from arwx.appkeys import API_KEY, BLOBS, INGEST, RUNS, STORE
 from arwx.backpressure import budgeted
+from arwx.compat.mlflow.bodies import args_or_json as _args_or_json
+from arwx.compat.mlflow.bodies import json_body as _json
+from arwx.compat.mlflow.bodies import query_args as _args
+from arwx.compat.mlflow.model_routes import MODELS
+from arwx.compat.mlflow.model_routes import ROUTES as MODEL_ROUTES
+from arwx.compat.mlflow.models import ModelService
+from arwx.compat.mlflow.models_state import ModelState
 from arwx.compat.mlflow.service import (
     MlflowService,
     experiment_id_of,
@@ -24,12 +30,13 @@ from arwx.compat.mlflow.service import (
     run_json,
 )
 from arwx.compat.mlflow.state import MlflowState
+from arwx.control.artifacts import Artifacts
+from arwx.control.files import Files
 from arwx.errors import ApiError, BadRequest, EndpointNotFound, NotFound
-from arwx.gateway.body import body_chunks, read_body
+from arwx.gateway.body import body_chunks
 from arwx.gateway.errors import set_renderer
 
 SERVICE = web.AppKey("arwx_mlflow", MlflowService)
-MAX_JSON_BYTES = 16 << 20
 PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
 
 
@@ -39,32 +46,6 @@ def _svc(request: web.Request) -> MlflowService:
 
 def _org(request: web.Request) -> str:
     return request[API_KEY].org
-
-
-async def _json(request: web.Request) -> dict:
-    raw = await read_body(request, MAX_JSON_BYTES)
-    if not raw.strip():
-        return {}
-    try:
-        body = msgspec.json.decode(raw)
-    except msgspec.DecodeError as e:
-        raise BadRequest(f"malformed JSON body: {e}") from None
-    if not isinstance(body, dict):
-        raise BadRequest("the JSON body must be an object")
-    return body
-
-
-def _args(request: web.Request) -> dict[str, Any]:
-    """GET arguments (repeated ones as lists), as the client sends them in the query string."""
-    out: dict[str, Any] = {}
-    for k in request.query:
-        vals = request.query.getall(k)
-        out[k] = vals if len(vals) > 1 or k in ("run_ids", "experiment_ids", "order_by") else vals[0]
-    return out
-
-
-async def _args_or_json(request: web.Request) -> dict:
-    return _args(request) if request.method == "GET" else await _json(request)
 
 
 def _ok(body: dict | None = None) -> web.Response:
@@ -252,30 +233,43 @@ async def get_history_bulk_interval(request: web.Request) -> web.Response:
 
 
 # -- artifacts (the tracking server's proxy) -----------------------------------------------------
-def _artifact_path(raw: str) -> tuple[str, str, str]:
-    """(experiment id, run id, path inside the run's artifacts) of ``<exp>/<run>/artifacts[/<path>]``."""
+def _artifact_path(raw: str) -> tuple[str, str, str, str]:
+    """(experiment id, "runs" or "models", the run's or model's id, path under its artifacts) of
+    ``<exp>/<run>/artifacts[/<path>]`` or ``<exp>/models/<model>/artifacts[/<path>]``."""
     norm = posixpath.normpath("/" + raw).lstrip("/")
     if norm != raw.strip("/") or ".." in raw.split("/"):
         raise BadRequest(f"invalid artifact path {raw!r}")
     parts = norm.split("/", 3)
+    if len(parts) >= 2 and parts[1] == "models":
+        parts = norm.split("/", 4)
+        if len(parts) < 4 or parts[3] != "artifacts":
+            raise NotFound(f"no artifact root at {raw!r}: expected <experiment>/models/<model>/artifacts[/<path>]")
+        return parts[0], "models", parts[2], parts[4] if len(parts) == 5 else ""
     if len(parts) < 3 or parts[2] != "artifacts":
         raise NotFound(f"no artifact root at {raw!r}: expected <experiment>/<run>/artifacts[/<path>]")
-    return parts[0], parts[1], parts[3] if len(parts) == 4 else ""
+    return parts[0], "runs", parts[1], parts[3] if len(parts) == 4 else ""
 
 
-async def _artifact_run(request: web.Request, exp: str, run_id: str) -> str:
-    r = await _svc(request).run(_org(request), run_id)
+async def _artifact_owner(request: web.Request, exp: str, kind: str, owner: str) -> str:
+    """The run or logged model whose artifacts the path names, checked to belong to ``exp``
+    (artifacts are kept per owner id: a run's 32 hex digits, a model's ``m-…``)."""
+    if kind == "models":
+        m = await request.config_dict[MODELS].logged_model(_org(request), owner)
+        if str(m.experiment_id) != str(experiment_id_of(exp)):
+            raise NotFound(f"Logged model with ID '{owner}' not found.")
+        return m.model_id
+    r = await _svc(request).run(_org(request), owner)
     if str(r.experiment_id) != str(experiment_id_of(exp)):
-        raise NotFound(f"Run with id={run_id} not found")
+        raise NotFound(f"Run with id={owner} not found")
     return r.run_id
 
 
 @budgeted("stream")
 async def put_artifact(request: web.Request) -> web.Response:
-    exp, run_id, path = _artifact_path(request.match_info["path"])
+    exp, kind, owner, path = _artifact_path(request.match_info["path"])
     if not path:
         raise BadRequest("an artifact upload needs a file path under artifacts/")
-    run_id = await _artifact_run(request, exp, run_id)
+    run_id = await _artifact_owner(request, exp, kind, owner)
     try:
         info = await request.config_dict[BLOBS].put(_org(request), body_chunks(request, whole=False))
     except (ClientPayloadError, ConnectionResetError):
@@ -285,8 +279,8 @@ async def put_artifact(request: web.Request) -> web.Response:
 
 
 async def get_artifact(request: web.Request) -> web.StreamResponse:
-    exp, run_id, path = _artifact_path(request.match_info["path"])
-    run_id = await _artifact_run(request, exp, run_id)
+    exp, kind, owner, path = _artifact_path(request.match_info["path"])
+    run_id = await _artifact_owner(request, exp, kind, owner)
     found = (await _svc(request).state.artifacts(_org(request), run_id)).get(path)
     blob = await request.config_dict[BLOBS].open(_org(request), found[0]) if found else None
     if blob is None:
@@ -305,8 +299,8 @@ async def get_artifact(request: web.Request) -> web.StreamResponse:
 
 async def list_artifacts(request: web.Request) -> web.Response:
     raw = request.query.get("path", "")
-    exp, run_id, prefix = _artifact_path(raw)
-    run_id = await _artifact_run(request, exp, run_id)
+    exp, kind, owner, prefix = _artifact_path(raw)
+    run_id = await _artifact_owner(request, exp, kind, owner)
     files: dict[str, dict] = {}
     stem = prefix + "/" if prefix else ""
     for path, (_, size) in (await _svc(request).state.artifacts(_org(request), run_id)).items():
@@ -350,6 +344,7 @@ _TRACKING = [
     ("POST", "/runs/delete-tag", delete_tag),
     ("GET", "/metrics/get-history", get_history),
     ("GET", "/metrics/get-history-bulk-interval", get_history_bulk_interval),
+    *MODEL_ROUTES,
 ]
 
 
@@ -358,11 +353,22 @@ _ARTIFACTS = [
     ("GET", "/artifacts/{path}", get_artifact),
     ("GET", "/artifacts", list_artifacts),
 ]
-# Mount point -> its routes. /api/3.0/mlflow serves nothing yet: its paths answer ENDPOINT_NOT_FOUND.
+
+
+async def server_info(request: web.Request) -> web.Response:
+    """What the client asks before multipart uploads: none here (uploads stream through the proxy)."""
+    return _ok({"store_type": None, "workspaces_enabled": False, "trace_archival_enabled": False,
+                "multipart_uploads_enabled": False, "multipart_downloads_enabled": False,
+                "presigned_upload_run_id_supported": False, "presigned_upload_model_id_supported": False,
+                "features_enabled": {"gateway": False}})
+
+
+# Mount point -> its routes. The rest of /api/3.0/mlflow answers ENDPOINT_NOT_FOUND.
 MOUNTS: dict[str, list[tuple[str, str, Any]]] = {
     **{prefix: _TRACKING for prefix in PREFIXES},
     "/api/2.0/mlflow-artifacts": _ARTIFACTS,
-    "/api/3.0/mlflow": [],
+    "/api/3.0/mlflow": [("GET", "/server-info", server_info)],
+    "/ajax-api/3.0/mlflow": [("GET", "/server-info", server_info)],
 }
 
 
@@ -381,7 +387,11 @@ def _sub(routes: list[tuple[str, str, Any]]) -> web.Application:
 
 
 async def _start(app: web.Application) -> None:
-    app[SERVICE] = MlflowService(MlflowState(app[RUNS].catalog), app[RUNS], app[INGEST], app[STORE])
+    catalog = app[RUNS].catalog
+    tracking = MlflowState(catalog)
+    app[SERVICE] = MlflowService(tracking, app[RUNS], app[INGEST], app[STORE])
+    blobs = app[BLOBS]
+    app[MODELS] = ModelService(ModelState(catalog), tracking, Artifacts(catalog, blobs, Files(catalog, blobs)))
 
 
 def add_routes(app: web.Application) -> None:

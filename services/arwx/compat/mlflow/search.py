@@ -28,10 +28,10 @@ _ENTITIES = {
 _TOKEN = re.compile(
     r"""\s*(?:(?P<str>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")|(?P<bt>`[^`]*`)"""
     r"""|(?P<op><=|>=|!=|<>|=|<|>|\(|\)|,)|(?P<num>-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?(?![\w.]))"""
-    r"""|(?P<word>[A-Za-z_][\w.]*(?:\.(?:`[^`]*`|"[^"]*"|'[^']*'))?))"""
+    r"""|(?P<word>[A-Za-z_]\w*(?:\.(?:`[^`]*`|"[^"]*"|'[^']*'|[\w.]*))?))"""
 )
-_ATTRIBUTES = {"run_id", "run_name", "status", "start_time", "end_time", "user_id", "artifact_uri",
-               "lifecycle_stage", "experiment_id", "created", "Created", "run_uuid"}
+_ATTRIBUTES = frozenset({"run_id", "run_name", "status", "start_time", "end_time", "user_id", "artifact_uri",
+               "lifecycle_stage", "experiment_id", "created", "Created", "run_uuid"})
 
 
 class BadFilter(BadInput):
@@ -58,7 +58,7 @@ def _tokens(text: str) -> list[tuple[str, str]]:
     return out
 
 
-def _identifier(kind: str, tok: str) -> tuple[str, str]:
+def _identifier(kind: str, tok: str, attributes: frozenset[str]) -> tuple[str, str]:
     """(entity, key) of ``metrics.loss``, ``params."a b"``, ``status``."""
     if kind == "bt":
         return "attributes", _unquote(tok)
@@ -68,7 +68,7 @@ def _identifier(kind: str, tok: str) -> tuple[str, str]:
         if entity == "datasets":
             raise BadFilter("filtering on datasets is not supported by this server")
         return entity, _unquote(rest)
-    if tok in _ATTRIBUTES:
+    if tok in attributes:
         return "attributes", tok
     raise BadFilter(f"invalid identifier {tok!r}: use metrics.<key>, params.<key>, tags.<key> or an attribute")
 
@@ -81,8 +81,8 @@ class Clause:
     value: Any
 
 
-def parse_filter(text: str | None) -> list[Clause]:
-    """The clauses of ``text`` (all must hold)."""
+def parse_filter(text: str | None, attributes: frozenset[str] = _ATTRIBUTES) -> list[Clause]:
+    """The clauses of ``text`` (all must hold); a bare name must be one of ``attributes``."""
     if text is not None and not isinstance(text, str):
         raise BadFilter("filter must be a string")
     if not text or not text.strip():
@@ -94,7 +94,7 @@ def parse_filter(text: str | None) -> list[Clause]:
         kind, tok = toks[i]
         if kind not in ("word", "bt"):
             raise BadFilter(f"expected an identifier, got {tok!r}")
-        entity, key = _identifier(kind, tok)
+        entity, key = _identifier(kind, tok, attributes)
         i += 1
         if i >= len(toks):
             raise BadFilter(f"{tok!r} has no comparison")
@@ -212,7 +212,7 @@ def parse_order_by(items: list[str]) -> list[Order]:
         kind, tok = toks[0]
         if kind not in ("word", "bt"):
             raise BadFilter(f"invalid order_by {item!r}")
-        entity, key = _identifier(kind, tok)
+        entity, key = _identifier(kind, tok, _ATTRIBUTES)
         direction = toks[1][1].upper() if len(toks) == 2 else "ASC"
         if direction not in ("ASC", "DESC"):
             raise BadFilter(f"invalid order_by direction {toks[1][1]!r}: ASC or DESC")

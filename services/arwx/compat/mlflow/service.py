@@ -91,6 +91,7 @@ def run_json(r: RunRow) -> dict:
             "tags": [{"key": k, "value": v} for k, v in sorted(r.tags.items())],
         },
         "inputs": {},
+        "outputs": {"model_outputs": r.outputs} if r.outputs else {},
     }
 
 
@@ -158,7 +159,7 @@ class MlflowService:
     async def create_experiment(self, org: str, name: Any, tags: list[Any]) -> str:
         if not isinstance(name, str) or not name.strip():
             raise BadRequest("experiment name must be a non-empty string")
-        e = await self.state.create_experiment(org, name, _kv(tags, "tags"))
+        e = await self.state.create_experiment(org, name, kv_list(tags, "tags"))
         if e is None:
             raise AlreadyExists(f"Experiment '{name}' already exists.")
         return str(e.experiment_id)
@@ -181,14 +182,14 @@ class MlflowService:
         clauses = parse_filter(name_filter)
         es = [e for e in es if matches(clauses, lambda ent, k, e=e: e.name if k == "name" else e.tags.get(k) if ent == "tags" else None)]
         es.sort(key=lambda e: -e.experiment_id)
-        return _page(es, max_results, page_token)
+        return page_of(es, max_results, page_token)
 
     # -- runs ------------------------------------------------------------------------------------
     async def create_run(self, org: str, body: dict) -> RunRow:
         e = await self.experiment(org, str(body.get("experiment_id", "0")))
         if e.lifecycle_stage != "active":
             raise BadRequest(f"The experiment {e.experiment_id} must be in the 'active' state.")
-        tags = _kv(body.get("tags") or [], "tags")
+        tags = kv_list(body.get("tags") or [], "tags")
         run_id = uuid.uuid4().hex
         name = body.get("run_name") or tags.get("mlflow.runName") or f"run-{run_id[:8]}"
         if not isinstance(name, str):
@@ -196,7 +197,7 @@ class MlflowService:
         tags["mlflow.runName"] = name
         start = _int(body.get("start_time"), "start_time", int(time.time() * 1000))
         user = body.get("user_id") or tags.get("mlflow.user") or ""
-        await self.runs.create(org, run_id, e.name, name, {"mlflow": {"experiment_id": str(e.experiment_id)}}, [WRITER])
+        await self.runs.create(org, run_id, e.name, name, {"mlflow": {"experiment_id": str(e.experiment_id), "tags": tags}}, [WRITER])
         row = RunRow(org, run_id, e.experiment_id, name, str(user), "RUNNING", start, None, "active", {}, tags)
         await self.state.create_run(row)
         return row
@@ -248,7 +249,7 @@ class MlflowService:
         runs = await self.state.runs(org, [experiment_id_of(str(i)) for i in ids]) if ids else []
         runs = [r for r in runs if _view_ok(view, r.lifecycle_stage) and matches(clauses, lambda e, k, r=r: _value(r, e, k))]
         runs = sort_runs(runs, order, _value)
-        return _page(runs, _int(body.get("max_results"), "max_results", 1000), body.get("page_token"), cap=50_000)
+        return page_of(runs, _int(body.get("max_results"), "max_results", 1000), body.get("page_token"), cap=50_000)
 
     # -- params, tags, metrics -------------------------------------------------------------------
     async def log_batch(self, org: str, run_id: Any, metrics: list[Any], params: list[Any], tags: list[Any],
@@ -256,13 +257,14 @@ class MlflowService:
         if len(metrics) > 1000 or len(params) > 100 or len(tags) > 100:
             raise BadRequest("A batch logging request can contain at most 1000 metrics, 100 params and 100 tags")
         r = await self.run(org, run_id)
-        p, t = _kv(params, "params"), _kv(tags, "tags")
+        p, t = kv_list(params, "params"), kv_list(tags, "tags")
         ms = metrics_of(metrics)
         if p or t:
             try:
                 await self.state.log_data(org, r.run_id, p, t)
             except ParamChanged as e:
                 raise BadRequest(str(e)) from None
+            await self._copy_to_config(org, r.run_id)
         if ms:
             await self._log_metrics(org, r.run_id, ms, idempotency_key)
 
@@ -271,6 +273,17 @@ class MlflowService:
         if not isinstance(key, str) or key not in r.tags:
             raise NotFound(f"No tag with name: {key!r} in run with id {r.run_id}")
         await self.state.log_data(org, r.run_id, {}, {}, [key])
+        await self._copy_to_config(org, r.run_id)
+
+    async def _copy_to_config(self, org: str, run_id: str) -> None:
+        """The arwx run's config gets the params (top level, as ``arwandb.init(config=…)`` gives them)
+        and the tags (under ``mlflow.tags``): what the dashboard's config columns and
+        ``/v1/runs/{id}`` show. The adapter's own rows stay the source of MLflow's answers."""
+        r = await self.state.run(org, run_id)
+        assert r is not None
+        patch: dict[str, Any] = {k: v for k, v in r.params.items() if k != "mlflow"}
+        patch["mlflow"] = {"experiment_id": str(r.experiment_id), "tags": dict(r.tags)}
+        await self.runs.merge_config(org, run_id, patch)
 
     async def _log_metrics(self, org: str, run_id: str, ms: list[Metric], idempotency_key: str | None) -> None:
         digest = f"k:{idempotency_key}" if idempotency_key else digest_of(ms)
@@ -357,7 +370,7 @@ class MlflowService:
         return out
 
 
-def _kv(items: Any, what: str) -> dict[str, str]:
+def kv_list(items: Any, what: str) -> dict[str, str]:
     if not isinstance(items, list):
         raise BadRequest(f"{what} must be a list of {{key, value}}")
     out = {}
@@ -392,7 +405,7 @@ def _value(r: RunRow, entity: str, key: str) -> Any:
     return info.get(key)
 
 
-def _page(items: list, max_results: int, token: Any, cap: int = 50_000) -> tuple[list, str | None]:
+def page_of(items: list, max_results: int, token: Any, cap: int = 50_000) -> tuple[list, str | None]:
     if not 1 <= max_results <= cap:
         raise BadRequest(f"max_results must be between 1 and {cap}")
     offset = 0

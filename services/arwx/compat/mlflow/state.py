@@ -36,6 +36,8 @@ from arwx.catalog.tables import (
     mlflow_requests,
     mlflow_runs,
 )
+from arwx.control.projects import MAX_NAME as MAX_PROJECT_NAME
+from arwx.control.projects import ensure as ensure_project
 
 E, R, LM, RQ, A = mlflow_experiments, mlflow_runs, mlflow_latest_metrics, mlflow_requests, mlflow_artifacts
 
@@ -65,6 +67,7 @@ class RunRow:
     params: dict[str, str]
     tags: dict[str, str]
     next_seq: int = 0
+    outputs: list[dict] = field(default_factory=list)  # [{model_id, step}]: models the run logged
     metrics: dict[str, tuple[float | None, int, int]] = field(default_factory=dict)  # key -> (value, ts, step)
 
 
@@ -84,7 +87,7 @@ def _experiment(r: Any) -> Experiment:
 def _run(r: Any) -> RunRow:
     return RunRow(r.org, r.run_id, int(r.experiment_id), r.run_name, r.user_id, r.status, int(r.start_time),
                   None if r.end_time is None else int(r.end_time), r.lifecycle_stage, dict(r.params or {}),
-                  dict(r.tags or {}), int(r.next_seq))
+                  dict(r.tags or {}), int(r.next_seq), list(r.outputs or []))
 
 
 class MlflowState:
@@ -122,6 +125,8 @@ class MlflowState:
                                                          last_update_time=now, tags=tags))
             except IntegrityError:
                 return None  # the name (or the id) was taken at the same time
+            if len(name) <= MAX_PROJECT_NAME:  # the experiment is the arwx project of the same name
+                await ensure_project(conn, org, name, now)
             return e
 
     async def experiment(self, org: str, *, experiment_id: int | None = None, name: str | None = None) -> Experiment | None:
@@ -187,6 +192,15 @@ class MlflowState:
         async with self.catalog.connect() as conn:
             rows = await conn.execute(select(R).where((R.c.org == org) & R.c.experiment_id.in_(experiment_ids)))
             return await self._with_metrics(conn, [_run(r) for r in rows])
+
+    async def add_outputs(self, org: str, run_id: str, outputs: list[dict]) -> None:
+        """Record models as outputs of the run (a model logged again at the same step is kept once)."""
+        where = (R.c.org == org) & (R.c.run_id == run_id)
+        async with self.catalog.begin() as conn:
+            have = (await conn.execute(select(R.c.outputs).where(where).with_for_update())).scalar()
+            merged = list(have or [])
+            merged += [o for o in outputs if o not in merged]
+            await conn.execute(R.update().where(where).values(outputs=merged))
 
     async def update_run(self, org: str, run_id: str, **changes: Any) -> RunRow | None:
         """Set columns (status, end_time, run_name, lifecycle_stage); the run after, or None."""
