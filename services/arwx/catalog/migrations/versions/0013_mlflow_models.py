@@ -1,7 +1,7 @@
 """The MLflow adapter's logged models and model registry (registered models, versions).
 
 Revision ID: 0013
-Revises: 0005
+Revises: 0007
 Create Date: 2026-11-25
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0005"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
