@@ -25,7 +25,7 @@ from tests.helpers import Api, ServerProcess
 from tests.mlflow_scripts.train import KEYS, value
 
 SCRIPT = Path(__file__).parent / "mlflow_scripts" / "train.py"
-# 2,000 steps x 4 metrics by default: 10,000 (the size) took 355 s on the shared 2-core machine.
+# 2,000 steps x 4 metrics for a bare pytest run; ./scripts/test (CI) sets 10,000, the size.
 STEPS = int(os.environ.get("ARWX_MLFLOW_STEPS", "2000"))
 M = "/api/2.0/mlflow"
 
