@@ -38,5 +38,7 @@ if [ "${LONG:-0}" = 1 ]; then   # LONG=1 bash bench/run_all.sh: + the 10-minute 
   say "3 memory: 10 minutes at 150k points/s offered"
   $PY bench/bench_ingest.py --writers 8 --seconds 600 --rate 150000 --rss-every 30
 fi
+say "11 capacity per unit of the distributed topology (separate processes), the model, a 2+2+2 check"
+$PY bench/bench_capacity.py --seconds 20 --writers 8
 say "7 blobs: 2 GiB up and down, directory and S3 (SeaweedFS)"
 $PY bench/bench_blobs.py

@@ -1,6 +1,9 @@
 """Both stores honour one contract with the same SQL text.
 
-chDB always runs. A ClickHouse server runs when CLICKHOUSE_URL is set (for
+chDB always runs. The server client (``ClickHouseStore``, clickhouse-connect
+over HTTP) always runs too, against ``tests/clickhouse_http.py``: chDB in its
+own process behind ClickHouse's HTTP interface, the stand-in the topology
+tests use. A real ClickHouse server runs when CLICKHOUSE_URL is set (for
 example http://default:@127.0.0.1:8123/default); none can be installed on our
 CI machines, so there it is skipped, saying so.
 """
@@ -9,19 +12,36 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 
 import pyarrow as pa
 import pytest
 
 from arwx.store.base import check_token
 from arwx.store.schema import apply_schema
+from tests.helpers import ROOT, free_port
 
 
-@pytest.fixture(params=["chdb", "server"])
+@pytest.fixture(scope="module")
+def http_stand_in(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """The URL of chDB behind ClickHouse's HTTP interface, in a process of its own."""
+    from tests.topology import Proc
+
+    d = tmp_path_factory.mktemp("ch-http")
+    proc = Proc("clickhouse", [sys.executable, str(ROOT / "tests" / "clickhouse_http.py"), "--watch-stdin",
+                               "--data-dir", str(d / "data"), "--port", str(free_port())],
+                dict(os.environ), "listening on", d).start(60)
+    yield proc.lines[-1].split("listening on ", 1)[1].strip().replace("http://", "http://default:@") + "/default"
+    proc.stop()
+
+
+@pytest.fixture(params=["chdb", "http-stand-in", "server"])
 async def store(request, embedded):  # noqa: ANN001, ANN201
-    if request.param == "server":
+    if request.param != "chdb":
         url = os.environ.get("CLICKHOUSE_URL")
-        if not url:
+        if request.param == "http-stand-in":
+            url = request.getfixturevalue("http_stand_in")
+        elif not url:
             pytest.skip("CLICKHOUSE_URL is not set: no ClickHouse server on this machine (chDB runs the same SQL)")
         from arwx.store.clickhouse_store import ClickHouseStore
 
