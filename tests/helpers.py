@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -63,15 +63,16 @@ def free_port() -> int:
 class Api:
     """Just enough HTTP for tests; one kept-alive connection per thread."""
 
-    def __init__(self, url: str, key: str | None) -> None:
+    def __init__(self, url: str, key: str | None, key_header: str = "Authorization") -> None:
         self.url = url
         self.key = key
+        self.key_header = key_header  # "Authorization" sends "Bearer <key>"; X-API-Key, X-Auth-Token the key
         parts = urlsplit(url)
         self.host, self.port = parts.hostname, parts.port
         self._local = threading.local()
 
-    def with_key(self, key: str | None) -> Api:
-        return Api(self.url, key)
+    def with_key(self, key: str | None, key_header: str | None = None) -> Api:
+        return Api(self.url, key, key_header or self.key_header)
 
     def _conn(self) -> http.client.HTTPConnection:
         c = getattr(self._local, "conn", None)
@@ -87,7 +88,7 @@ class Api:
             path += "?" + urlencode(params)
         hdrs = dict(headers or {})
         if self.key:
-            hdrs["Authorization"] = f"Bearer {self.key}"
+            hdrs[self.key_header] = f"Bearer {self.key}" if self.key_header == "Authorization" else self.key
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
         for attempt in range(2):
             conn = self._conn()
@@ -165,13 +166,13 @@ class ServerThread:
         """Run a coroutine on the server's loop and return its result."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
-    def new_org_key(self, name: str = "test") -> str:
-        """A fresh organization and a key for it: tests never share data."""
+    def new_org_key(self, name: str = "test", scopes: Iterable[str] = ("read", "write", "admin")) -> str:
+        """A fresh organization and a key for it (the operator's scopes unless told): tests never share data."""
         tenancy = self.server.tenancy
 
         async def make() -> str:
             org = await tenancy.create_org(name)
-            return (await tenancy.create_key(org, name))[1]
+            return (await tenancy.create_key(org, name, frozenset(scopes)))[1]
 
         return self.call(make())
 

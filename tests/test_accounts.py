@@ -175,13 +175,14 @@ def test_members_by_http_roles_and_removal(embedded, api: Api) -> None:
     again = requests.post(embedded.url + "/v1/auth/setup", json={"token": token, "password": PASSWORD}, timeout=30)
     assert again.status_code == 404  # single use
     # A viewer reads, and may not write even with the token; but may sign out.
-    assert viewer.get("/v1/keys").status_code == 200
+    assert viewer.get("/v1/projects").status_code == 200
+    assert viewer.get("/v1/keys").status_code == 403  # key management needs the admin role
     assert viewer.send("POST", "/v1/runs", {"id": "by-viewer"}).status_code == 403
     listed = admin.get("/v1/users").json()["users"]
     assert {u["role"] for u in listed} == {"admin", "viewer"} and all(set(u) == {"id", "email", "role", "has_password"} for u in listed)
     # Removing a member ends their sessions in that org at once.
     assert admin.send("DELETE", f"/v1/users/{new.json()['id']}").status_code == 200
-    assert viewer.get("/v1/keys").status_code == 401
+    assert viewer.get("/v1/projects").status_code == 401
     assert admin.send("DELETE", f"/v1/users/{new.json()['id']}").status_code == 404
 
 

@@ -50,7 +50,7 @@ def test_every_route_but_health_and_the_sdk_needs_a_key(embedded, api: Api) -> N
 
 
 def test_revoked_key_stops_at_once_and_keys_are_listed_without_secrets(api: Api) -> None:
-    made = api.ok("POST", "/v1/keys", {"name": "ci"})
+    made = api.ok("POST", "/v1/keys", {"name": "ci", "scopes": ["read", "admin"]})
     assert made["key"].startswith("arwx_live_") and made["prefix"] == made["key"][:14]
     other = api.with_key(made["key"])
     assert other.get("/v1/keys")[0] == 200
@@ -102,7 +102,7 @@ def test_an_org_never_sees_or_writes_another_orgs_run(two_orgs: tuple[Api, Api])
     assert b.receipt("secret-run")["points_stored"] == 0
     assert a.receipt("secret-run")["points_stored"] == 10
     # Keys of one org cannot be listed or revoked by another.
-    a_key = a.ok("POST", "/v1/keys", {"name": "a2"})
+    a_key = a.ok("POST", "/v1/keys", {"name": "a2", "scopes": ["admin"]})
     assert a_key["id"] not in [k["id"] for k in b.ok("GET", "/v1/keys")["keys"]]
     assert b.request("DELETE", f"/v1/keys/{a_key['id']}")[0] == 404
     assert a.with_key(a_key["key"]).get("/v1/keys")[0] == 200

@@ -52,7 +52,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory, postgres, kafka_bootstrap: st
 
 def test_revocation_through_one_is_refused_by_the_other_within_1s(pair: tuple[Api, Api]) -> None:
     a, b = pair
-    made = a.ok("POST", "/v1/keys", {"name": "short-lived"})
+    made = a.ok("POST", "/v1/keys", {"name": "short-lived", "scopes": ["admin"]})
     there = b.with_key(made["key"])
     deadline = time.monotonic() + 5
     while there.get("/v1/keys")[0] != 200:  # the new key reaches b within its refresh period

@@ -134,7 +134,7 @@ def test_cross_org_every_resource_is_404_and_lists_leak_nothing(embedded, two_or
     a.ok("POST", "/v1/runs", {"id": run, "project": project, "name": "xorg-secret-name"})
     a.ok("POST", "/v1/ingest", {"points": points(run, "w", range(20))})
     a.wait_intact(run, 20)
-    a_key = a.ok("POST", "/v1/keys", {"name": "xorg-secret-keyname"})
+    a_key = a.ok("POST", "/v1/keys", {"name": "xorg-secret-keyname", "scopes": ["read", "write", "admin"]})
     blob = a.ok("POST", "/v1/blobs", raw=b"xorg-secret-blob")["sha"]
     # An artifact named like the project (so {name} fills both), with a ref.
     a.ok("POST", "/v1/artifacts/log", {"project": project, "name": project,
@@ -207,7 +207,7 @@ def test_revocation_reaches_another_process_within_the_refresh_bound(embedded, s
     refresh = 1.0
     other = ServerThread(frozenset({"gateway", "query"}), data_dir=store_dir, key_refresh_s=refresh)
     try:
-        made = api.ok("POST", "/v1/keys", {"name": "revoke-me"})
+        made = api.ok("POST", "/v1/keys", {"name": "revoke-me", "scopes": ["admin"]})
         there = Api(other.url, made["key"])
         wait_for(lambda: there.get("/v1/keys")[0] == 200, 10, 0.05, "the other server to know the new key")
         assert there.get("/v1/keys")[0] == 200  # cached there now

@@ -53,6 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     c = keys.add_parser("create", help="create a key (and its organization if new); prints the secret once")
     c.add_argument("--org", default="default", help="organization name (created if missing)")
     c.add_argument("--name", default="", help="a label for the key")
+    c.add_argument(
+        "--scopes", default="read,write", type=_scopes,
+        help="what the key may do, comma-separated: read, write, admin (manage keys), launch (default: read,write)",
+    )
     add_arguments(c, store_opts)
     ls = keys.add_parser("list", help="list keys (never their secrets)")
     ls.add_argument("--org", default=None, help="only this organization")
@@ -137,6 +141,15 @@ async def _run_service(settings: Settings, roles: frozenset[str], rebuild_store:
     return 0
 
 
+def _scopes(text: str) -> frozenset[str]:
+    from arwx.tenancy import BadScopes, parse_scopes
+
+    try:
+        return parse_scopes(text)
+    except BadScopes as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 async def _offline(args: argparse.Namespace, settings: Settings) -> int:
     """``arwx keys`` and ``arwx users``: open the store and its catalog, do the one thing, close."""
     from arwx.accounts.service import Accounts
@@ -172,8 +185,11 @@ async def _offline(args: argparse.Namespace, settings: Settings) -> int:
             return await _users(args, settings, tenancy, Accounts(catalog, settings.session_ttl_s, settings.password_token_ttl_s))
         if args.keys_command == "create":
             org = await tenancy.find_org(args.org) or await tenancy.create_org(args.org)
-            key, secret = await tenancy.create_key(org, args.name)
-            print(f"id: {key.key_id}\norg: {args.org} ({org})\nkey: {secret}\n(the key is shown only now)")
+            key, secret = await tenancy.create_key(org, args.name, args.scopes)
+            print(
+                f"id: {key.key_id}\norg: {args.org} ({org})\nscopes: {','.join(key.public()['scopes'])}\n"
+                f"key: {secret}\n(the key is shown only now)"
+            )
         elif args.keys_command == "list":
             names = dict(await tenancy.orgs())
             org = None
@@ -184,7 +200,8 @@ async def _offline(args: argparse.Namespace, settings: Settings) -> int:
                     return 1
             for k in await tenancy.list_keys(org):
                 state = "revoked" if k.revoked_at_ms is not None else "active"
-                print(f"{k.key_id}\t{names.get(k.org, k.org)}\t{k.prefix}…\t{state}\t{k.name}")
+                scopes = ",".join(k.public()["scopes"])
+                print(f"{k.key_id}\t{names.get(k.org, k.org)}\t{k.prefix}…\t{state}\t{scopes}\t{k.name}")
         else:
             key = await tenancy.revoke_key(None, args.key_id)
             if key is None:

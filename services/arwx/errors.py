@@ -53,7 +53,9 @@ class Unauthorized(ApiError):
 
 
 class Forbidden(ApiError):
-    """Known caller, refused action: a cookie request without its CSRF token, a role that may not do it."""
+    """Known caller, refused action: a key without the scope the route needs (``gateway/auth.py``),
+    a cookie request without its CSRF token, a role that may not do it. Never used across
+    organizations: another org's things are ``NotFound``."""
 
     status = 403
     code = "PERMISSION_DENIED"
@@ -128,8 +130,8 @@ def default_body(e: ApiError) -> dict:
 
 _BY_STATUS: dict[int, type[ApiError]] = {
     c.status: c
-    for c in (BadRequest, Unauthorized, Forbidden, EndpointNotFound, MethodNotAllowed, RequestTimeout, Conflict, PayloadTooLarge,
-              TooManyRequests, Unavailable)
+    for c in (BadRequest, Unauthorized, Forbidden, EndpointNotFound, MethodNotAllowed, RequestTimeout, Conflict,
+              PayloadTooLarge, TooManyRequests, Unavailable)
 }
 
 

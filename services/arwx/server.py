@@ -29,7 +29,7 @@ from arwx.log.base import LogReader
 from arwx.ops import Sampler, log_lag_sampler, start_ops_listener
 from arwx.roles import ROLES, SERVER_ROLES, Background, needs, serves_http
 from arwx.store.base import Store
-from arwx.tenancy import Tenancy
+from arwx.tenancy import OPERATOR_SCOPES, Tenancy
 
 log = logging.getLogger("arwx")
 
@@ -114,7 +114,8 @@ class Server:
         if await tenancy.orgs():
             return
         org = await tenancy.create_org("default")
-        _, self.first_key = await tenancy.create_key(org, "first key")
+        # The operator's key: it may also manage keys (``launch`` is granted only explicitly).
+        _, self.first_key = await tenancy.create_key(org, "first key", OPERATOR_SCOPES)
         self.first_password_token = await accounts.password_token(org, "admin")
 
     async def stop(self) -> None:

@@ -1,7 +1,8 @@
 """Organizations and API keys, in the catalog.
 
 A key is ``arwx_live_`` plus 32 random URL-safe characters. Only its SHA-256
-is stored. Every key belongs to one organization.
+is stored. Every key belongs to one organization and holds scopes (``SCOPES``):
+what it may do there; ``gateway/auth.py`` checks them per route.
 
 Invariant: ``authenticate`` does not query the catalog per request. Keys
 are looked up by hash through a bounded in-process cache (``arwx.cache``;
@@ -30,6 +31,13 @@ from arwx.catalog import Catalog
 from arwx.catalog.tables import api_keys, catalog_state, orgs
 
 KEY_PREFIX = "arwx_live_"
+#: Every scope a key can hold. ``read``: GET routes; ``write``: routes that change data;
+#: ``admin``: managing the org's keys; ``launch``: starting work on the org's machines.
+SCOPES = ("read", "write", "admin", "launch")
+#: What a new key holds unless it names its scopes.
+DEFAULT_SCOPES = frozenset({"read", "write"})
+#: What keys made before scopes existed hold (migration 0006), and the server's first key.
+OPERATOR_SCOPES = frozenset({"read", "write", "admin"})
 KEYS_COUNTER = "keys"
 CACHE_KEYS = 10_000
 # The counter, not age, keeps entries true; the age bound is a backstop.
@@ -44,6 +52,26 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+class BadScopes(ValueError):
+    """A scope list naming something that is not a scope, or nothing at all."""
+
+
+def parse_scopes(scopes: str | list[str] | tuple[str, ...] | frozenset[str]) -> frozenset[str]:
+    """Scopes from a list, or from a string separated by commas or spaces (the CLI's, the catalog's)."""
+    names = scopes.replace(",", " ").split() if isinstance(scopes, str) else list(scopes)
+    unknown = sorted(set(names) - set(SCOPES))
+    if unknown:
+        raise BadScopes(f"unknown scope(s) {', '.join(map(repr, unknown))}; scopes are {', '.join(SCOPES)}")
+    if not names:
+        raise BadScopes(f"a key needs at least one scope of {', '.join(SCOPES)}")
+    return frozenset(names)
+
+
+def scopes_text(scopes: frozenset[str]) -> str:
+    """The stored form: space-separated, in ``SCOPES`` order."""
+    return " ".join(s for s in SCOPES if s in scopes)
+
+
 @dataclass(frozen=True)
 class ApiKey:
     key_id: str
@@ -53,6 +81,8 @@ class ApiKey:
     created_at_ms: int
     revoked_at_ms: int | None
     key_hash: str
+    # A key built without scopes may do nothing (fail closed).
+    scopes: frozenset[str] = frozenset()
 
     def public(self) -> dict:
         """What the API shows of a key: never the secret, never the hash."""
@@ -63,13 +93,19 @@ class ApiKey:
             "created_at": self.created_at_ms / 1000,
             "revoked": self.revoked_at_ms is not None,
             "revoked_at": None if self.revoked_at_ms is None else self.revoked_at_ms / 1000,
+            "scopes": [s for s in SCOPES if s in self.scopes],
         }
 
 
 _KEY_COLUMNS = (
     api_keys.c.key_id, api_keys.c.org, api_keys.c.name, api_keys.c.prefix,
-    api_keys.c.created_at, api_keys.c.revoked_at, api_keys.c.key_hash,
+    api_keys.c.created_at, api_keys.c.revoked_at, api_keys.c.key_hash, api_keys.c.scopes,
 )
+
+
+def _key(row: tuple) -> ApiKey:
+    *head, scopes = row
+    return ApiKey(*head, scopes=frozenset(scopes.split()))
 
 
 async def bump_counter(conn: AsyncConnection, name: str) -> None:
@@ -120,7 +156,7 @@ class Tenancy:
             generation = self._generation
             async with self.catalog.connect() as conn:
                 row = (await conn.execute(select(*_KEY_COLUMNS).where(api_keys.c.key_hash == h))).first()
-            key = ApiKey(*row) if row is not None else None
+            key = _key(row) if row is not None else None
             # A read that began before the cache was emptied may predate the change
             # that emptied it: answer with it, but do not keep it.
             if generation == self._generation:
@@ -152,8 +188,12 @@ class Tenancy:
 
     # -- keys -----------------------------------------------------------------
 
-    async def create_key(self, org: str, name: str = "") -> tuple[ApiKey, str]:
-        """A new key; returns it and the secret, which is shown only this once."""
+    async def create_key(
+        self, org: str, name: str = "", scopes: frozenset[str] = DEFAULT_SCOPES
+    ) -> tuple[ApiKey, str]:
+        """A new key holding ``scopes`` (``parse_scopes``); returns it and the secret, which is
+        shown only this once."""
+        scopes = parse_scopes(scopes)
         secret = KEY_PREFIX + secrets.token_urlsafe(24)
         key = ApiKey(
             key_id="key_" + secrets.token_hex(8),
@@ -163,12 +203,13 @@ class Tenancy:
             created_at_ms=_now_ms(),
             revoked_at_ms=None,
             key_hash=hash_key(secret),
+            scopes=scopes,
         )
         async with self.catalog.begin() as conn:
             await conn.execute(
                 api_keys.insert().values(
                     key_id=key.key_id, org=key.org, name=key.name, key_hash=key.key_hash, prefix=key.prefix,
-                    created_at=key.created_at_ms, revoked_at=None,
+                    created_at=key.created_at_ms, revoked_at=None, scopes=scopes_text(scopes),
                 )
             )
             await bump_counter(conn, KEYS_COUNTER)
@@ -181,7 +222,7 @@ class Tenancy:
         if org is not None:
             query = query.where(api_keys.c.org == org)
         async with self.catalog.connect() as conn:
-            return [ApiKey(*r) for r in await conn.execute(query)]
+            return [_key(r) for r in await conn.execute(query)]
 
     async def revoke_key(self, org: str | None, key_id: str) -> ApiKey | None:
         """Revoke a key of ``org`` (any org when None). None if there is no such key there."""
@@ -196,6 +237,6 @@ class Tenancy:
             if row is None:
                 return None
             await bump_counter(conn, KEYS_COUNTER)
-        key = ApiKey(*row)
+        key = _key(row)
         self._by_hash.put(key.key_hash, key)
         return key

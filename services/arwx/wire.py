@@ -403,6 +403,8 @@ class KeyCreate(msgspec.Struct, forbid_unknown_fields=True):
     """Body of ``POST /v1/keys``."""
 
     name: Annotated[str, msgspec.Meta(max_length=128)] = ""
+    #: ``read``, ``write``, ``admin``, ``launch`` (``arwx.tenancy.SCOPES``); omitted: read and write.
+    scopes: Annotated[list[Annotated[str, msgspec.Meta(max_length=16)]], msgspec.Meta(max_length=8)] | None = None
 
 
 MAX_BLOB_QUERY = 10_000

@@ -23,7 +23,7 @@ from arwx.accounts.service import AccountError, AlreadyMember, LoginSession, csr
 from arwx.accounts.wire import Login, OrgSwitch, PasswordSetup, UserCreate
 from arwx.appkeys import ACCOUNTS, API_KEY, CONFIG, SESSION
 from arwx.errors import BadRequest, Conflict, Forbidden, NotFound, TooManyRequests, Unauthorized
-from arwx.gateway.auth import SESSION_COOKIE, own_session, public
+from arwx.gateway.auth import SESSION_COOKIE, own_session, public, requires
 from arwx.gateway.body import read_body
 from arwx.wire import MAX_ID_LEN, decode_body
 
@@ -145,13 +145,14 @@ async def logout(request: web.Request) -> web.Response:
 
 
 def _require_admin(request: web.Request) -> None:
-    """Members are managed by the organization's admins. An API key is its organization's
-    admin (keys have no narrower scope yet); a session needs the admin role."""
+    """Members are managed by the organization's admins: a key with the ``admin`` scope
+    (``@requires``, checked before the handler), a session with the admin role."""
     session = request.get(SESSION)
     if session is not None and session.role != "admin":
         raise Forbidden("only an admin of this organization may manage its members")
 
 
+@requires("admin")
 async def create_user(request: web.Request) -> web.Response:
     _require_admin(request)
     req = decode_body(await read_body(request, MAX_BODY), UserCreate)
@@ -177,6 +178,7 @@ async def list_users(request: web.Request) -> web.Response:
     return web.json_response({"users": [m.public() for m in members]})
 
 
+@requires("admin")
 async def remove_user(request: web.Request) -> web.Response:
     _require_admin(request)
     user_id = request.match_info["user_id"][:MAX_ID_LEN]

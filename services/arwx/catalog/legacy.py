@@ -83,10 +83,14 @@ async def _copy(conn: AsyncConnection, store: Store) -> dict[str, int]:
     if new_orgs:
         await conn.execute(orgs.insert(), new_orgs)
     if key_rows:
+        # Keys from before scopes could do everything but ``launch``, as migration 0006 grants.
+        from arwx.tenancy import OPERATOR_SCOPES, scopes_text
+
         await conn.execute(
             api_keys.insert(),
             [
-                {"key_id": k, "org": o, "name": n, "key_hash": h, "prefix": p, "created_at": int(c), "revoked_at": r}
+                {"key_id": k, "org": o, "name": n, "key_hash": h, "prefix": p, "created_at": int(c), "revoked_at": r,
+                 "scopes": scopes_text(OPERATOR_SCOPES)}
                 for k, o, n, h, p, c, r in key_rows
             ],
         )

@@ -59,7 +59,8 @@ orgs = Table(
     Index(None, "name"),
 )
 
-# Only the SHA-256 of a secret is stored; the hash is the lookup key.
+# Only the SHA-256 of a secret is stored; the hash is the lookup key. ``scopes``:
+# space-separated names of ``arwx.tenancy.SCOPES`` (migration 0006).
 api_keys = Table(
     "api_keys",
     metadata,
@@ -70,6 +71,7 @@ api_keys = Table(
     Column("prefix", String(32), nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Column("revoked_at", BigInteger, nullable=True),
+    Column("scopes", String(128), nullable=False),
     Index(None, "org"),
 )
 
@@ -212,8 +214,8 @@ mlflow_experiments = Table(
     Index(None, "org", "name", unique=True),
 )
 
-# One row per MLflow run (an arwx run of the same id); next_seq: the writer
-# "mlflow"'s next unreserved seq.
+# One row per MLflow run (an arwx run of the same id); its writer "mlflow"'s
+# seqs are in ``writer_seqs`` (migration 0006 moved them there).
 mlflow_runs = Table(
     "mlflow_runs",
     metadata,
@@ -228,7 +230,6 @@ mlflow_runs = Table(
     Column("lifecycle_stage", String(16), nullable=False),
     Column("params", JSON, nullable=False),
     Column("tags", JSON, nullable=False),
-    Column("next_seq", BigInteger, nullable=False),
     Column("outputs", JSON, nullable=True),  # [{model_id, step}]: models the run logged (migration 0013)
     Index(None, "org", "experiment_id"),
 )
@@ -242,17 +243,6 @@ mlflow_latest_metrics = Table(
     Column("value", Float, nullable=True),  # NULL: NaN
     Column("timestamp", BigInteger, nullable=False),
     Column("step", BigInteger, nullable=False),
-)
-
-# A request's reserved seqs by its digest: a retry gets the same ones.
-mlflow_requests = Table(
-    "mlflow_requests",
-    metadata,
-    Column("org", String(64), primary_key=True),
-    Column("run_id", String(256), primary_key=True),
-    Column("digest", String(300), primary_key=True),
-    Column("first_seq", BigInteger, nullable=False),
-    Column("n", BigInteger, nullable=False),
 )
 
 mlflow_artifacts = Table(
@@ -318,6 +308,29 @@ mlflow_model_versions = Table(
     Column("last_update_time", BigInteger, nullable=False),
     Column("tags", JSON, nullable=False),
     Column("arwx_version", BigInteger, nullable=True),  # the arwx artifact version of its files
+)
+
+# --- Seqs reserved for writers whose clients send none (migration 0006,
+# arwx/ingest/reserved_seqs.py): a writer's next unreserved seq, and each
+# request's reservation by its digest, so a retry gets the same seqs.
+writer_seqs = Table(
+    "writer_seqs",
+    metadata,
+    Column("org", String(64), primary_key=True),
+    Column("run_id", String(256), primary_key=True),
+    Column("writer_id", String(256), primary_key=True),
+    Column("next_seq", BigInteger, nullable=False),
+)
+
+writer_requests = Table(
+    "writer_requests",
+    metadata,
+    Column("org", String(64), primary_key=True),
+    Column("run_id", String(256), primary_key=True),
+    Column("writer_id", String(256), primary_key=True),
+    Column("digest", String(300), primary_key=True),
+    Column("first_seq", BigInteger, nullable=False),
+    Column("n", BigInteger, nullable=False),
 )
 
 # --- The control plane (migration 0005): projects and goals, sessions,
@@ -464,4 +477,50 @@ password_tokens = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("expires_at", BigInteger, nullable=False),
     Column("used_at", BigInteger, nullable=True),
+)
+
+# --- The ml-workbench adapter (migration 0006, arwx/compat/workbench/state.py).
+# An experiment is an arwx project (``project``, unique in the org); ``run_id``
+# its current run (where metrics sent to the experiment's id go); ``extra`` the
+# run-tracking fields the document names (modelType, framework, final_metrics...).
+# ``deleted_at``: deleted experiments are hidden, never erased.
+workbench_experiments = Table(
+    "workbench_experiments",
+    metadata,
+    Column("org", String(64), primary_key=True),
+    Column("id", String(64), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("project", String(128), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("owner", Text, nullable=False),
+    Column("tags", JSON, nullable=False),
+    Column("pinned", Boolean, nullable=False),
+    Column("is_public", Boolean, nullable=False),
+    Column("shared_with", JSON, nullable=False),
+    Column("run_id", String(256), nullable=True),
+    Column("extra", JSON, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("deleted_at", BigInteger, nullable=True),
+    Index(None, "org", "name"),
+    Index(None, "org", "project", unique=True),
+)
+
+# An artifact registered with an experiment: by ``s3_key`` (bytes elsewhere) or
+# uploaded (bytes in the blob store under ``sha256``). One row per path.
+workbench_artifacts = Table(
+    "workbench_artifacts",
+    metadata,
+    Column("org", String(64), primary_key=True),
+    Column("experiment_id", String(64), primary_key=True),
+    Column("path", String(1024), primary_key=True),
+    Column("run_id", String(256), nullable=True),
+    Column("name", Text, nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("s3_key", Text, nullable=True),
+    Column("sha256", String(64), nullable=True),
+    Column("size", BigInteger, nullable=True),
+    Column("content_type", Text, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
 )

@@ -1,11 +1,22 @@
-"""Who is calling: authenticators tried in order, public routes marked where declared.
+"""Who is calling and what they may do: authenticators tried in order, each route's scope checked.
 
-Invariant: fail closed. A route answers without a key only if it was declared
-with ``@public``; every other request (an unknown path too) needs one of the
-app's authenticators to name an enabled key, else 401. An authenticator reads
-its own credential (a bearer key; the dashboard's session cookie) and returns
-the key, or None when the request carries no credential of its kind or a bad
-one; it never raises for a bad credential.
+Invariants, fail closed:
+
+- A route answers without a key only if it was declared with ``@public``;
+  every other request (an unknown path too) needs one of the app's
+  authenticators to name an enabled key, else 401. An authenticator reads its
+  own credential (``Authorization: Bearer``, ``X-API-Key``, ``X-Auth-Token``,
+  the dashboard's session cookie) and returns the key, or None when the
+  request carries no credential of its kind or a bad one; it never raises for
+  a bad credential.
+- Every routed request is then checked, here and nowhere else, against the
+  scope its handler needs (``arwx.tenancy.SCOPES``): the one it declared with
+  ``@requires("admin")`` (say), else ``read`` for GET, HEAD and OPTIONS and
+  ``write`` for every other method. A valid key without that scope gets 403
+  (``Forbidden``). So a route nobody thought about is a ``write`` route at
+  worst, and a POST that only reads (a search) declares ``@requires("read")``
+  so that a write-only key cannot read through it. A session acts with the
+  scopes of its role in the organization (``ROLE_SCOPES``).
 
 The cookie comes last: a request with a valid key acts as that key, cookie or
 not. A browser sends a cookie with requests other sites make it send, so a
@@ -25,17 +36,31 @@ from aiohttp import web
 from arwx.accounts.service import LoginSession, csrf_for
 from arwx.appkeys import ACCOUNTS, API_KEY, SESSION, TENANCY
 from arwx.errors import Forbidden, Unauthorized
-from arwx.tenancy import ApiKey
+from arwx.tenancy import SCOPES, ApiKey
 
 Authenticator = Callable[[web.Request], Awaitable[ApiKey | None]]
 AUTHENTICATORS = web.AppKey("arwx_authenticators", list)
 _PUBLIC = "arwx_public"
+_SCOPE = "arwx_scope"
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def public(handler: Callable) -> Callable:
     """Mark a handler as served without a key (``/health``)."""
     setattr(handler, _PUBLIC, True)
     return handler
+
+
+def requires(scope: str) -> Callable[[Callable], Callable]:
+    """Declare the scope a handler needs, whatever the method (``@requires("admin")``)."""
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}")
+
+    def mark(handler: Callable) -> Callable:
+        setattr(handler, _SCOPE, scope)
+        return handler
+
+    return mark
 
 
 def is_public(request: web.Request) -> bool:
@@ -47,17 +72,32 @@ _OWN_SESSION = "arwx_own_session"
 
 def own_session(handler: Callable) -> Callable:
     """Mark a handler that changes only the caller's own session (sign out, switch org):
-    any member may, a viewer too. The CSRF check still applies."""
+    any member may, a viewer too (it needs only ``read``). The CSRF check still applies."""
     setattr(handler, _OWN_SESSION, True)
-    return handler
+    return requires("read")(handler)
+
+
+def required_scope(request: web.Request) -> str | None:
+    """The scope the request's route needs; None when no route serves it (the 404/405 says so)."""
+    if request.match_info.http_exception is not None:
+        return None
+    declared = getattr(request.match_info.handler, _SCOPE, None)
+    if declared is not None:
+        return declared
+    return "read" if request.method in _READ_METHODS else "write"
+
+
+async def _key_named(request: web.Request, secret: str) -> ApiKey | None:
+    secret = secret.strip()
+    return await request.config_dict[TENANCY].authenticate(secret) if secret else None
 
 
 async def bearer_key(request: web.Request) -> ApiKey | None:
     """``Authorization: Bearer arwx_live_...``."""
     scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not secret:
+    if scheme.lower() != "bearer":
         return None
-    return await request.config_dict[TENANCY].authenticate(secret.strip())
+    return await _key_named(request, secret)
 
 
 SESSION_COOKIE = "arwx_session"
@@ -65,11 +105,20 @@ CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
+#: What a signed-in user may do, by role in the organization (``launch`` only by an explicit key).
+ROLE_SCOPES = {
+    "viewer": frozenset({"read"}),
+    "member": frozenset({"read", "write"}),
+    "admin": frozenset({"read", "write", "admin"}),
+}
+
+
 def session_key(session: LoginSession) -> ApiKey:
-    """What a session acts as: a key of its current organization, named after its user."""
+    """What a session acts as: a key of its current organization, named after its user,
+    with its role's scopes (none for a role this code does not know)."""
     return ApiKey(
         key_id=f"session:{session.user.user_id}", org=session.org, name=session.user.email, prefix="",
-        created_at_ms=0, revoked_at_ms=None, key_hash="",
+        created_at_ms=0, revoked_at_ms=None, key_hash="", scopes=ROLE_SCOPES.get(session.role, frozenset()),
     )
 
 
@@ -91,17 +140,44 @@ async def session_cookie(request: web.Request) -> ApiKey | None:
     return session_key(session)
 
 
-DEFAULT_AUTHENTICATORS: list[Authenticator] = [bearer_key, session_cookie]
+
+
+async def x_api_key(request: web.Request) -> ApiKey | None:
+    """``X-API-Key: arwx_live_...`` (ml-workbench's clients)."""
+    return await _key_named(request, request.headers.get("X-API-Key", ""))
+
+
+async def x_auth_token(request: web.Request) -> ApiKey | None:
+    """``X-Auth-Token: arwx_live_...`` (Wild V2's clients)."""
+    return await _key_named(request, request.headers.get("X-Auth-Token", ""))
+
+
+# The cookie last: a request with a valid key acts as that key, cookie or not.
+DEFAULT_AUTHENTICATORS: list[Authenticator] = [bearer_key, x_api_key, x_auth_token, session_cookie]
+
+
+def check_scope(request: web.Request, key: ApiKey) -> None:
+    """``Forbidden`` unless ``key`` holds the scope the request's route needs."""
+    scope = required_scope(request)
+    if scope is not None and scope not in key.scopes:
+        held = ", ".join(s for s in SCOPES if s in key.scopes) or "none"
+        who = "your role in this organization" if key.key_id.startswith("session:") else "this API key"
+        raise Forbidden(
+            f"{who} lacks the {scope!r} scope that {request.method} {request.path} needs (it has: {held})",
+            extra={"required_scope": scope},
+        )
 
 
 @web.middleware
 async def authenticate(request: web.Request, handler) -> web.StreamResponse:  # noqa: ANN001
-    """401 unless the route is public or an authenticator names a key (then ``request[API_KEY]``)."""
+    """401 unless the route is public or an authenticator names a key (then ``request[API_KEY]``);
+    403 unless that key holds the route's scope."""
     if is_public(request):
         return await handler(request)
     for auth in request.config_dict.get(AUTHENTICATORS, DEFAULT_AUTHENTICATORS):
         key = await auth(request)
         if key is not None:
-            request[API_KEY] = key
+            request[API_KEY] = key  # set first: the access log names the org of a refused request too
+            check_scope(request, key)
             return await handler(request)
     raise Unauthorized("missing, invalid or revoked API key")

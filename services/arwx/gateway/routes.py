@@ -9,9 +9,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from arwx.appkeys import API_KEY, RUNS, TENANCY
-from arwx.errors import NotFound
+from arwx.errors import BadRequest, Forbidden, NotFound
+from arwx.gateway.auth import requires
 from arwx.gateway.body import read_body
 from arwx.gateway.ingest import ingest_batch, ingest_stream
+from arwx.tenancy import DEFAULT_SCOPES, SCOPES, BadScopes, parse_scopes
 from arwx.wire import MAX_ID_LEN, KeyCreate, RunCreate, RunFinish, decode_body
 
 MAX_SMALL_BODY = 1 << 20
@@ -35,17 +37,29 @@ async def finish_run(request: web.Request) -> web.Response:
     return web.json_response(run.public())
 
 
+@requires("admin")
 async def create_key(request: web.Request) -> web.Response:
     req = decode_body(await read_body(request, MAX_SMALL_BODY), KeyCreate)
-    key, secret = await request.app[TENANCY].create_key(request[API_KEY].org, req.name)
+    caller = request[API_KEY]
+    try:
+        scopes = DEFAULT_SCOPES if req.scopes is None else parse_scopes(req.scopes)
+    except BadScopes as e:
+        raise BadRequest(f"scopes: {e}") from None
+    if not scopes <= caller.scopes:
+        # A key never mints a stronger one; the operator's CLI grants anything.
+        extra = ", ".join(s for s in SCOPES if s in scopes - caller.scopes)
+        raise Forbidden(f"scopes: this API key cannot grant scope(s) it does not hold: {extra}")
+    key, secret = await request.app[TENANCY].create_key(caller.org, req.name, scopes)
     return web.json_response({**key.public(), "key": secret}, status=201)
 
 
+@requires("admin")
 async def list_keys(request: web.Request) -> web.Response:
     keys = await request.app[TENANCY].list_keys(request[API_KEY].org)
     return web.json_response({"keys": [k.public() for k in keys]})
 
 
+@requires("admin")
 async def revoke_key(request: web.Request) -> web.Response:
     key_id = request.match_info["key_id"][:MAX_ID_LEN]
     key = await request.app[TENANCY].revoke_key(request[API_KEY].org, key_id)

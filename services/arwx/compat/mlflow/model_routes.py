@@ -22,6 +22,7 @@ from arwx.compat.mlflow.models import (
 from arwx.compat.mlflow.search import matches, parse_filter
 from arwx.compat.mlflow.service import kv_list, page_of
 from arwx.errors import BadRequest
+from arwx.gateway.auth import requires
 
 MODELS = web.AppKey("arwx_mlflow_models", ModelService)
 
@@ -112,6 +113,7 @@ async def log_logged_model_params(request: web.Request) -> web.Response:
     return web.json_response({})
 
 
+@requires("read")  # also answers a POST that only reads
 async def search_logged_models(request: web.Request) -> web.Response:
     b = await _json(request)
     if b.get("filter") or b.get("datasets"):
@@ -230,6 +232,7 @@ async def get_by_alias(request: web.Request) -> web.Response:
     return web.json_response({"model_version": model_version_json(v, m.aliases)})
 
 
+@requires("read")  # also answers a POST that only reads
 async def get_latest_versions(request: web.Request) -> web.Response:
     b = await _args_or_json(request)
     stages = b.get("stages") or []

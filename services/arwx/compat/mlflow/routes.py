@@ -33,6 +33,7 @@ from arwx.compat.mlflow.state import MlflowState
 from arwx.control.artifacts import Artifacts
 from arwx.control.files import Files
 from arwx.errors import ApiError, BadRequest, EndpointNotFound, NotFound
+from arwx.gateway.auth import requires
 from arwx.gateway.body import body_chunks
 from arwx.gateway.errors import set_renderer
 
@@ -79,6 +80,7 @@ async def get_experiment(request: web.Request) -> web.Response:
     return _ok({"experiment": experiment_json(await _svc(request).experiment(_org(request), e_id))})
 
 
+@requires("read")  # a POST that only reads
 async def search_experiments(request: web.Request) -> web.Response:
     b = await _args_or_json(request)
     view = b.get("view_type") or "ACTIVE_ONLY"
@@ -154,6 +156,7 @@ async def restore_run(request: web.Request) -> web.Response:
     return _ok()
 
 
+@requires("read")  # a POST that only reads
 async def search_runs(request: web.Request) -> web.Response:
     runs, nxt = await _svc(request).search_runs(_org(request), await _json(request))
     out: dict = {"runs": [run_json(r) for r in runs]}

@@ -27,8 +27,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from arwx.compat.mlflow.search import BadFilter, matches, parse_filter, parse_order_by, sort_runs
-from arwx.compat.mlflow.state import Experiment, MlflowState, ParamChanged, RunRow
+from arwx.compat.mlflow.state import WRITER, Experiment, MlflowState, ParamChanged, RunRow
 from arwx.errors import BadRequest, NotFound
+from arwx.ingest.reserved_seqs import request_digest
 from arwx.ingest.service import IngestService
 from arwx.query.charts import ChartRequest, chart
 from arwx.query.series import BadCursor, _page_sql, decode_cursor, encode_cursor
@@ -36,7 +37,6 @@ from arwx.runs import Runs
 from arwx.store.base import Store
 from arwx.wire import MAX_SEQ, Point
 
-WRITER = "mlflow"
 STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
 _ARWX_STATUS = {"FINISHED": "finished", "FAILED": "failed", "KILLED": "killed"}
 READ_WAIT_S = 10.0  # how long a history read waits for the run's acknowledged points to be stored
@@ -286,15 +286,12 @@ class MlflowService:
         await self.runs.merge_config(org, run_id, patch)
 
     async def _log_metrics(self, org: str, run_id: str, ms: list[Metric], idempotency_key: str | None) -> None:
-        digest = f"k:{idempotency_key}" if idempotency_key else digest_of(ms)
-        first, _ = await self.state.reserve(org, run_id, digest, len(ms))
-        points = [Point(seq=first + i, step=m.step, key=m.key, value=m.value, ts=m.timestamp / 1000)
-                  for i, m in enumerate(ms)]
-        try:
+        # The digest of a request without a key stays MLflow's own (rows migrated from 0004 keep matching).
+        digest = request_digest(idempotency_key, b"") if idempotency_key else digest_of(ms)
+        async with self.state.seqs.reserved(org, run_id, WRITER, digest, len(ms)) as first:
+            points = [Point(seq=first + i, step=m.step, key=m.key, value=m.value, ts=m.timestamp / 1000)
+                      for i, m in enumerate(ms)]
             await self.ingest.ingest(org, points, run_id, WRITER)
-        except BaseException:
-            await self.state.release(org, run_id, digest, first, len(ms))
-            raise
         latest: dict[str, tuple[float | None, int, int]] = {}
         for m in ms:
             have = latest.get(m.key)

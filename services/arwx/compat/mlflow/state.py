@@ -5,13 +5,9 @@ Invariants:
 - Everything is keyed by organization first; no lookup crosses orgs.
 - Experiment ids are per-org integers, handed out as strings ("0" is
   ``Default``, made on first use), as MLflow's own SQL store does.
-- Metric seqs of a run's writer ``mlflow`` are reserved atomically
-  (``reserve``, the run's row locked): a request's points get
-  ``[first, first + n)``. A request is named by a digest (its
-  ``Idempotency-Key``, else a hash of its metrics); the same digest gets the
-  same seqs again, so a retried request overwrites its own points (the store
-  keeps one per (writer, seq)) instead of adding copies. A reservation whose
-  write failed is given back if nothing was reserved after it (no gap).
+- Metric seqs of a run's writer ``mlflow`` (``WRITER``) are reserved by
+  ``arwx.ingest.reserved_seqs`` (``seqs``), the one reservation every adapter
+  uses; ``RunRow.next_seq`` is read from there.
 - Every method is one transaction; per-run writes lock the run's row first
   (``FOR UPDATE`` on PostgreSQL; SQLite's write transaction locks the file),
   so processes sharing a PostgreSQL catalog serialize per run. Values reach
@@ -24,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -33,13 +29,20 @@ from arwx.catalog.tables import (
     mlflow_artifacts,
     mlflow_experiments,
     mlflow_latest_metrics,
-    mlflow_requests,
     mlflow_runs,
+    writer_seqs,
 )
 from arwx.control.projects import MAX_NAME as MAX_PROJECT_NAME
 from arwx.control.projects import ensure as ensure_project
+from arwx.ingest.reserved_seqs import ReservedSeqs
 
-E, R, LM, RQ, A = mlflow_experiments, mlflow_runs, mlflow_latest_metrics, mlflow_requests, mlflow_artifacts
+E, R, LM, A, W = mlflow_experiments, mlflow_runs, mlflow_latest_metrics, mlflow_artifacts, writer_seqs
+#: The writer id of every point the adapter logs.
+WRITER = "mlflow"
+# A run's row with its writer's next seq (0 before its first reservation).
+_RUN_WITH_SEQ = select(R, func.coalesce(W.c.next_seq, literal(0)).label("next_seq")).select_from(
+    R.outerjoin(W, (W.c.org == R.c.org) & (W.c.run_id == R.c.run_id) & (W.c.writer_id == WRITER))
+)
 
 
 @dataclass
@@ -95,6 +98,7 @@ class MlflowState:
 
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
+        self.seqs = ReservedSeqs(catalog)
 
     # -- experiments ---------------------------------------------------------------------------
     @staticmethod
@@ -179,18 +183,18 @@ class MlflowState:
             await conn.execute(R.insert().values(
                 org=run.org, run_id=run.run_id, experiment_id=run.experiment_id, run_name=run.run_name,
                 user_id=run.user_id, status=run.status, start_time=run.start_time, end_time=run.end_time,
-                lifecycle_stage=run.lifecycle_stage, params=run.params, tags=run.tags, next_seq=0))
+                lifecycle_stage=run.lifecycle_stage, params=run.params, tags=run.tags))
 
     async def run(self, org: str, run_id: str) -> RunRow | None:
         async with self.catalog.connect() as conn:
-            r = (await conn.execute(select(R).where((R.c.org == org) & (R.c.run_id == run_id)))).first()
+            r = (await conn.execute(_RUN_WITH_SEQ.where((R.c.org == org) & (R.c.run_id == run_id)))).first()
             return (await self._with_metrics(conn, [_run(r)]))[0] if r else None
 
     async def runs(self, org: str, experiment_ids: list[int]) -> list[RunRow]:
         if not experiment_ids:
             return []
         async with self.catalog.connect() as conn:
-            rows = await conn.execute(select(R).where((R.c.org == org) & R.c.experiment_id.in_(experiment_ids)))
+            rows = await conn.execute(_RUN_WITH_SEQ.where((R.c.org == org) & R.c.experiment_id.in_(experiment_ids)))
             return await self._with_metrics(conn, [_run(r) for r in rows])
 
     async def add_outputs(self, org: str, run_id: str, outputs: list[dict]) -> None:
@@ -209,7 +213,7 @@ class MlflowState:
         async with self.catalog.begin() as conn:
             if changes:
                 await conn.execute(R.update().where(where).values(**changes))
-            r = (await conn.execute(select(R).where(where))).first()
+            r = (await conn.execute(_RUN_WITH_SEQ.where(where))).first()
             return _run(r) if r else None
 
     async def log_data(self, org: str, run_id: str, params: dict[str, str], tags: dict[str, str],
@@ -233,32 +237,6 @@ class MlflowState:
                 params=have_params, tags=have_tags, run_name=have_tags.get("mlflow.runName", r.run_name)))
 
     # -- metrics ---------------------------------------------------------------------------------
-    async def reserve(self, org: str, run_id: str, digest: str, n: int) -> tuple[int, bool]:
-        """The first seq of a request's ``n`` points, and whether it was reserved now
-        (False: the same request was seen before and gets its seqs again)."""
-        where = (R.c.org == org) & (R.c.run_id == run_id)
-        rq = (RQ.c.org == org) & (RQ.c.run_id == run_id) & (RQ.c.digest == digest)
-        async with self.catalog.begin() as conn:
-            first = int((await conn.execute(select(R.c.next_seq).where(where).with_for_update())).scalar_one())
-            seen = (await conn.execute(select(RQ.c.first_seq, RQ.c.n).where(rq))).first()
-            if seen is not None and int(seen.n) == n:
-                return int(seen.first_seq), False
-            await conn.execute(R.update().where(where).values(next_seq=first + n))
-            if seen is not None:
-                await conn.execute(RQ.update().where(rq).values(first_seq=first, n=n))
-            else:
-                await conn.execute(RQ.insert().values(org=org, run_id=run_id, digest=digest, first_seq=first, n=n))
-            return first, True
-
-    async def release(self, org: str, run_id: str, digest: str, first: int, n: int) -> None:
-        """Give back a reservation whose write failed, if it is still the last one (no gap left)."""
-        async with self.catalog.begin() as conn:
-            done = await conn.execute(R.update().where(
-                (R.c.org == org) & (R.c.run_id == run_id) & (R.c.next_seq == first + n)).values(next_seq=first))
-            if done.rowcount:
-                await conn.execute(RQ.delete().where(
-                    (RQ.c.org == org) & (RQ.c.run_id == run_id) & (RQ.c.digest == digest)))
-
     async def record_latest(self, org: str, run_id: str, latest: dict[str, tuple[float | None, int, int]]) -> None:
         """Keep each key's latest value as MLflow ranks them: highest step, then timestamp."""
         async with self.catalog.begin() as conn:
