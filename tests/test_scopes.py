@@ -25,11 +25,12 @@ from tests.test_auth import PUBLIC, _routes
 # POSTs that only read: they need ``read``, not ``write``.
 READ_POSTS = {f"{prefix}/{path}" for prefix in ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow") for path in (
     "runs/search", "experiments/search", "logged-models/search", "registered-models/get-latest-versions")}
-ADMIN = {("POST", "/v1/keys"), ("GET", "/v1/keys"), ("DELETE", "/v1/keys/key_x")}
+READ_POSTS |= {"/v1/auth/org", "/v1/auth/logout"}  # a session's own: a viewer may too
 
 
 def _needs(method: str, path: str) -> str:
-    if (method, path) in ADMIN:
+    # Admin: managing keys, and adding or removing members (listing them is a read).
+    if path.startswith("/v1/keys") or (path.startswith("/v1/users") and method != "GET"):
         return "admin"
     return "read" if method in ("GET", "HEAD") or path in READ_POSTS else "write"
 
