@@ -82,9 +82,11 @@ class Panel {
 
   params(extra) {
     const o = this.set.opts;
+    const samples = this.samples();
+    this.el.dataset.samples = String(samples);
     return qs({
       keys: this.key, runs: this.set.runs.map((r) => r.id).join(","), x: o.x, writers: o.writers,
-      samples: this.samples(), fields: FIELDS, ...extra,
+      samples, fields: FIELDS, ...extra,
     });
   }
 

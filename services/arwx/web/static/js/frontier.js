@@ -39,8 +39,17 @@ export function frontierChart(el, progress) {
     width: el.clientWidth || 700, height: 240, series, legend: { show: true },
     scales: { x: { time: false } },
     axes: [{ label: "experiment #", incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000] }, { label: progress.objective_metric || "score", size: 64 }],
-    cursor: { drag: { x: false, y: false } },
+    cursor: { drag: { x: false, y: false }, points: { size: 10 } },
   }, data, el);
+  // A click on the chart opens the experiment under the cursor (capturing: uPlot stops the
+  // click on its overlay).
+  el.addEventListener("click", (e) => {
+    const box = plot.over.getBoundingClientRect();
+    if (e.clientX < box.left || e.clientX > box.right || e.clientY < box.top || e.clientY > box.bottom) return;
+    const i = plot.posToIdx(e.clientX - box.left);
+    if (i !== null && i !== undefined && pts[i]) location.hash = route("e", pts[i].experiment_id);
+  }, true);
+  plot.over.style.cursor = "pointer";
   el.dataset.drawn = "1";
   return plot;
 }
