@@ -118,14 +118,16 @@ def test_create_and_revoke_a_key_the_secret_shown_once(page, account: Account, t
     secret = lines.split("ARWANDB_API_KEY=", 1)[1].strip()
     assert secret.startswith("arwx_live_")
     made = account.api.with_key(secret)
-    assert made.get("/v1/keys")[0] == 200  # the key the page showed works
+    assert made.get("/v1/projects")[0] == 200  # the key the page showed works: read (and write) by default
+    assert made.get("/v1/keys")[0] == 403  # admin was not ticked
+    assert "read, write" in page.inner_text("#keys tr:has-text('laptop')")
     shoot(page, "connection", tmp_path)
     row = page.locator("#keys tr", has_text="laptop")
     assert secret not in page.inner_text("#keys")  # the list never shows a secret
     row.locator("button.revoke").click()
     page.wait_for_selector("#keys tr:has-text('laptop') .badge:text('revoked')")
     assert page.dialogs and "Revoke" in page.dialogs[0]
-    assert made.get("/v1/keys")[0] == 401
+    assert made.get("/v1/projects")[0] == 401
     page.reload()
     page.wait_for_selector("#keys")
     assert secret not in page.inner_text("#view") and page.locator("#export-lines").count() == 0  # shown once
