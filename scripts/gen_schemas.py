@@ -307,7 +307,8 @@ def control_paths() -> dict:
                     "parameters": _PROJECT_PARAM + fmt, "responses": {"200": progress, "400": _ERR, "404": _ERR, **_AUTH}},
         },
         "/v1/sessions": {
-            "post": _create("Open a session (it becomes the project's active one)", "SessionCreate", {"201": session}),
+            "post": _create("Open a session (it becomes the project's active one); a known client id answers 200 with it",
+                            "SessionCreate", {"201": session, "200": session}),
         },
         "/v1/sessions/{session_id}/progress": {
             "get": {"summary": "A session's running best and frontier", "parameters": s_id + fmt,
@@ -322,8 +323,8 @@ def control_paths() -> dict:
                     "responses": {"200": _obj("Frontier"), "404": _ERR, **_AUTH}},
         },
         "/v1/experiments": {
-            "post": _create("Record an experiment (stamps repro_key; the diff goes to the blob store)", "ExperimentCreate",
-                            {"201": exp}, {"404": _ERR}),
+            "post": _create("Record an experiment (stamps repro_key; the diff goes to the blob store); a known "
+                            "client id answers 200 with it", "ExperimentCreate", {"201": exp, "200": exp}, {"404": _ERR}),
         },
         "/v1/experiments/{experiment_id}": {
             "get": {"summary": "An experiment with its current decision and decision history", "parameters": e_id,

@@ -4,7 +4,8 @@ Invariant: for one (org, ``Idempotency-Key``) at most one request is ever
 carried out, and every later request with the same key gets the stored
 answer, also from another process (the row lives in the catalog). A key
 reused for a different request (method, path or body differ) is a 409, and
-so is a request that arrives while the first one is still being answered.
+so is a request that arrives while the first one is still being answered
+(that one carries ``Retry-After``: retrying it is right, unlike a reused key).
 
 A key is claimed (a row with status 0) before the work starts, in its own
 transaction, so two processes racing on one key cannot both do the work.
@@ -50,6 +51,12 @@ def fingerprint(method: str, path: str, body: bytes) -> str:
     return h.hexdigest()
 
 
+def _busy(key: str) -> Conflict:
+    """The first request with this key is still being answered: a 409 a client may retry
+    (``Retry-After`` tells it so; a key reused for another request has none)."""
+    return Conflict(f"the request with {HEADER} {key!r} is still being answered; retry", headers={"Retry-After": "1"})
+
+
 def check_key(key: str) -> str:
     if not _KEY_RE.match(key):
         raise Invalid(f"{HEADER} must be 1 to 255 visible ASCII characters")
@@ -86,7 +93,7 @@ class IdempotencyKeys:
                             if row.fingerprint != fp:
                                 raise Conflict(f"{HEADER} {key!r} was already used for a different request")
                             if row.status == 0:
-                                raise Conflict(f"the request with {HEADER} {key!r} is still being answered; retry")
+                                raise _busy(key)
                             return Replay(row.status, row.response or "")
                         await conn.execute(delete(idempotency_keys).where(where))
                     await conn.execute(
@@ -97,7 +104,7 @@ class IdempotencyKeys:
                     return None
             except IntegrityError:
                 continue  # another process claimed it between our read and insert: read theirs
-        raise Conflict(f"the request with {HEADER} {key!r} is still being answered; retry")
+        raise _busy(key)
 
     async def complete(self, org: str, key: str, status: int, body: str) -> None:
         """Keep the answer for replays."""

@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator
 
 import msgspec
 from sqlalchemy import Row, and_, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from arwx.blobs.base import BlobStore
@@ -33,7 +34,7 @@ from arwx.catalog import Catalog
 from arwx.catalog.tables import decisions, experiments, projects, sessions
 from arwx.control import projects as projects_mod
 from arwx.control.artifacts import Artifacts
-from arwx.control.errors import Invalid, NotFound
+from arwx.control.errors import Conflict, Invalid, NotFound
 from arwx.control.frontier import Goal, progress
 from arwx.control.wire import DecisionCreate, ExperimentCreate, SessionCreate, TreePut
 
@@ -121,17 +122,43 @@ class Research:
 
     # --- sessions -------------------------------------------------------
 
-    async def create_session(self, org: str, req: SessionCreate) -> dict:
-        """A new session; the project is created if it does not exist. It becomes the active one."""
+    async def create_session(self, org: str, req: SessionCreate) -> tuple[dict, bool]:
+        """A new session; the project is created if it does not exist. It becomes the active one.
+
+        With a client-chosen ``req.id`` that exists already, the existing session is
+        answered (``created`` False) when it is of the same project; else ``Conflict``.
+        """
         now = _now()
-        sid = new_id("ses")
-        async with self.catalog.begin() as conn:
-            await projects_mod.ensure(conn, org, req.project, now)
-            await conn.execute(
-                sessions.insert().values(org=org, id=sid, project=req.project, tag=req.tag, branch=req.branch, created_at=now)
-            )
-            row = (await conn.execute(select(sessions).where(sessions.c.org == org, sessions.c.id == sid))).one()
-        return _session(row, sid, 0)
+        sid = req.id or new_id("ses")
+        try:
+            async with self.catalog.begin() as conn:
+                if req.id is not None and (old := await self._existing(conn, sessions, org, req.id)) is not None:
+                    return self._same_session(old, req), False
+                await projects_mod.ensure(conn, org, req.project, now)
+                await conn.execute(
+                    sessions.insert().values(org=org, id=sid, project=req.project, tag=req.tag, branch=req.branch, created_at=now)
+                )
+                row = (await conn.execute(select(sessions).where(sessions.c.org == org, sessions.c.id == sid))).one()
+        except IntegrityError:
+            if req.id is None:
+                raise
+            async with self.catalog.connect() as conn:  # a concurrent create of the same id won
+                old = await self._existing(conn, sessions, org, req.id)
+            if old is None:
+                raise
+            return self._same_session(old, req), False
+        return _session(row, sid, 0), True
+
+    @staticmethod
+    async def _existing(conn: AsyncConnection, table, org: str, id_: str) -> Row | None:  # noqa: ANN001 - a Table
+        cols = [c for c in table.c if c.name != "tree"]
+        return (await conn.execute(select(*cols).where(table.c.org == org, table.c.id == id_))).first()
+
+    @staticmethod
+    def _same_session(row: Row, req: SessionCreate) -> dict:
+        if row.project != req.project:
+            raise Conflict(f"id: session {row.id!r} exists already, in project {row.project!r}")
+        return _session(row, None)
 
     async def _session_row(self, conn: AsyncConnection, org: str, session_id: str) -> Row:
         row = (await conn.execute(select(sessions).where(sessions.c.org == org, sessions.c.id == session_id))).first()
@@ -167,8 +194,13 @@ class Research:
 
     # --- experiments ----------------------------------------------------
 
-    async def create_experiment(self, org: str, req: ExperimentCreate) -> dict:
-        """Record one tried change in ``session_id`` (or the project's active session)."""
+    async def create_experiment(self, org: str, req: ExperimentCreate) -> tuple[dict, bool]:
+        """Record one tried change in ``session_id`` (or the project's active session).
+
+        With a client-chosen ``req.id`` that exists already, the existing experiment is
+        answered (``created`` False) when the request describes it (same session or
+        project, same ``repro_key``); else ``Conflict``.
+        """
         diff = req.diff or ""
         raw = diff.encode()
         truncated = len(raw) > MAX_DIFF_BYTES
@@ -178,7 +210,33 @@ class Research:
             diff_sha = (await self.blobs.put(org, _chunks(stored))).sha
         key = repro_key(req.commit, req.diff, req.config)
         now = _now()
-        eid = new_id("exp")
+        eid = req.id or new_id("exp")
+        if req.id is not None:
+            async with self.catalog.connect() as conn:
+                old = await self._existing(conn, experiments, org, req.id)
+            if old is not None:
+                return await self._same_experiment(org, old, req, key), False
+        try:
+            return await self._insert_experiment(org, eid, req, key, now, raw, truncated, diff_sha), True
+        except IntegrityError:
+            if req.id is None:
+                raise
+            async with self.catalog.connect() as conn:  # a concurrent create of the same id won
+                old = await self._existing(conn, experiments, org, req.id)
+            if old is None:
+                raise
+            return await self._same_experiment(org, old, req, key), False
+
+    async def _same_experiment(self, org: str, row: Row, req: ExperimentCreate, key: str) -> dict:
+        """The experiment already made under this client id, if the request describes it."""
+        if (req.session_id is not None and req.session_id != row.session_id) or (
+            req.project is not None and req.project != row.project
+        ) or key != row.repro_key:
+            raise Conflict(f"id: experiment {row.id!r} exists already, with another session, project or code")
+        return await self.get_experiment(org, row.id)
+
+    async def _insert_experiment(self, org: str, eid: str, req: ExperimentCreate, key: str, now: int,
+                                 raw: bytes, truncated: bool, diff_sha: str | None) -> dict:
         async with self.catalog.begin() as conn:
             if req.session_id is not None:
                 session = await self._session_row(conn, org, req.session_id)

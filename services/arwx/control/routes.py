@@ -99,7 +99,8 @@ async def project_progress(request: web.Request) -> web.StreamResponse:
 @idempotent()
 async def create_session(request: web.Request) -> web.Response:
     req = await json_body(request, SessionCreate)
-    return json_ok(await request.app[CONTROL].research.create_session(_org(request), req), 201)
+    session, created = await request.app[CONTROL].research.create_session(_org(request), req)
+    return json_ok(session, 201 if created else 200)
 
 
 def _progress(request: web.Request, title: str, goal, prog: dict) -> web.StreamResponse:  # noqa: ANN001 - a Goal
@@ -134,7 +135,8 @@ async def session_frontier(request: web.Request) -> web.Response:
 @idempotent(MAX_EXPERIMENT_BODY)
 async def create_experiment(request: web.Request) -> web.Response:
     req = await json_body(request, ExperimentCreate, MAX_EXPERIMENT_BODY)
-    return json_ok(await request.app[CONTROL].research.create_experiment(_org(request), req), 201)
+    experiment, created = await request.app[CONTROL].research.create_experiment(_org(request), req)
+    return json_ok(experiment, 201 if created else 200)
 
 
 async def get_experiment(request: web.Request) -> web.Response:

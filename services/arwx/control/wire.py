@@ -42,6 +42,9 @@ class SessionCreate(msgspec.Struct, forbid_unknown_fields=True):
     project: ProjectName
     tag: Label = ""
     branch: Label = ""
+    # A client-chosen id (an SDK that works offline names the session before the
+    # server sees it); sending it again answers the session made the first time.
+    id: ObjectId | None = None
 
 
 class ExperimentCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -49,9 +52,12 @@ class ExperimentCreate(msgspec.Struct, forbid_unknown_fields=True):
 
     ``session_id`` defaults to the active (newest) session of ``project``.
     ``diff`` is the working-tree diff that ran; over the server's cap a marker
-    saying so is stored instead.
+    saying so is stored instead. ``id`` is a client-chosen id: sending it again
+    answers the experiment made the first time (a create is safe to resend
+    even after its ``Idempotency-Key`` expired).
     """
 
+    id: ObjectId | None = None
     session_id: ObjectId | None = None
     project: ProjectName | None = None
     note: Annotated[str, msgspec.Meta(max_length=MAX_NOTE, pattern=r"^[^\x00]*$")] = ""
