@@ -30,6 +30,7 @@ WHEEL_PATH = f"/sdk/{WHEEL.filename}"
 TRAIN = """
 import json, sys
 import arwandb
+from arwandb import autoresearch  # the research loop ships in the same wheel
 run = arwandb.init(project="char-lm", config={"lr": 3e-4}, id=sys.argv[1], system_metrics=False)
 for step in range(50):
     arwandb.log({"loss": 2.0 / (step + 1), "val_bpb": 3.0 - step * 0.01})
@@ -68,6 +69,7 @@ def test_wheel_is_valid_record_hashes_match_and_only_the_package_ships() -> None
     names = zf.namelist()
     sources = sorted(p.relative_to(SDK).as_posix() for p in (SDK / "arwandb").rglob("*.py") if "__pycache__" not in p.parts)
     assert sorted(n for n in names if not n.startswith(info)) == sources
+    assert "arwandb/autoresearch.py" in sources
     assert {f"{info}/METADATA", f"{info}/WHEEL", f"{info}/RECORD", f"{info}/entry_points.txt"} <= set(names)
     for name in sources:  # the bytes are the checkout's
         assert zf.read(name) == (SDK / name).read_bytes(), name

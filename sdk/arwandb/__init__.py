@@ -96,6 +96,9 @@ def init(
     with _lock:
         run = r
         _runs.append(r)
+    if settings.mode == "online":
+        with contextlib.suppress(Exception):  # never let the backlog stop a run from starting
+            _sync.deliver_research_in_background(settings.root, settings.base_url, settings.api_key)
     return r
 
 

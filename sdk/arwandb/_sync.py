@@ -90,6 +90,58 @@ def sync_run(
             sp.close()
 
 
+def find_journal(path: str | None) -> str | None:
+    """The spool root holding an autoresearch journal: ``path`` itself (an ``arwandb`` folder),
+    its ``arwandb`` child, or (no path) the default spool root."""
+    from arwandb._journal import DIRNAME
+
+    root = spool_root(None) if path is None else os.path.abspath(os.path.expanduser(path))
+    if os.path.basename(root) == DIRNAME:
+        return os.path.dirname(root)
+    for base in (root, os.path.join(root, "arwandb")):
+        if os.path.isdir(os.path.join(base, DIRNAME)):
+            return base
+    return None
+
+
+def sync_research(
+    root: str, *, base_url: str | None = None, api_key: str | None = None, timeout: float = 60.0
+) -> dict[str, Any]:
+    """Deliver the autoresearch calls journaled under the spool root ``root``, in order, exactly once."""
+    from arwandb._journal import Journal
+    from arwandb._replay import Replayer, drain_until
+
+    j = Journal(root)
+    if not j.pending():
+        return {"sent": 0, "rejected": 0, "pending": 0}
+    url = (base_url or env("BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+    t = HttpTransport(url, api_key or env("API_KEY"))
+    try:
+        res = drain_until(Replayer(j, t), time.monotonic() + timeout, lock_wait=min(timeout, 5.0))
+    finally:
+        t.close()
+    return {"sent": res.sent, "rejected": res.rejected, "pending": res.pending}
+
+
+def deliver_research_in_background(root: str, base_url: str, api_key: str | None, timeout: float = 60.0) -> None:
+    """A new online run delivers the autoresearch calls an earlier process left in this spool
+    root, on a daemon thread (training does not wait; ``sync`` or the next call finish the job)."""
+    from arwandb._journal import Journal
+
+    if not Journal(root).pending():
+        return
+
+    def work() -> None:
+        try:
+            sync_research(root, base_url=base_url, api_key=api_key, timeout=timeout)
+        except Exception:  # noqa: BLE001 - a background helper never raises into the process
+            logger.debug("arwandb: delivering the autoresearch backlog failed", exc_info=True)
+
+    import threading
+
+    threading.Thread(target=work, name="arwandb-research-backlog", daemon=True).start()
+
+
 def sync(
     path: str | None = None,
     *,
@@ -98,7 +150,8 @@ def sync(
     timeout: float = 60.0,
     transport: Transport | None = None,
 ) -> dict[str, Any]:
-    """Upload every run spool under ``path`` (default ``$ARWANDB_DIR``/cwd) exactly once.
+    """Upload every run spool under ``path`` (default ``$ARWANDB_DIR``/cwd) exactly once, then
+    deliver the autoresearch call journal there (``research`` in the summary).
 
     Safe to run repeatedly and alongside live runs (their writers are skipped as busy).
     Returns a summary: runs, points uploaded, points still pending, points set aside.
@@ -107,9 +160,17 @@ def sync(
         sync_run(d, base_url=base_url, api_key=api_key, timeout=timeout, transport=transport)
         for d in find_run_dirs(path)
     ]
+    # runs first: an experiment may name a run, never the other way round
+    journal = find_journal(path) if transport is None else None
+    research = (
+        sync_research(journal, base_url=base_url, api_key=api_key, timeout=timeout)
+        if journal is not None
+        else {"sent": 0, "rejected": 0, "pending": 0}
+    )
     return {
         "runs": runs,
         "uploaded": sum(r["uploaded"] for r in runs),
-        "pending": sum(r["pending"] for r in runs),
-        "rejected": sum(r["rejected"] for r in runs),
+        "pending": sum(r["pending"] for r in runs) + research["pending"],
+        "rejected": sum(r["rejected"] for r in runs) + research["rejected"],
+        "research": research,
     }

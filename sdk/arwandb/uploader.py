@@ -94,9 +94,12 @@ class HttpTransport:
         body: bytes | None = None,
         content_type: str = "application/json",
         timeout: float | None = None,
+        extra_headers: dict[str, str] | None = None,
     ) -> Response:
-        """Raises OSError / http.client.HTTPException on transport failure (the caller retries)."""
-        headers = {"Content-Type": content_type, "Accept": "application/json"}
+        """Raises OSError / http.client.HTTPException on transport failure (the caller retries).
+
+        ``extra_headers``: more request headers (an ``Idempotency-Key``, say)."""
+        headers = {"Content-Type": content_type, "Accept": "application/json", **(extra_headers or {})}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         t = self.timeout if timeout is None else max(0.5, timeout)

@@ -29,7 +29,16 @@ def test_exported_names_are_pinned() -> None:
     public = sorted(
         f[:-3] for f in os.listdir(SDK_PACKAGE) if f.endswith(".py") and not f.startswith("_")
     )
-    assert public == ["config", "encode", "resume", "spool", "system_metrics", "uploader"]
+    assert public == ["autoresearch", "config", "encode", "resume", "spool", "system_metrics", "uploader"]
+    from arwandb import autoresearch
+
+    assert sorted(autoresearch.__all__) == sorted([
+        "OfflineError", "ResearchError", "artifact", "artifacts", "configure", "context", "decision",
+        "download_artifact", "experiment", "frontier", "get_artifact", "goal", "pending", "progress",
+        "promote", "session", "sync",
+    ])
+    for name in autoresearch.__all__:
+        assert hasattr(autoresearch, name), name
     assert not set(public) & set(arwandb.__all__)
 
 
