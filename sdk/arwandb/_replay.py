@@ -132,26 +132,18 @@ class Replayer:
         if resp.status >= 300:
             raise _Refused(resp.status, f"{source}: {resp.error()}")
 
-    def upload_many(self, blobs: dict[str, str], deadline: float) -> tuple[int, set[str]]:
-        """Upload ``blobs`` (sha → file) over up to ``UPLOAD_WORKERS`` connections. Returns how
-        many went up and the SHAs refused (their file changed or vanished); raises ``_Transient``
-        if the server could not take them all."""
+    def upload_many(self, blobs: dict[str, str], deadline: float) -> tuple[set[str], set[str], bool]:
+        """Upload ``blobs`` (sha → file) over up to ``UPLOAD_WORKERS`` connections. Returns the
+        SHAs that went up, those refused (their file changed or vanished), and whether the server
+        stopped taking them (unreachable: the rest were not tried)."""
         items = sorted(blobs.items())
-        if len(items) <= 1:
-            for sha, src in items:
-                self.upload(sha, src, deadline)
-            return len(items), set()
+        done: set[str] = set()
         refused: set[str] = set()
-        done = 0
         lock = threading.Lock()
         it = iter(items)
         failed = threading.Event()
 
-        def work() -> None:
-            nonlocal done
-            t = self.t
-            mine = Replayer(self.j, HttpTransport(f"{'https' if t.https else 'http'}://{t.host}:{t.port}{t.prefix}",
-                                                  t.api_key, t.timeout))
+        def work(r: Replayer) -> None:
             try:
                 while not failed.is_set():
                     with lock:
@@ -159,35 +151,43 @@ class Replayer:
                     if nxt is None:
                         return
                     try:
-                        mine.upload(nxt[0], nxt[1], deadline)
+                        r.upload(nxt[0], nxt[1], deadline)
                         with lock:
-                            done += 1
-                    except _Refused:
+                            done.add(nxt[0])
+                    except _Refused as e:
+                        logger.debug("arwandb: blob %s refused: %s", nxt[0], e.reason)
                         with lock:
                             refused.add(nxt[0])
                     except _Transient:
                         failed.set()
             finally:
-                mine.t.close()
+                if r is not self:
+                    r.t.close()
 
-        threads = [threading.Thread(target=work, daemon=True) for _ in range(min(UPLOAD_WORKERS, len(items)))]
+        t = self.t
+        url = f"{'https' if t.https else 'http'}://{t.host}:{t.port}{t.prefix}"
+        n = min(UPLOAD_WORKERS, len(items))
+        helpers = [Replayer(self.j, HttpTransport(url, t.api_key, t.timeout)) for _ in range(max(0, n - 1))]
+        threads = [threading.Thread(target=work, args=(r,), daemon=True) for r in helpers]
         for th in threads:
             th.start()
+        if items:
+            work(self)
         for th in threads:
             th.join()
-        if failed.is_set():
-            raise _Transient()
-        return done, refused
+        return done, refused, failed.is_set()
 
     def upload_missing(self, blobs: dict[str, str], deadline: float) -> int:
         """Upload those of ``blobs`` (sha → file) the server lacks; returns how many."""
         if not blobs:
             return 0
         need = self.missing(sorted(blobs), deadline)
-        n, refused = self.upload_many({sha: blobs[sha] for sha in need}, deadline)
+        done, refused, failed = self.upload_many({sha: blobs[sha] for sha in need}, deadline)
+        if failed:
+            raise _Transient()
         if refused:
             raise _Refused(0, f"{len(refused)} file(s) changed or vanished before upload: {sorted(refused)[:5]}")
-        return n
+        return len(done)
 
     def fetch(self, sha: str, size: int, target: str, deadline: float) -> None:
         """Stream blob ``sha`` into ``target`` through a temporary file, checking its SHA-256 and

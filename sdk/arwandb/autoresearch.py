@@ -367,11 +367,13 @@ def _attach_snapshot(c: _Client, eid: str, spec: str | list[str]) -> dict[str, A
         deadline = c._deadline()
         try:
             need = c.replayer.missing(sorted(by_sha), deadline)
-            left = set(need)
-            uploaded, dropped = c.replayer.upload_many({sha: by_sha[sha] for sha in need}, deadline)
-            left = set()  # dropped: the file changed after it was hashed, so it stays out
-        except (_Transient, _Refused):
-            pass  # what is left goes through the journal (uploading it again is harmless)
+            done, dropped, _ = c.replayer.upload_many({sha: by_sha[sha] for sha in need}, deadline)
+            uploaded = len(done)
+            # dropped: the file changed after it was hashed, so it stays out; what the server did
+            # not take goes through the journal (copied now: the code will change)
+            left = set(need) - done - dropped
+        except (_Transient, _Refused) as e:
+            logger.debug("arwandb: snapshot of %s goes through the journal: %r", eid, e)
     for sha in sorted(left):
         try:
             if c.journal.keep_blob(by_sha[sha], sha):
