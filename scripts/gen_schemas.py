@@ -20,13 +20,14 @@ sys.path.insert(0, str(ROOT / "services"))
 import msgspec  # noqa: E402
 
 from arwx.accounts.wire import STRUCTS as ACCOUNT_STRUCTS  # noqa: E402
+from arwx.compat.workbench.wire import STRUCTS as WORKBENCH_STRUCTS  # noqa: E402
 from arwx.control.artifact_wire import ArtifactLog, FileRegister, RefMove  # noqa: E402
 from arwx.control.wire import STRUCTS as CONTROL_STRUCTS  # noqa: E402
 from arwx.wire import BlobsMissing, IngestBatch, KeyCreate, Point, RunCreate, RunFinish  # noqa: E402
 
 STRUCTS = (
     Point, IngestBatch, RunCreate, RunFinish, KeyCreate, BlobsMissing, FileRegister, ArtifactLog, RefMove,
-    *CONTROL_STRUCTS, *ACCOUNT_STRUCTS,
+    *CONTROL_STRUCTS, *ACCOUNT_STRUCTS, *WORKBENCH_STRUCTS,
 )
 
 
@@ -271,6 +272,49 @@ def _create(summary: str, body: str, ok: dict, extra: dict | None = None, params
         "requestBody": _body(body),
         "responses": {**ok, "400": _ERR, "409": _ERR, **(extra or {}), **_AUTH},
     }
+
+
+def workbench_paths() -> dict:
+    """ml-workbench's experiments API (``arwx.compat.workbench``, docs/compat.md)."""
+    from arwx.compat.workbench.routes import ROUTES
+
+    bodies = {
+        ("POST", ""): "WorkbenchExperimentCreate", ("PUT", "/{id}"): "WorkbenchExperimentUpdate",
+        ("PUT", "/{id}/tags"): "WorkbenchTagsReplace", ("POST", "/register"): "WorkbenchRegister",
+        ("POST", "/{id}/metrics"): "WorkbenchMetrics", ("POST", "/{id}/params"): "WorkbenchParams",
+        ("POST", "/{id}/artifacts"): "WorkbenchArtifact",
+    }
+    ok = {"GET": "200", "DELETE": "204"}
+    out: dict = {}
+    for method, path, handler in ROUTES:
+        tail = path.removeprefix("/api/v1/experiments")
+        status = ok.get(method, "200")
+        responses: dict = {status: _obj(f"As ml-workbench's document answers ({handler.__name__})")}
+        if status == "204":
+            responses = {"204": {"description": "Deleted (hidden; restorable)"}}
+        if (method, tail) == ("POST", "") or (method, tail) == ("POST", "/register"):
+            responses["201"] = _obj("Created")
+        op: dict = {
+            "summary": f"ml-workbench: {method} {path} (its wire shape; see docs/compat.md)",
+            "responses": {**responses, "400": _ERR, "404": _ERR, "409": _ERR, **_AUTH},
+        }
+        params = [_path("id")] if "{id}" in path else []
+        if (method, tail) == ("GET", ""):
+            params += [{"name": n, "in": "query", "schema": t} for n, t in (
+                ("search", {"type": "string"}), ("status", {"type": "string"}), ("tag", {"type": "string"}),
+                ("pinned", {"enum": ["true", "false"]}), ("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
+                ("offset", {"type": "integer", "minimum": 0}), ("sort", {"type": "string"}),
+                ("lifecycle_stage", {"enum": ["active", "deleted"]}))]
+        if tail == "/compare":
+            params.append({"name": "ids", "in": "query", "required": True, "schema": {"type": "string"}})
+        if tail == "/{id}/metrics":
+            params.append({**_IDEMPOTENCY, "description": "a retry with the same key is stored once"})
+        if params:
+            op["parameters"] = params
+        if (method, tail) in bodies:
+            op["requestBody"] = _body(bodies[(method, tail)])
+        out.setdefault(path, {})[method.lower()] = op
+    return out
 
 
 def control_paths() -> dict:
@@ -642,6 +686,7 @@ def openapi() -> dict:
     paths.update(_mlflow_paths())
     paths.update(_artifact_paths())
     paths.update(control_paths())
+    paths.update(workbench_paths())
     paths.update(_account_paths())
     return {
         "openapi": "3.1.0",

@@ -50,7 +50,8 @@ def test_every_route_every_method_odd_paths_need_a_key(embedded, api: Api) -> No
     anon = api.with_key(None)
     values = {"run_id": "r", "key_id": "key_x", "name": "p", "sha": "0" * 64, "filename": WHEEL, "ref": "winner",
               "path": "1/r/artifacts/f.txt", "file": "js/app.js", "session_id": "ses_x", "experiment_id": "exp_x",
-              "other_id": "exp_y", "user_id": "usr_x", "writer_id": "w"}
+              "other_id": "exp_y", "user_id": "usr_x", "writer_id": "w", "id": "exp_x", "model_id": "m-x",
+              "tag_key": "t"}
     paths = [_fill(t, **values) for t in _route_templates(embedded)]
     paths += [
         "/v1", "/v1/", "/v2/runs", "/nope", "/v1/runs/r/../../keys", "/v1/runs/%2e%2e/%2e%2e/v1/keys",
@@ -145,11 +146,14 @@ def test_cross_org_every_resource_is_404_and_lists_leak_nothing(embedded, two_or
     a.ok("PUT", f"/v1/experiments/{exp}/tree", {"files": {"xorg-secret-path": {"sha256": blob, "size": 16}}})
     a.ok("POST", f"/v1/experiments/{exp}/decision", {"status": "keep", "score": 1.0})
     member = a.ok("POST", "/v1/users", {"email": f"xorg-secret-{session}@example.com"})
+    wb = a.ok("POST", "/api/v1/experiments", {"name": "xorg-secret-workbench", "run_id": "xorg-secret-wb-run"})["id"]
     markers = [run, project, "xorg-secret-name", a_key["id"], "xorg-secret-keyname", "xorg-secret-blob", blob,
-               session, exp, "xorg-secret-tag", "xorg-secret-note", "xorg-secret-path", member["id"], member["email"]]
+               session, exp, "xorg-secret-tag", "xorg-secret-note", "xorg-secret-path", member["id"], member["email"],
+               wb, "xorg-secret-workbench", "xorg-secret-wb-run"]
     templates = _route_templates(embedded)
     values = {"run_id": run, "key_id": a_key["id"], "name": project, "sha": blob, "ref": "winner",
-              "session_id": session, "experiment_id": exp, "other_id": exp, "user_id": member["id"], "writer_id": "w"}
+              "session_id": session, "experiment_id": exp, "other_id": exp, "user_id": member["id"], "writer_id": "w",
+              "id": wb}
     routes = [(r.method, r.resource.canonical) for r in embedded.server.runner.app.router.routes() if r.method != "HEAD"]
     covered = 0
     # The MLflow adapter's routes take MLflow's arguments: tests/test_mlflow.py checks them across orgs.
@@ -160,8 +164,9 @@ def test_cross_org_every_resource_is_404_and_lists_leak_nothing(embedded, two_or
             continue
         path = _fill(template, **values)
         body = {}
-        if template == "/v1/agent/context":  # names its project in the query
-            status, out = b.request(method, path, params={"project": project})
+        if template in ("/v1/agent/context", "/api/v1/experiments/compare"):  # name a's things in the query
+            params = {"project": project} if template == "/v1/agent/context" else {"ids": f"{wb},{wb}"}
+            status, out = b.request(method, path, params=params)
             assert status == 404 and out.get("error"), (method, path, status, out)
             covered += 1
             continue
@@ -173,6 +178,9 @@ def test_cross_org_every_resource_is_404_and_lists_leak_nothing(embedded, two_or
             body = {"status": "drop", "score": 0.0}  # valid: only the experiment's org is wrong
         elif template == "/v1/experiments/{experiment_id}/tree":
             body = {"files": {}}
+        elif template.startswith("/api/v1/experiments/{id}/"):  # ml-workbench: valid bodies, a's experiment
+            body = {"tags": {"tags": []}, "metrics": {"metrics": []}, "params": {"params": {}},
+                    "artifacts": {"name": "a", "s3_key": "k"}}.get(template.rsplit("/", 1)[1], {})
         raw = ndjson(points(run, "w", range(30, 31))) if template == "/v1/ingest/stream" else None
         status, out = b.request(method, path, body=body if raw is None else None, raw=raw)
         text = json.dumps(out)
