@@ -73,11 +73,28 @@ OPTIONS: list[Option] = [
     Option("login_window_s", float, 900.0, "window over which failed sign-ins are counted"),
     Option("login_account_failures", int, 10, "failed sign-ins for one email within login_window_s before 429"),
     Option("login_address_failures", int, 50, "failed sign-ins from one client address within login_window_s before 429"),
+    Option("wild_lost_after_s", float, 60.0, "Wild V2: a runner silent this long has its running runs marked lost"),
+    Option("wild_log_cap_bytes", int, 8 << 20, "Wild V2: bytes of a run's stdout, and of its stderr, the server keeps (the rest is dropped)"),
+    # `arwx runner` only (RUNNER_OPTIONS): the process that executes Wild V2 runs (docs/runner.md).
+    Option("runner_server", str, "http://127.0.0.1:8090", "arwx runner: the arwx server it takes runs from"),
+    Option("runner_key", str, "", "arwx runner: its API key, holding the launch scope (prefer the variable to the flag)"),
+    Option("runner_root", str, "~/.arwx-runner", "arwx runner: each run gets a fresh working directory under it"),
+    Option("runner_id", str, "", "arwx runner: its name on the server (default: host name and a random suffix)"),
+    Option("runner_concurrency", int, 1, "arwx runner: most commands running at once"),
+    Option("runner_max_wall_s", float, 86400.0, "arwx runner: a command running longer is stopped and its run failed"),
+    Option("runner_stop_grace_s", float, 10.0, "arwx runner: between SIGTERM and SIGKILL to a stopped run's process group"),
+    Option("runner_heartbeat_s", float, 5.0, "arwx runner: seconds between heartbeats (keep well under wild_lost_after_s)"),
+    Option("runner_poll_s", float, 1.0, "arwx runner: seconds between looks for queued runs while a slot is free"),
+    Option("runner_log_cap_bytes", int, 64 << 20, "arwx runner: bytes of a run's stdout, and of its stderr, kept on disk"),
 ]
+
+#: Settings of ``arwx runner`` alone: not flags of the server's subcommands.
+RUNNER_OPTIONS = frozenset(o.name for o in OPTIONS if o.name.startswith("runner_"))
 
 _ALIASES = {
     "kafka_bootstrap": ["--kafka"], "clickhouse_url": ["--clickhouse"], "blobs_url": ["--blobs"],
-    "catalog_url": ["--catalog"],
+    "catalog_url": ["--catalog"], "runner_server": ["--server"], "runner_root": ["--root"],
+    "runner_concurrency": ["--concurrency"],
 }
 
 
@@ -112,6 +129,18 @@ class Settings:
     login_window_s: float
     login_account_failures: int
     login_address_failures: int
+    wild_lost_after_s: float
+    wild_log_cap_bytes: int
+    runner_server: str
+    runner_key: str
+    runner_root: str
+    runner_id: str
+    runner_concurrency: int
+    runner_max_wall_s: float
+    runner_stop_grace_s: float
+    runner_heartbeat_s: float
+    runner_poll_s: float
+    runner_log_cap_bytes: int
 
     def validate(self) -> Settings:
         _port(self.port)
@@ -134,6 +163,18 @@ class Settings:
             raise ConfigError("session_ttl_s, password_token_ttl_s and login_window_s must be positive")
         if self.login_account_failures < 1 or self.login_address_failures < 1:
             raise ConfigError("login_account_failures and login_address_failures must be at least 1")
+        if self.wild_lost_after_s <= 0:
+            raise ConfigError("wild_lost_after_s must be positive")
+        if self.wild_log_cap_bytes < 0:
+            raise ConfigError("wild_log_cap_bytes must not be negative")
+        if self.runner_concurrency < 1:
+            raise ConfigError("runner_concurrency must be at least 1")
+        if min(self.runner_max_wall_s, self.runner_stop_grace_s, self.runner_heartbeat_s, self.runner_poll_s) <= 0:
+            raise ConfigError("runner_max_wall_s, runner_stop_grace_s, runner_heartbeat_s and runner_poll_s must be positive")
+        if self.runner_log_cap_bytes < 0:
+            raise ConfigError("runner_log_cap_bytes must not be negative")
+        if not self.runner_server.startswith(("http://", "https://")):
+            raise ConfigError(f"runner_server {self.runner_server!r} must start with http:// or https://")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError(f"log_level {self.log_level!r} is not debug, info, warning or error")
         if self.log_format not in ("text", "json"):

@@ -22,6 +22,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -523,4 +524,97 @@ workbench_artifacts = Table(
     Column("size", BigInteger, nullable=True),
     Column("content_type", Text, nullable=True),
     Column("created_at", BigInteger, nullable=False),
+)
+
+# --- Wild V2 sweeps and runs (migration 0008, arwx/compat/wild): runs created with a
+# shell command, executed by a separate runner process (arwx/runner), audited.
+
+# A sweep is an arwx project (``project``); its name is unique in the org
+# ("create or reuse": a second create with the name returns the first sweep).
+wild_sweeps = Table(
+    "wild_sweeps",
+    metadata,
+    Column("org", String(64), ForeignKey("orgs.org"), primary_key=True),
+    Column("id", String(32), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("goal", Text, nullable=False),
+    Column("project", String(128), nullable=False),
+    Column("chat_session_id", Text, nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    UniqueConstraint("org", "name"),
+    Index(None, "org", "created_at"),
+)
+
+# One row per Wild run (an arwx run of the same id in the sweep's project).
+# ``status`` moves created → queued → running → finished | failed | stopped | lost
+# only by conditional UPDATEs (``WHERE status = <expected>``), so two runners
+# never claim one run and a final status is never overwritten. ``key_id``: the
+# per-run write key the runner's command got, revoked when the run ends.
+wild_runs = Table(
+    "wild_runs",
+    metadata,
+    Column("org", String(64), ForeignKey("orgs.org"), primary_key=True),
+    Column("id", String(64), primary_key=True),
+    Column("sweep_id", String(32), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("command", Text, nullable=False),
+    Column("chat_session_id", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("exit_code", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("runner_id", String(64), nullable=True),
+    Column("key_id", String(64), nullable=True),
+    Column("stop_requested", Boolean, nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("queued_at", BigInteger, nullable=True),
+    Column("started_at", BigInteger, nullable=True),
+    Column("ended_at", BigInteger, nullable=True),
+    ForeignKeyConstraint(["org", "sweep_id"], ["wild_sweeps.org", "wild_sweeps.id"]),
+    Index(None, "org", "sweep_id", "created_at"),
+    Index(None, "org", "status", "queued_at"),
+    Index(None, "status", "runner_id"),
+)
+
+# Every runner that has reported: its last heartbeat is what makes its runs ``lost``.
+wild_runners = Table(
+    "wild_runners",
+    metadata,
+    Column("org", String(64), ForeignKey("orgs.org"), primary_key=True),
+    Column("id", String(64), primary_key=True),
+    Column("key_id", String(64), nullable=False),
+    Column("host", Text, nullable=False),
+    Column("capacity", Integer, nullable=False),
+    Column("started_at", BigInteger, nullable=False),
+    Column("last_heartbeat_at", BigInteger, nullable=False),
+)
+
+# Who (key, chat_session_id) did what to which sweep or run, and when; append-only.
+wild_audit = Table(
+    "wild_audit",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("org", String(64), nullable=False),
+    Column("sweep_id", String(32), nullable=True),
+    Column("run_id", String(64), nullable=True),
+    Column("action", String(32), nullable=False),
+    Column("key_id", String(64), nullable=False),
+    Column("chat_session_id", Text, nullable=True),
+    Column("detail", JSON, nullable=False),
+    Column("at", BigInteger, nullable=False),
+    Index(None, "org", "run_id", "seq"),
+    Index(None, "org", "sweep_id", "seq"),
+)
+
+# A run's stdout and stderr as the runner uploaded them: chunks at byte offsets,
+# capped per stream (``wild_log_cap_bytes``).
+wild_run_logs = Table(
+    "wild_run_logs",
+    metadata,
+    Column("org", String(64), primary_key=True),
+    Column("run_id", String(64), primary_key=True),
+    Column("stream", String(8), primary_key=True),
+    Column("pos", BigInteger, primary_key=True, autoincrement=False),
+    Column("data", LargeBinary, nullable=False),
 )
