@@ -4,6 +4,7 @@
     arwx gateway|consumer|query  one role each (distributed: Kafka + ClickHouse); see arwx.roles
     arwx keys create|list|revoke API keys, straight on the store
     arwx users create|list|set-password  dashboard accounts, straight on the catalog
+    arwx runner                  execute Wild V2 runs (docs/runner.md); a separate process, own key
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import signal
 import sys
 from typing import TYPE_CHECKING
 
-from arwx.config import ConfigError, Settings, add_arguments, resolve
+from arwx.config import OPTIONS, RUNNER_OPTIONS, ConfigError, Settings, add_arguments, resolve
 from arwx.datadir import StartRefused
 from arwx.logging_setup import setup_logging
 from arwx.roles import ROLES, SERVER_ROLES, unmet_alone_need
@@ -40,9 +41,10 @@ def _service_help() -> dict[str, str]:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="arwx", description="arwx metrics ingest pipeline")
     sub = p.add_subparsers(dest="command", required=True)
+    service_opts = [o.name for o in OPTIONS if o.name not in RUNNER_OPTIONS]
     for name, help_ in _service_help().items():
         sp = sub.add_parser(name, help=help_, description=help_)
-        add_arguments(sp)
+        add_arguments(sp, service_opts)
         if name == "server":
             sp.add_argument(
                 "--rebuild-store", action="store_true",
@@ -79,6 +81,9 @@ def _parser() -> argparse.ArgumentParser:
     up = users.add_parser("set-password", help="set an account's password from stdin; its sessions end")
     up.add_argument("--email", required=True)
     add_arguments(up, store_opts)
+    runner_help = "execute queued Wild V2 runs of this key's organization (remote code execution: docs/runner.md)"
+    rn = sub.add_parser("runner", help=runner_help, description=runner_help)
+    add_arguments(rn, [*sorted(RUNNER_OPTIONS), "log_level", "log_format"])
     return p
 
 
@@ -249,6 +254,31 @@ async def _users(args: argparse.Namespace, settings: Settings, tenancy: Tenancy,
     except (AccountError, AlreadyMember, WeakPassword) as e:
         print(f"arwx users: {e}", file=sys.stderr)
         return 1
+async def _runner(settings: Settings) -> int:
+    import secrets
+    import socket
+    from pathlib import Path
+
+    from arwx.runner.agent import Runner, RunnerSettings
+
+    if not settings.runner_key:
+        print("arwx runner: needs its own API key with the launch scope: ARWX_RUNNER_KEY (or --runner-key)",
+              file=sys.stderr)
+        return 2
+    runner = Runner(RunnerSettings(
+        server=settings.runner_server, key=settings.runner_key, root=Path(settings.runner_root).expanduser(),
+        runner_id=settings.runner_id or f"{socket.gethostname()[:40]}-{secrets.token_hex(3)}",
+        concurrency=settings.runner_concurrency, max_wall_s=settings.runner_max_wall_s,
+        stop_grace_s=settings.runner_stop_grace_s, heartbeat_s=settings.runner_heartbeat_s,
+        poll_s=settings.runner_poll_s, log_cap_bytes=settings.runner_log_cap_bytes,
+    ))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, runner.stop)
+    print(f"arwx runner {runner.s.runner_id} taking runs from {settings.runner_server} "
+          f"(root {runner.s.root}, concurrency {runner.s.concurrency})", flush=True)
+    await runner.run()
+    print("arwx runner: stopped", flush=True)
     return 0
 
 
@@ -262,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(settings.log_level, settings.log_format)
     if args.command in ("keys", "users"):
         return asyncio.run(_offline(args, settings))
+    if args.command == "runner":
+        return asyncio.run(_runner(settings))
     roles = SERVER_ROLES if args.command == "server" else frozenset({args.command})
     unmet = unmet_alone_need(roles, settings)
     if unmet is not None:
