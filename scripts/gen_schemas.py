@@ -20,6 +20,7 @@ sys.path.insert(0, str(ROOT / "services"))
 import msgspec  # noqa: E402
 
 from arwx.accounts.wire import STRUCTS as ACCOUNT_STRUCTS  # noqa: E402
+from arwx.compat.wild.wire import STRUCTS as WILD_STRUCTS  # noqa: E402
 from arwx.compat.workbench.wire import STRUCTS as WORKBENCH_STRUCTS  # noqa: E402
 from arwx.control.artifact_wire import ArtifactLog, FileRegister, RefMove  # noqa: E402
 from arwx.control.wire import STRUCTS as CONTROL_STRUCTS  # noqa: E402
@@ -27,7 +28,7 @@ from arwx.wire import BlobsMissing, IngestBatch, KeyCreate, Point, RunCreate, Ru
 
 STRUCTS = (
     Point, IngestBatch, RunCreate, RunFinish, KeyCreate, BlobsMissing, FileRegister, ArtifactLog, RefMove,
-    *CONTROL_STRUCTS, *ACCOUNT_STRUCTS, *WORKBENCH_STRUCTS,
+    *CONTROL_STRUCTS, *ACCOUNT_STRUCTS, *WORKBENCH_STRUCTS, *WILD_STRUCTS,
 )
 
 
@@ -315,6 +316,80 @@ def workbench_paths() -> dict:
             op["requestBody"] = _body(bodies[(method, tail)])
         out.setdefault(path, {})[method.lower()] = op
     return out
+_FORBIDDEN = {"403": _obj("The key lacks the scope the route needs (launch)", {"error": {"type": "string"}})}
+
+
+def wild_paths() -> dict:
+    """The Wild V2 sweeps/runs protocol (arwx.compat.wild; docs/api.md, docs/runner.md): the seed's paths,
+    a key in X-Auth-Token (or any arwx credential); creating and starting runs, and the runner's calls, need launch."""
+    sweep, run = _obj("A sweep (its id is SWEEP_ID)", {"id": {"type": "string"}}), _obj("A run", {"id": {"type": "string"}, "status": {"type": "string"}})
+    sw, r = [_path("sweep_id")], [_path("run_id")]
+    limit = {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}
+    audit = _obj("Audit events, oldest first: action, key_id, chat_session_id, at", {"events": {"type": "array"}})
+    action = {"required": False, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/WildRunAction"}}}}
+
+    def post(summary: str, body: str | None, ok: dict, params: list | None = None, launch: bool = False) -> dict:
+        op: dict = {"summary": summary, "responses": {**ok, "400": _ERR, "404": _ERR, "409": _ERR, **_AUTH}}
+        if body:
+            op["requestBody"] = _body(body)
+        if params:
+            op["parameters"] = params
+        if launch:
+            op["responses"].update(_FORBIDDEN)
+        return op
+
+    return {
+        "/sweeps/wild": {"post": post("Create a sweep (an arwx project), or return the org's sweep of that name (200)",
+                                      "WildSweepCreate", {"201": sweep, "200": sweep})},
+        "/sweeps": {"get": {"summary": "The org's sweeps, newest first, with run status counts", "parameters": [limit],
+                            "responses": {"200": _obj("Sweeps", {"sweeps": {"type": "array"}}), "400": _ERR, **_AUTH}}},
+        "/sweeps/{sweep_id}": {"get": {"summary": "A sweep, its runs and their status counts", "parameters": sw,
+                                       "responses": {"200": sweep, "404": _ERR, **_AUTH}}},
+        "/sweeps/{sweep_id}/audit": {"get": {"summary": "Who created, started, stopped the sweep's runs, and when",
+                                             "parameters": sw, "responses": {"200": audit, "404": _ERR, **_AUTH}}},
+        "/runs": {
+            "post": post("Create a run of a shell command in a sweep (auto_start: queue it for a runner); needs launch",
+                         "WildRunCreate", {"201": run}, launch=True),
+            "get": {"summary": "The org's runs, newest first",
+                    "parameters": [{"name": "sweep_id", "in": "query", "schema": {"type": "string"}},
+                                   {"name": "status", "in": "query", "schema": {"enum": ["created", "queued", "running", "finished", "failed", "stopped", "lost"]}},
+                                   limit],
+                    "responses": {"200": _obj("Runs", {"runs": {"type": "array"}}), "400": _ERR, "404": _ERR, **_AUTH}},
+        },
+        "/runs/{run_id}": {"get": {"summary": "A run: status, exit code, timings, the latest value of each metric it logged",
+                                   "parameters": r, "responses": {"200": run, "404": _ERR, **_AUTH}}},
+        "/runs/{run_id}/start": {"post": {**post("Queue a created run (needs launch); an ended run is a 409", None, {"200": run}, r, launch=True),
+                                          "requestBody": action}},
+        "/runs/{run_id}/stop": {"post": {**post("Stop a run: at once if not claimed, else SIGTERM then SIGKILL on its runner",
+                                                None, {"200": run}, r), "requestBody": action}},
+        "/runs/{run_id}/logs": {"get": {
+            "summary": "stdout and stderr (JSON; tail: last N lines); follow=true streams one stream as text until the run ends",
+            "parameters": r + [{"name": "stream", "in": "query", "schema": {"enum": ["stdout", "stderr"]}},
+                               {"name": "tail", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                               {"name": "follow", "in": "query", "schema": {"type": "boolean"}}],
+            "responses": {"200": {"description": "The output", "content": {"application/json": {"schema": {"type": "object"}},
+                                                                          "text/plain": {}}},
+                          "400": _ERR, "404": _ERR, **_AUTH}}},
+        "/runs/{run_id}/audit": {"get": {"summary": "Who created, started, stopped the run, which runner ran it, how it ended",
+                                         "parameters": r, "responses": {"200": audit, "404": _ERR, **_AUTH}}},
+        "/wild/v2/system-health": {"get": {
+            "summary": "Server, event log, store, catalog, and each runner of the org (last heartbeat, capacity, running runs)",
+            "responses": {"200": _obj("Health", {"status": {"type": "string"}, "runners": {"type": "array"}}), **_AUTH}}},
+        "/wild/v2/runner/heartbeat": {"post": post("Runner: alive, running these runs; answers the runs to stop (needs launch)",
+                                                   "WildHeartbeat", {"200": _obj("Runs to stop", {"stop": {"type": "array"}})}, launch=True)},
+        "/wild/v2/runner/claim": {"post": post("Runner: claim up to max queued runs atomically, each with its env (needs launch)",
+                                               "WildClaim", {"200": _obj("Claimed runs", {"runs": {"type": "array"}})}, launch=True)},
+        "/wild/v2/runner/runs/{run_id}/report": {"post": post("Runner: how a run's command ended (needs launch)", "WildReport",
+                                                              {"200": run}, r, launch=True)},
+        "/wild/v2/runner/runs/{run_id}/logs": {"post": {
+            **post("Runner: append output bytes at an offset (capped per stream; needs launch)", None,
+                   {"200": _obj("The stream's end", {"end": {"type": "integer"}, "truncated": {"type": "boolean"}})},
+                   r + [{"name": "runner_id", "in": "query", "required": True, "schema": {"type": "string"}},
+                        {"name": "stream", "in": "query", "required": True, "schema": {"enum": ["stdout", "stderr"]}},
+                        {"name": "offset", "in": "query", "required": True, "schema": {"type": "integer", "minimum": 0}}],
+                   launch=True),
+            "requestBody": {"required": True, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}},
+    }
 
 
 def control_paths() -> dict:
@@ -688,6 +763,7 @@ def openapi() -> dict:
     paths.update(control_paths())
     paths.update(workbench_paths())
     paths.update(_account_paths())
+    paths.update(wild_paths())
     return {
         "openapi": "3.1.0",
         "info": {"title": "arwx", "version": "0.1.0", "description": "Generated by scripts/gen_schemas.py"},
