@@ -29,6 +29,8 @@ from arwx.compat.wild.wire import WildClaim, WildHeartbeat, WildReport
 from arwx.errors import Conflict, NotFound
 
 REAP_EVERY_S = 1.0  # reads reap lost runs at most this often per process
+# What a run's command may do with its key: write (create its run, ingest, finish); not read, not launch.
+RUN_KEY_SCOPES = frozenset({"write"})
 
 
 class Dispatch:
@@ -43,20 +45,29 @@ class Dispatch:
         self._reap_lock = asyncio.Lock()
 
     # -- runners -------------------------------------------------------------------------------
-    async def _runner(self, conn, org: str, key_id: str, runner_id: str, host: str, capacity: int) -> None:  # noqa: ANN001
-        """Record the runner's heartbeat (registering it); a runner id belongs to the key that first used it."""
+    async def _runner(
+        self, conn, org: str, key_id: str, runner_id: str, host: str | None = None,  # noqa: ANN001 - AsyncConnection
+        capacity: int | None = None,
+    ) -> None:
+        """Record that the runner is alive (registering it; ``host``/``capacity`` when given);
+        a runner id belongs to the key that first used it."""
         now = now_ms()
         dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
         await conn.execute(
             dialect.insert(wild_runners)
-            .values(org=org, id=runner_id, key_id=key_id, host=host, capacity=capacity, started_at=now,
+            .values(org=org, id=runner_id, key_id=key_id, host=host or "", capacity=capacity or 0, started_at=now,
                     last_heartbeat_at=now)
             .on_conflict_do_nothing(index_elements=["org", "id"])
         )
+        values: dict = {"last_heartbeat_at": now}
+        if host is not None:
+            values["host"] = host
+        if capacity is not None:
+            values["capacity"] = capacity
         result = await conn.execute(
             update(wild_runners)
             .where(wild_runners.c.org == org, wild_runners.c.id == runner_id, wild_runners.c.key_id == key_id)
-            .values(host=host, capacity=capacity, last_heartbeat_at=now)
+            .values(**values)
         )
         if result.rowcount != 1:
             raise Conflict(f"runner id {runner_id!r} is in use by another key; start this runner with another id")
@@ -94,39 +105,45 @@ class Dispatch:
         """Up to ``req.max`` queued runs of the org, oldest first, now ``running`` on this runner,
         each with the environment its command needs (a fresh write key among it)."""
         await self.reap()
-        claimed: list[dict] = []
+        now = now_ms()
+        rows = []
         async with self.catalog.begin() as conn:
-            await self._runner(conn, org, key_id, req.runner_id, "", req.max)
+            await self._runner(conn, org, key_id, req.runner_id)
+            # PostgreSQL: rows another claim holds are skipped, not waited for. SQLite: this write
+            # transaction holds the database's one write lock, so no other claim runs meanwhile.
             candidates = (await conn.execute(
                 select(wild_runs.c.id).where(wild_runs.c.org == org, wild_runs.c.status == "queued")
-                .order_by(wild_runs.c.queued_at, wild_runs.c.id).limit(req.max * 4)
+                .order_by(wild_runs.c.queued_at, wild_runs.c.id).limit(req.max)
+                .with_for_update(skip_locked=True)
             )).scalars().all()
-        for run_id in candidates:
-            if len(claimed) >= req.max:
-                break
-            # The command's own key, scoped to writing this run, minted before the claim so the
-            # claim and the key id land in one UPDATE; revoked when the run ends (or the claim lost).
-            run_key, secret = await self.wild.tenancy.create_key(org, f"wild run {run_id}")
-            now = now_ms()
-            async with self.catalog.begin() as conn:
-                moved = await move(conn, org, run_id, ["queued"], "running", runner_id=req.runner_id,
-                                   started_at=now, key_id=run_key.key_id)
-                if moved:
+            for run_id in candidates:
+                # Compare-and-set all the same: correctness never rests on the lock alone.
+                if await move(conn, org, run_id, ["queued"], "running", runner_id=req.runner_id, started_at=now):
                     row = await run_row(conn, org, run_id)
                     assert row is not None
                     await audit(conn, org, "run.claim", key_id, sweep_id=row.sweep_id, run_id=run_id,
                                 detail={"runner_id": req.runner_id}, at=now)
-            if not moved:  # another runner was first, or it was stopped
-                await self.wild.tenancy.revoke_key(org, run_key.key_id)
-                continue
-            sweep = await self.wild.sweep(org, row.sweep_id, with_runs=False)
-            claimed.append({
-                **run_json(row),
-                "project": sweep["project"],
-                "env": {"ARWANDB_API_KEY": secret, "ARWANDB_RUN_ID": run_id, "ARWANDB_PROJECT": sweep["project"],
-                        "ARWANDB_NAME": row.name},
-            })
+                    rows.append(row)
+        claimed = []
+        for row in rows:
+            claimed.append({**run_json(row), **await self._equip(org, row.id, row.sweep_id, row.name)})
         return {"runs": claimed}
+
+    async def _equip(self, org: str, run_id: str, sweep_id: str, name: str) -> dict:
+        """The claimed run's project and environment, with its own write key (revoked when the run ends)."""
+        run_key, secret = await self.wild.tenancy.create_key(org, f"wild run {run_id}", RUN_KEY_SCOPES)
+        async with self.catalog.begin() as conn:
+            await conn.execute(update(wild_runs).where(wild_runs.c.org == org, wild_runs.c.id == run_id)
+                               .values(key_id=run_key.key_id))
+            status = await conn.scalar(select(wild_runs.c.status).where(wild_runs.c.org == org, wild_runs.c.id == run_id))
+        if is_final(status):  # ended (lost, say) before its key was recorded: nobody else will revoke it
+            await self.wild.tenancy.revoke_key(org, run_key.key_id)
+        project = (await self.wild.sweep(org, sweep_id, with_runs=False))["project"]
+        return {
+            "project": project,
+            "env": {"ARWANDB_API_KEY": secret, "ARWANDB_RUN_ID": run_id, "ARWANDB_PROJECT": project,
+                    "ARWANDB_NAME": name},
+        }
 
     async def report(self, org: str, key_id: str, run_id: str, rep: WildReport) -> dict:
         """The runner's command ended: record status and exit code (once; a resend is answered
