@@ -181,6 +181,17 @@ def test_stop_a_running_run_kills_its_process_group(server: ServerProcess, wild:
         runner.stop()
 
 
+def test_a_runner_stopped_with_sigterm_stops_and_reports_its_runs(server: ServerProcess, wild: WildApi,
+                                                                  tmp_path: Path) -> None:
+    runner = RunnerProcess(server.url, launch_key(server.api(), "runner-t"), tmp_path / "runner", "runner-t")
+    run = _run(wild, _sweep(wild, "sigterm"), "sleep 1000")
+    _wait_status(wild, run["id"], {"running"})
+    assert runner.stop() == 0
+    ended = wild.ok("GET", f"/runs/{run['id']}")
+    assert ended["status"] == "stopped" and ended["error"] == "the runner was stopped", ended
+    assert "arwx runner: stopped" in runner.output()
+
+
 def test_a_killed_runner_has_its_runs_marked_lost(server: ServerProcess, wild: WildApi, tmp_path: Path) -> None:
     runner = RunnerProcess(server.url, launch_key(server.api(), "runner-k"), tmp_path / "runner", "runner-k")
     pid_file = tmp_path / "cmd.pid"
