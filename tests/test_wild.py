@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import Api, ServerProcess, wait_for
-from tests.wild_helpers import TRAIN_SCRIPT, RunnerProcess, WildApi, launch_key
+from tests.wild_helpers import TRAIN_SCRIPT, RunnerProcess, WildApi, launch_key, start_server
 
 LOST_AFTER_S = 3.0
 FINAL = {"finished", "failed", "stopped", "lost"}
@@ -27,8 +27,7 @@ FINAL = {"finished", "failed", "stopped", "lost"}
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
-    srv = ServerProcess(tmp_path_factory.mktemp("wild") / "data", extra=["--wild-lost-after-s", str(LOST_AFTER_S)])
-    srv.start()
+    srv, _ = start_server(tmp_path_factory.mktemp("wild") / "data", ["--wild-lost-after-s", str(LOST_AFTER_S)])
     yield srv
     srv.terminate()
 
@@ -306,9 +305,8 @@ def test_follow_logs_streams_until_the_run_ends(server: ServerProcess, wild: Wil
 
 
 def test_a_server_restart_loses_no_queued_or_running_run(tmp_path: Path, workdir: Path) -> None:
-    srv = ServerProcess(tmp_path / "data", extra=["--wild-lost-after-s", "5"]).start()
-    port = srv.port
-    w = WildApi(srv.url, launch_key(srv.api()))
+    srv, admin = start_server(tmp_path / "data", ["--wild-lost-after-s", "5"])
+    w = WildApi(srv.url, launch_key(admin))
     runner = RunnerProcess(srv.url, launch_key(srv.api(), "runner-r"), tmp_path / "runner", "runner-r")
     try:
         sweep = _sweep(w, "restart")
@@ -318,7 +316,7 @@ def test_a_server_restart_loses_no_queued_or_running_run(tmp_path: Path, workdir
         # The runner's one slot is taken: this one waits in the queue across the restart.
         queued = _run(w, sweep, f"cd {workdir} && {sys.executable} scripts/train_mnist_mlp.py --lr 0.5 --steps 5")
         srv.terminate()
-        srv = ServerProcess(tmp_path / "data", port=port, extra=["--wild-lost-after-s", "5"]).start()
+        srv = ServerProcess(tmp_path / "data", port=srv.port, extra=["--wild-lost-after-s", "5"]).start()
         w = WildApi(srv.url, w.key)
         assert w.ok("GET", f"/runs/{running['id']}")["status"] == "running"
         assert w.ok("GET", f"/runs/{queued['id']}")["status"] == "queued"
@@ -335,9 +333,13 @@ def test_a_server_restart_loses_no_queued_or_running_run(tmp_path: Path, workdir
 # -- the API alone: bad input, scopes, tenancy (the in-process server) ------------------------------
 
 
+LAUNCHER = ("read", "write", "admin", "launch")
+
+
 @pytest.fixture
-def wild_embedded(embedded, api: Api) -> WildApi:
-    return WildApi(embedded.url, launch_key(api))
+def wild_embedded(embedded) -> WildApi:
+    """A fresh org's key holding admin and launch, speaking X-Auth-Token."""
+    return WildApi(embedded.url, embedded.new_org_key("wild", LAUNCHER))
 
 
 def test_missing_fields_are_400s_naming_them(wild_embedded: WildApi) -> None:
@@ -360,8 +362,9 @@ def test_missing_fields_are_400s_naming_them(wild_embedded: WildApi) -> None:
     assert w.get("/runs/wr-nope")[0] == 404
 
 
-def test_a_key_without_launch_scope_cannot_create_or_start_runs(embedded, api: Api, wild_embedded: WildApi) -> None:
-    plain = WildApi(embedded.url, api.ok("POST", "/v1/keys", {"name": "no-launch", "scopes": ["read", "write"]})["key"])
+def test_a_key_without_launch_scope_cannot_create_or_start_runs(embedded, wild_embedded: WildApi) -> None:
+    made = wild_embedded.ok("POST", "/v1/keys", {"name": "no-launch", "scopes": ["read", "write"]})
+    plain = WildApi(embedded.url, made["key"])
     sweep = plain.ok("POST", "/sweeps/wild", {"name": "scoped", "goal": "g", "chat_session_id": "c"})["id"]
     status, body = plain.post("/runs", {"name": "r", "command": "true", "sweep_id": sweep, "chat_session_id": "c"})
     assert status == 403 and "launch" in body["error"], body
@@ -376,7 +379,7 @@ def test_a_key_without_launch_scope_cannot_create_or_start_runs(embedded, api: A
 
 def test_another_org_sees_nothing(embedded, wild_embedded: WildApi) -> None:
     a = wild_embedded
-    b = WildApi(embedded.url, launch_key(Api(embedded.url, embedded.new_org_key("other"))))
+    b = WildApi(embedded.url, embedded.new_org_key("other", LAUNCHER))
     sweep = _sweep(a, "private")
     run = _run(a, sweep, "echo secret")
     for path in (f"/sweeps/{sweep}", f"/sweeps/{sweep}/audit", f"/runs/{run['id']}", f"/runs/{run['id']}/logs",

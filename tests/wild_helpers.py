@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import ROOT, Api, wait_for
+from tests.helpers import ROOT, Api, ServerProcess, catalog_url_for, wait_for
 
 # A training script as the seed's commands run it: logs metrics through arwandb, unchanged
 # by the runner (the run, project and key come from ARWANDB_* in its environment).
@@ -38,20 +38,39 @@ arwandb.finish()
 class WildApi(Api):
     """The seed's client: the key in ``X-Auth-Token``, never ``Authorization``."""
 
+    def __init__(self, url: str, key: str | None) -> None:
+        super().__init__(url, key, key_header="X-Auth-Token")
+
     def request(self, method: str, path: str, body: Any = None, raw: bytes | None = None, params: dict | None = None,
                 headers: dict | None = None) -> tuple[int, Any]:
-        hdrs = {"Content-Type": "application/json", **(headers or {})}
-        if self.key:
-            hdrs["X-Auth-Token"] = self.key
-        return Api(self.url, None).request(method, path, body=body, raw=raw, params=params, headers=hdrs)
+        return super().request(method, path, body=body, raw=raw, params=params,
+                               headers={"Content-Type": "application/json", **(headers or {})})
 
-    def with_key(self, key: str | None) -> WildApi:
-        return WildApi(self.url, key)
+
+def operator_key(data_dir: Path) -> str:
+    """What an operator does before the first start: ``arwx keys create`` with admin and launch
+    (the server's own first key holds no launch, and a key grants only scopes it holds)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "services"))
+    cmd = [sys.executable, "-m", "arwx.cli", "keys", "create", "--org", "default", "--name", "operator",
+           "--scopes", "read,write,admin,launch", "--data-dir", str(data_dir)]
+    catalog = catalog_url_for(data_dir)
+    if catalog:
+        cmd += ["--catalog", catalog]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=True).stdout
+    return next(line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("key: "))
+
+
+def start_server(data_dir: Path, extra: list[str], port: int | None = None) -> tuple[ServerProcess, Api]:
+    """A real ``arwx server`` and an operator key holding admin and launch (made first, on a new directory)."""
+    key = operator_key(data_dir) if not data_dir.exists() else None
+    srv = ServerProcess(data_dir, port=port, extra=extra).start()
+    srv.key = srv.key or key
+    return srv, srv.api()
 
 
 def launch_key(admin: Api, name: str = "launcher") -> str:
     """A new key of ``admin``'s org holding ``launch`` (besides read and write)."""
-    return admin.ok("POST", "/v1/keys", {"name": name})["key"]  # TEMPORARY: scopes once found17 lands
+    return admin.ok("POST", "/v1/keys", {"name": name, "scopes": ["read", "write", "launch"]})["key"]
 
 
 class RunnerProcess:
