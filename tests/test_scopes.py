@@ -26,12 +26,18 @@ from tests.test_auth import PUBLIC, _routes
 READ_POSTS = {f"{prefix}/{path}" for prefix in ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow") for path in (
     "runs/search", "experiments/search", "logged-models/search", "registered-models/get-latest-versions")}
 READ_POSTS |= {"/v1/auth/org", "/v1/auth/logout"}  # a session's own: a viewer may too
+# Remote code execution on a runner's machine (docs/runner.md): creating and starting Wild runs, and the runner's calls.
+LAUNCH = {("POST", "/runs"), ("POST", "/runs/somerun/start"), ("POST", "/wild/v2/runner/heartbeat"),
+          ("POST", "/wild/v2/runner/claim"), ("POST", "/wild/v2/runner/runs/somerun/report"),
+          ("POST", "/wild/v2/runner/runs/somerun/logs")}
 
 
 def _needs(method: str, path: str) -> str:
     # Admin: managing keys, and adding or removing members (listing them is a read).
     if path.startswith("/v1/keys") or (path.startswith("/v1/users") and method != "GET"):
         return "admin"
+    if (method, path) in LAUNCH:
+        return "launch"
     return "read" if method in ("GET", "HEAD") or path in READ_POSTS else "write"
 
 
