@@ -135,6 +135,48 @@ def test_the_seeds_canonical_flow(server: ServerProcess, wild: WildApi, workdir:
         runner.stop()
 
 
+PROBE = """\
+import json, os, sys, urllib.request
+u, k, me = os.environ["ARWANDB_BASE_URL"], os.environ["ARWANDB_API_KEY"], os.environ["ARWANDB_RUN_ID"]
+def call(method, path, body=None):
+    req = urllib.request.Request(u + path, method=method, data=None if body is None else json.dumps(body).encode(),
+                                 headers={"Authorization": "Bearer " + k})
+    try:
+        return urllib.request.urlopen(req).status
+    except urllib.error.HTTPError as e:
+        return e.code
+pt = [{"seq": 0, "step": 0, "key": "x", "value": 1.0}]
+print(json.dumps({
+    "own_ingest": call("POST", "/v1/ingest", {"run_id": me, "writer_id": "w", "points": pt}),
+    "other_ingest": call("POST", "/v1/ingest", {"run_id": sys.argv[1], "writer_id": "w", "points": pt}),
+    "other_create": call("POST", "/v1/runs", {"id": "not-mine"}),
+    "other_finish": call("POST", "/v1/runs/" + sys.argv[1] + "/finish", {}),
+    "read_own": call("GET", "/v1/runs/" + me),
+    "sweep": call("POST", "/sweeps/wild", {"name": "x", "goal": "g", "chat_session_id": "c"}),
+    "stop_other": call("POST", "/runs/" + sys.argv[1] + "/stop", {}),
+    "keys": call("GET", "/v1/keys"),
+}))
+"""
+
+
+def test_a_commands_key_writes_its_own_run_only(server: ServerProcess, wild: WildApi, tmp_path: Path) -> None:
+    (tmp_path / "probe.py").write_text(PROBE)
+    sweep = _sweep(wild, "key-probe")
+    victim = _run(wild, sweep, "true", auto_start=False)
+    runner = RunnerProcess(server.url, launch_key(server.api(), "runner-p"), tmp_path / "runner", "runner-p")
+    try:
+        run = _run(wild, sweep, f"{sys.executable} {tmp_path / 'probe.py'} {victim['id']}")
+        assert _wait_status(wild, run["id"], FINAL)["status"] == "finished"
+    finally:
+        runner.stop()
+    got = json.loads(wild.ok("GET", f"/runs/{run['id']}/logs")["stdout"])
+    assert got == {"own_ingest": 200, "other_ingest": 404, "other_create": 403, "other_finish": 403, "read_own": 403,
+                   "sweep": 403, "stop_other": 403, "keys": 403}, got
+    assert wild.ok("GET", f"/runs/{victim['id']}")["status"] == "created"
+    assert wild.ok("GET", f"/v1/runs/{victim['id']}")["status"] == "running"
+    wild.ok("POST", f"/runs/{victim['id']}/stop", {})
+
+
 def test_create_or_reuse_a_sweep_and_filters(wild: WildApi) -> None:
     first = wild.post("/sweeps/wild", {"name": "reuse-me", "goal": "g", "chat_session_id": "c1"})
     again = wild.post("/sweeps/wild", {"name": "reuse-me", "goal": "other", "chat_session_id": "c2"})

@@ -83,6 +83,8 @@ class ApiKey:
     key_hash: str
     # A key built without scopes may do nothing (fail closed).
     scopes: frozenset[str] = frozenset()
+    # Set: the key writes this run only (``gateway/auth.py``); a Wild run's command holds one.
+    run_id: str | None = None
 
     def public(self) -> dict:
         """What the API shows of a key: never the secret, never the hash."""
@@ -94,18 +96,20 @@ class ApiKey:
             "revoked": self.revoked_at_ms is not None,
             "revoked_at": None if self.revoked_at_ms is None else self.revoked_at_ms / 1000,
             "scopes": [s for s in SCOPES if s in self.scopes],
+            **({"run_id": self.run_id} if self.run_id is not None else {}),
         }
 
 
 _KEY_COLUMNS = (
     api_keys.c.key_id, api_keys.c.org, api_keys.c.name, api_keys.c.prefix,
     api_keys.c.created_at, api_keys.c.revoked_at, api_keys.c.key_hash, api_keys.c.scopes,
+    api_keys.c.run_id,
 )
 
 
 def _key(row: tuple) -> ApiKey:
-    *head, scopes = row
-    return ApiKey(*head, scopes=frozenset(scopes.split()))
+    *head, scopes, run_id = row
+    return ApiKey(*head, scopes=frozenset(scopes.split()), run_id=run_id)
 
 
 async def bump_counter(conn: AsyncConnection, name: str) -> None:
@@ -189,10 +193,10 @@ class Tenancy:
     # -- keys -----------------------------------------------------------------
 
     async def create_key(
-        self, org: str, name: str = "", scopes: frozenset[str] = DEFAULT_SCOPES
+        self, org: str, name: str = "", scopes: frozenset[str] = DEFAULT_SCOPES, run_id: str | None = None
     ) -> tuple[ApiKey, str]:
-        """A new key holding ``scopes`` (``parse_scopes``); returns it and the secret, which is
-        shown only this once."""
+        """A new key holding ``scopes`` (``parse_scopes``), bound to run ``run_id`` if given;
+        returns it and the secret, which is shown only this once."""
         scopes = parse_scopes(scopes)
         secret = KEY_PREFIX + secrets.token_urlsafe(24)
         key = ApiKey(
@@ -204,12 +208,14 @@ class Tenancy:
             revoked_at_ms=None,
             key_hash=hash_key(secret),
             scopes=scopes,
+            run_id=run_id,
         )
         async with self.catalog.begin() as conn:
             await conn.execute(
                 api_keys.insert().values(
                     key_id=key.key_id, org=key.org, name=key.name, key_hash=key.key_hash, prefix=key.prefix,
                     created_at=key.created_at_ms, revoked_at=None, scopes=scopes_text(scopes),
+                    run_id=run_id,
                 )
             )
             await bump_counter(conn, KEYS_COUNTER)

@@ -73,6 +73,8 @@ api_keys = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("revoked_at", BigInteger, nullable=True),
     Column("scopes", String(128), nullable=False),
+    # Set: the key may write this one run only (a Wild run's command; migration 0008).
+    Column("run_id", String(256), nullable=True),
     Index(None, "org"),
 )
 

@@ -17,6 +17,10 @@ Invariants, fail closed:
   worst, and a POST that only reads (a search) declares ``@requires("read")``
   so that a write-only key cannot read through it. A session acts with the
   scopes of its role in the organization (``ROLE_SCOPES``).
+- A key bound to one run (``ApiKey.run_id``: the key a Wild run's command
+  gets) may call only the routes declared ``@run_bound`` (create, ingest,
+  finish), and a ``{run_id}`` in their path must be its run; those whose run
+  ids are in the body hold them to ``request[API_KEY].run_id`` themselves.
 
 The cookie comes last: a request with a valid key acts as that key, cookie or
 not. A browser sends a cookie with requests other sites make it send, so a
@@ -42,6 +46,7 @@ Authenticator = Callable[[web.Request], Awaitable[ApiKey | None]]
 AUTHENTICATORS = web.AppKey("arwx_authenticators", list)
 _PUBLIC = "arwx_public"
 _SCOPE = "arwx_scope"
+_RUN_BOUND = "arwx_run_bound"
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -61,6 +66,12 @@ def requires(scope: str) -> Callable[[Callable], Callable]:
         return handler
 
     return mark
+
+
+def run_bound(handler: Callable) -> Callable:
+    """Mark a handler a key bound to one run may call: it writes only that run (see the module docstring)."""
+    setattr(handler, _RUN_BOUND, True)
+    return handler
 
 
 def is_public(request: web.Request) -> bool:
@@ -166,6 +177,13 @@ def check_scope(request: web.Request, key: ApiKey) -> None:
             f"{who} lacks the {scope!r} scope that {request.method} {request.path} needs (it has: {held})",
             extra={"required_scope": scope},
         )
+    if key.run_id is not None:
+        routed = request.match_info.http_exception is None
+        if routed and not getattr(request.match_info.handler, _RUN_BOUND, False):
+            raise Forbidden(f"this API key may only write run {key.run_id!r}; {request.method} {request.path} is not that")
+        path_run = request.match_info.get("run_id")
+        if path_run is not None and path_run != key.run_id:
+            raise Forbidden(f"this API key may only write run {key.run_id!r}, not {path_run!r}")
 
 
 @web.middleware

@@ -15,11 +15,13 @@ from arwx import metrics
 from arwx.appkeys import API_KEY, CONFIG, INGEST
 from arwx.backpressure import budgeted
 from arwx.errors import BadRequest, PayloadTooLarge
+from arwx.gateway.auth import run_bound
 from arwx.gateway.body import body_chunks, read_body
 from arwx.ingest.ndjson import split_lines
 from arwx.wire import BadInput, decode_batch_fast
 
 
+@run_bound
 @budgeted("body")
 async def ingest_batch(request: web.Request) -> web.Response:
     """``POST /v1/ingest``: a JSON batch, all or nothing."""
@@ -33,18 +35,21 @@ async def ingest_batch(request: web.Request) -> web.Response:
     except BadInput:
         metrics.POINTS_REJECTED.labels(reason="bad_request").inc()
         raise
+    key = request[API_KEY]
     result = await request.app[INGEST].ingest(
-        request[API_KEY].org, batch.points, batch.run_id, batch.writer_id, validated=True
+        key.org, batch.points, batch.run_id, batch.writer_id, validated=True, only_run=key.run_id
     )
     return web.json_response(result.body())
 
 
+@run_bound
 @budgeted("stream")
 async def ingest_stream(request: web.Request) -> web.Response:
     """``POST /v1/ingest/stream``: NDJSON, any length, bounded memory."""
     cfg = request.app[CONFIG]
     lines = split_lines(body_chunks(request, whole=False), cfg.max_line_bytes)
-    result = await request.app[INGEST].ingest_lines(request[API_KEY].org, lines, cfg.max_line_bytes)
+    key = request[API_KEY]
+    result = await request.app[INGEST].ingest_lines(key.org, lines, cfg.max_line_bytes, only_run=key.run_id)
     if result.rejected:
         raise BadRequest(f"{result.rejected} line(s) rejected; every other line was accepted", extra=result.body())
     return web.json_response(result.body())

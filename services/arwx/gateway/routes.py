@@ -10,7 +10,7 @@ from aiohttp import web
 
 from arwx.appkeys import API_KEY, RUNS, TENANCY
 from arwx.errors import BadRequest, Forbidden, NotFound
-from arwx.gateway.auth import requires
+from arwx.gateway.auth import requires, run_bound
 from arwx.gateway.body import read_body
 from arwx.gateway.ingest import ingest_batch, ingest_stream
 from arwx.tenancy import DEFAULT_SCOPES, SCOPES, BadScopes, parse_scopes
@@ -19,8 +19,12 @@ from arwx.wire import MAX_ID_LEN, KeyCreate, RunCreate, RunFinish, decode_body
 MAX_SMALL_BODY = 1 << 20
 
 
+@run_bound
 async def create_run(request: web.Request) -> web.Response:
     req = decode_body(await read_body(request, MAX_SMALL_BODY), RunCreate)
+    bound = request[API_KEY].run_id
+    if bound is not None and req.id != bound:
+        raise Forbidden(f"this API key may only write run {bound!r}")
     fingerprint = {k: v for k, v in (("commit", req.commit), ("diff_sha", req.diff_sha)) if v}
     run, created = await request.app[RUNS].create(
         request[API_KEY].org, req.id, req.project, req.name, req.config, req.writer_ids, fingerprint, req.resume
@@ -28,6 +32,7 @@ async def create_run(request: web.Request) -> web.Response:
     return web.json_response(run.public(), status=201 if created else 200)
 
 
+@run_bound
 async def finish_run(request: web.Request) -> web.Response:
     run_id = request.match_info["run_id"]
     req = decode_body(await read_body(request, MAX_SMALL_BODY), RunFinish)

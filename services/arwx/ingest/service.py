@@ -91,8 +91,9 @@ class IngestResult:
 class Chunker:
     """Points of one request → per-run columnar chunks → durable log messages."""
 
-    def __init__(self, org: str, log: EventLog, runs: Runs, result: IngestResult) -> None:
+    def __init__(self, org: str, log: EventLog, runs: Runs, result: IngestResult, only_run: str | None = None) -> None:
         self.org = org
+        self.only_run = only_run  # set: a key bound to one run; every other run is unknown to it
         self.log = log
         self.runs = runs
         self.result = result
@@ -104,6 +105,8 @@ class Chunker:
         """Whether the run is running (True) or finished but still owed this
         seq (False); ``NotFound`` for an unknown run, ``Conflict`` for a seq
         past what the writer reported when it finished."""
+        if self.only_run is not None and run_id != self.only_run:
+            raise NotFound(f"unknown run {run_id!r}")
         run = await self.runs.get(self.org, run_id)
         if run is None:
             raise NotFound(f"unknown run {run_id!r}")
@@ -188,21 +191,21 @@ class IngestService:
         self.log = log
         self.runs = runs
 
-    def _chunker(self, org: str) -> Chunker:
-        return Chunker(org, self.log, self.runs, IngestResult())
+    def _chunker(self, org: str, only_run: str | None) -> Chunker:
+        return Chunker(org, self.log, self.runs, IngestResult(), only_run)
 
     async def ingest(
         self, org: str, points: list[Point], run_id: str | None = None, writer_id: str | None = None,
-        validated: bool = False,
+        validated: bool = False, only_run: str | None = None,
     ) -> IngestResult:
         """Write ``points`` (ids on each point or given once here) all or nothing.
 
         Points are held to the wire contract (``wire.check_points``) unless
         ``validated`` says a ``wire`` decoder made them. Raises ``BadInput`` (a
         bad point, one without ids), ``NotFound``/``Conflict`` (a run that does
-        not take it) before writing anything, and ``LogUnavailable`` (with
+        not take it, or is not ``only_run`` when that is set) before writing anything, and ``LogUnavailable`` (with
         what was written) if the log fails mid-way."""
-        chunker = self._chunker(org)
+        chunker = self._chunker(org, only_run)
         try:
             if not validated:
                 check_points(points, run_id, writer_id)
@@ -238,13 +241,15 @@ class IngestService:
             metrics.POINTS_REJECTED.labels(reason="run").inc()
             raise
 
-    async def ingest_lines(self, org: str, groups: AsyncIterable[list[Line]], max_line_bytes: int) -> IngestResult:
+    async def ingest_lines(
+        self, org: str, groups: AsyncIterable[list[Line]], max_line_bytes: int, only_run: str | None = None
+    ) -> IngestResult:
         """Write NDJSON points line by line (``ndjson.split_lines`` groups):
         bad lines are listed in ``rejected``/``errors``, good ones written.
 
         Any ``ApiError`` raised mid-way (the log full, the body too slow)
         carries what was already written in ``extra``."""
-        chunker = self._chunker(org)
+        chunker = self._chunker(org, only_run)
         try:
             async for lines in groups:
                 await self._take(chunker, [(n, ln) for n, ln in lines if ln is None or ln.strip()], max_line_bytes)

@@ -29,7 +29,8 @@ from arwx.compat.wild.wire import WildClaim, WildHeartbeat, WildReport
 from arwx.errors import Conflict, NotFound
 
 REAP_EVERY_S = 1.0  # reads reap lost runs at most this often per process
-# What a run's command may do with its key: write (create its run, ingest, finish); not read, not launch.
+# What a run's command may do with its key: write its own run (create it, ingest, finish; the key is
+# bound to the run, ``gateway/auth.py``); not read, not launch, no other run.
 RUN_KEY_SCOPES = frozenset({"write"})
 
 
@@ -131,7 +132,7 @@ class Dispatch:
 
     async def _equip(self, org: str, run_id: str, sweep_id: str, name: str) -> dict:
         """The claimed run's project and environment, with its own write key (revoked when the run ends)."""
-        run_key, secret = await self.wild.tenancy.create_key(org, f"wild run {run_id}", RUN_KEY_SCOPES)
+        run_key, secret = await self.wild.tenancy.create_key(org, f"wild run {run_id}", RUN_KEY_SCOPES, run_id=run_id)
         async with self.catalog.begin() as conn:
             await conn.execute(update(wild_runs).where(wild_runs.c.org == org, wild_runs.c.id == run_id)
                                .values(key_id=run_key.key_id))

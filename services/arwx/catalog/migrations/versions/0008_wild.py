@@ -1,4 +1,5 @@
-"""Wild V2 sweeps and runs: sweeps, runs with commands, runners, the audit trail, run logs.
+"""Wild V2 sweeps and runs: sweeps, runs with commands, runners, the audit trail, run logs;
+keys bound to one run (``api_keys.run_id``).
 
 Revision ID: 0008
 Revises: 0006
@@ -17,6 +18,8 @@ depends_on = None
 
 
 def upgrade() -> None:
+    # A key bound to one run (the write key a Wild run's command gets).
+    op.add_column("api_keys", sa.Column("run_id", sa.String(256), nullable=True))
     op.create_table(
         "wild_sweeps",
         sa.Column("org", sa.String(64), nullable=False),
@@ -101,3 +104,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     for table in ("wild_run_logs", "wild_audit", "wild_runners", "wild_runs", "wild_sweeps"):
         op.drop_table(table)
+    with op.batch_alter_table("api_keys") as batch:
+        batch.drop_column("run_id")
