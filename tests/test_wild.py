@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import Api, ServerProcess, wait_for
-from tests.wild_helpers import TRAIN_SCRIPT, RunnerProcess, WildApi, launch_key, start_server
+from tests.wild_helpers import TRAIN_SCRIPT, RunnerProcess, WildApi, launch_key, runner_key, start_server
 
 LOST_AFTER_S = 3.0
 FINAL = {"finished", "failed", "stopped", "lost"}
@@ -68,7 +68,7 @@ def _wait_status(wild: WildApi, run_id: str, statuses: set[str], timeout: float 
 
 
 def test_the_seeds_canonical_flow(server: ServerProcess, wild: WildApi, workdir: Path, tmp_path: Path) -> None:
-    runner = RunnerProcess(server.url, launch_key(server.api(), "runner-a"), tmp_path / "runner", "runner-a",
+    runner = RunnerProcess(server.url, runner_key(server.api(), "runner-a"), tmp_path / "runner", "runner-a",
                            runner_concurrency=2)
     try:
         # Step 1: create sweep.
@@ -163,7 +163,7 @@ def test_a_commands_key_writes_its_own_run_only(server: ServerProcess, wild: Wil
     (tmp_path / "probe.py").write_text(PROBE)
     sweep = _sweep(wild, "key-probe")
     victim = _run(wild, sweep, "true", auto_start=False)
-    runner = RunnerProcess(server.url, launch_key(server.api(), "runner-p"), tmp_path / "runner", "runner-p")
+    runner = RunnerProcess(server.url, runner_key(server.api(), "runner-p"), tmp_path / "runner", "runner-p")
     try:
         run = _run(wild, sweep, f"{sys.executable} {tmp_path / 'probe.py'} {victim['id']}")
         assert _wait_status(wild, run["id"], FINAL)["status"] == "finished"
@@ -199,7 +199,7 @@ def test_create_or_reuse_a_sweep_and_filters(wild: WildApi) -> None:
 
 
 def test_stop_a_running_run_kills_its_process_group(server: ServerProcess, wild: WildApi, tmp_path: Path) -> None:
-    runner = RunnerProcess(server.url, launch_key(server.api(), "runner-s"), tmp_path / "runner", "runner-s")
+    runner = RunnerProcess(server.url, runner_key(server.api(), "runner-s"), tmp_path / "runner", "runner-s")
     try:
         sweep = _sweep(wild, "stop-sweep")
         # A shell that ignores SIGTERM, with a child of its own: both must die (SIGKILL after the grace).
@@ -224,7 +224,7 @@ def test_stop_a_running_run_kills_its_process_group(server: ServerProcess, wild:
 
 def test_a_runner_stopped_with_sigterm_stops_and_reports_its_runs(server: ServerProcess, wild: WildApi,
                                                                   tmp_path: Path) -> None:
-    runner = RunnerProcess(server.url, launch_key(server.api(), "runner-t"), tmp_path / "runner", "runner-t")
+    runner = RunnerProcess(server.url, runner_key(server.api(), "runner-t"), tmp_path / "runner", "runner-t")
     run = _run(wild, _sweep(wild, "sigterm"), "sleep 1000")
     _wait_status(wild, run["id"], {"running"})
     assert runner.stop() == 0
@@ -234,7 +234,7 @@ def test_a_runner_stopped_with_sigterm_stops_and_reports_its_runs(server: Server
 
 
 def test_a_killed_runner_has_its_runs_marked_lost(server: ServerProcess, wild: WildApi, tmp_path: Path) -> None:
-    runner = RunnerProcess(server.url, launch_key(server.api(), "runner-k"), tmp_path / "runner", "runner-k")
+    runner = RunnerProcess(server.url, runner_key(server.api(), "runner-k"), tmp_path / "runner", "runner-k")
     pid_file = tmp_path / "cmd.pid"
     try:
         sweep = _sweep(wild, "lost-sweep")
@@ -261,7 +261,7 @@ def test_two_runners_share_one_queue_without_a_double_claim(server: ServerProces
     sweep = _sweep(wild, "shared-queue")
     ledger = tmp_path / "executed.txt"
     runs = [_run(wild, sweep, f"echo $ARWANDB_RUN_ID >> {ledger}; sleep 0.2", name=f"q{i}") for i in range(8)]
-    keys = [launch_key(server.api(), f"runner-{n}") for n in "xy"]
+    keys = [runner_key(server.api(), f"runner-{n}") for n in "xy"]
     runners = [RunnerProcess(server.url, k, tmp_path / n, f"runner-{n}", runner_concurrency=2, runner_poll_s=0.05)
                for k, n in zip(keys, "xy")]
     try:
@@ -307,7 +307,7 @@ def test_concurrent_claims_never_hand_out_a_run_twice(server: ServerProcess, wil
 
 def test_output_past_the_cap_costs_no_more_than_the_cap(server: ServerProcess, wild: WildApi, tmp_path: Path) -> None:
     cap = 1 << 20
-    runner = RunnerProcess(server.url, launch_key(server.api(), "runner-c"), tmp_path / "runner", "runner-c",
+    runner = RunnerProcess(server.url, runner_key(server.api(), "runner-c"), tmp_path / "runner", "runner-c",
                            runner_log_cap_bytes=cap)
     try:
         sweep = _sweep(wild, "loud")
@@ -325,7 +325,7 @@ def test_output_past_the_cap_costs_no_more_than_the_cap(server: ServerProcess, w
 
 
 def test_wall_time_limit_fails_the_run(server: ServerProcess, wild: WildApi, tmp_path: Path) -> None:
-    runner = RunnerProcess(server.url, launch_key(server.api(), "runner-w"), tmp_path / "runner", "runner-w",
+    runner = RunnerProcess(server.url, runner_key(server.api(), "runner-w"), tmp_path / "runner", "runner-w",
                            runner_max_wall_s=1.5)
     try:
         run = _run(wild, _sweep(wild, "slow"), "sleep 1000")
@@ -336,7 +336,7 @@ def test_wall_time_limit_fails_the_run(server: ServerProcess, wild: WildApi, tmp
 
 
 def test_follow_logs_streams_until_the_run_ends(server: ServerProcess, wild: WildApi, tmp_path: Path) -> None:
-    runner = RunnerProcess(server.url, launch_key(server.api(), "runner-f"), tmp_path / "runner", "runner-f")
+    runner = RunnerProcess(server.url, runner_key(server.api(), "runner-f"), tmp_path / "runner", "runner-f")
     try:
         run = _run(wild, _sweep(wild, "follow"), "for i in 1 2 3; do echo line$i; sleep 0.5; done")
         status, text = wild.get(f"/runs/{run['id']}/logs", follow="true", stream="stdout")
@@ -349,7 +349,7 @@ def test_follow_logs_streams_until_the_run_ends(server: ServerProcess, wild: Wil
 def test_a_server_restart_loses_no_queued_or_running_run(tmp_path: Path, workdir: Path) -> None:
     srv, admin = start_server(tmp_path / "data", ["--wild-lost-after-s", "5"])
     w = WildApi(srv.url, launch_key(admin))
-    runner = RunnerProcess(srv.url, launch_key(srv.api(), "runner-r"), tmp_path / "runner", "runner-r")
+    runner = RunnerProcess(srv.url, runner_key(srv.api(), "runner-r"), tmp_path / "runner", "runner-r")
     try:
         sweep = _sweep(w, "restart")
         release = tmp_path / "release"

@@ -68,9 +68,14 @@ def start_server(data_dir: Path, extra: list[str], port: int | None = None) -> t
     return srv, srv.api()
 
 
-def launch_key(admin: Api, name: str = "launcher") -> str:
-    """A new key of ``admin``'s org holding ``launch`` (besides read and write)."""
-    return admin.ok("POST", "/v1/keys", {"name": name, "scopes": ["read", "write", "launch"]})["key"]
+def launch_key(admin: Api, name: str = "launcher", scopes: tuple[str, ...] = ("read", "write", "launch")) -> str:
+    """A new key of ``admin``'s org holding ``launch`` (besides read and write unless told)."""
+    return admin.ok("POST", "/v1/keys", {"name": name, "scopes": list(scopes)})["key"]
+
+
+def runner_key(admin: Api, name: str) -> str:
+    """What a runner needs, and nothing more: ``launch``."""
+    return launch_key(admin, name, ("launch",))
 
 
 class RunnerProcess:
