@@ -96,7 +96,13 @@ class WildService:
                             detail={"name": req.name, "goal": req.goal}, at=now)
         except IntegrityError:
             # Created by a concurrent request with the same name: that one is the sweep.
-            return await self.create_sweep(org, key_id, req)
+            async with self.catalog.connect() as conn:
+                won = await conn.scalar(
+                    select(wild_sweeps.c.id).where(wild_sweeps.c.org == org, wild_sweeps.c.name == req.name)
+                )
+            if won is None:
+                raise
+            return await self.sweep(org, won, with_runs=False), False
         return await self.sweep(org, sweep_id, with_runs=False), True
 
     async def _sweep_row(self, conn, org: str, sweep_id: str) -> Row:  # noqa: ANN001 - AsyncConnection
