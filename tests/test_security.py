@@ -51,7 +51,7 @@ def test_every_route_every_method_odd_paths_need_a_key(embedded, api: Api) -> No
     values = {"run_id": "r", "key_id": "key_x", "name": "p", "sha": "0" * 64, "filename": WHEEL, "ref": "winner",
               "path": "1/r/artifacts/f.txt", "file": "js/app.js", "session_id": "ses_x", "experiment_id": "exp_x",
               "other_id": "exp_y", "user_id": "usr_x", "writer_id": "w", "id": "exp_x", "model_id": "m-x",
-              "tag_key": "t"}
+              "tag_key": "t", "sweep_id": "sw-x"}
     paths = [_fill(t, **values) for t in _route_templates(embedded)]
     paths += [
         "/v1", "/v1/", "/v2/runs", "/nope", "/v1/runs/r/../../keys", "/v1/runs/%2e%2e/%2e%2e/v1/keys",
@@ -130,7 +130,9 @@ def two_orgs(embedded) -> tuple[Api, Api]:
 
 
 def test_cross_org_every_resource_is_404_and_lists_leak_nothing(embedded, two_orgs) -> None:
-    a, b = two_orgs
+    a, _ = two_orgs
+    # b holds every scope, launch too: what answers must be the lookup (404), never a scope (403).
+    b = Api(embedded.url, embedded.new_org_key("b", ("read", "write", "admin", "launch")))
     run, project = "xorg-secret-run", "xorg-secret-project"
     a.ok("POST", "/v1/runs", {"id": run, "project": project, "name": "xorg-secret-name"})
     a.ok("POST", "/v1/ingest", {"points": points(run, "w", range(20))})
@@ -147,13 +149,16 @@ def test_cross_org_every_resource_is_404_and_lists_leak_nothing(embedded, two_or
     a.ok("POST", f"/v1/experiments/{exp}/decision", {"status": "keep", "score": 1.0})
     member = a.ok("POST", "/v1/users", {"email": f"xorg-secret-{session}@example.com"})
     wb = a.ok("POST", "/api/v1/experiments", {"name": "xorg-secret-workbench", "run_id": "xorg-secret-wb-run"})["id"]
+    sweep = a.ok("POST", "/sweeps/wild", {"name": "xorg-secret-sweep", "goal": "xorg-secret-goal",
+                                          "chat_session_id": "xorg-secret-chat"})["id"]
     markers = [run, project, "xorg-secret-name", a_key["id"], "xorg-secret-keyname", "xorg-secret-blob", blob,
                session, exp, "xorg-secret-tag", "xorg-secret-note", "xorg-secret-path", member["id"], member["email"],
-               wb, "xorg-secret-workbench", "xorg-secret-wb-run"]
+               wb, "xorg-secret-workbench", "xorg-secret-wb-run", sweep, "xorg-secret-sweep", "xorg-secret-goal",
+               "xorg-secret-chat"]
     templates = _route_templates(embedded)
     values = {"run_id": run, "key_id": a_key["id"], "name": project, "sha": blob, "ref": "winner",
               "session_id": session, "experiment_id": exp, "other_id": exp, "user_id": member["id"], "writer_id": "w",
-              "id": wb}
+              "id": wb, "sweep_id": sweep}
     routes = [(r.method, r.resource.canonical) for r in embedded.server.runner.app.router.routes() if r.method != "HEAD"]
     covered = 0
     # The MLflow adapter's routes take MLflow's arguments: tests/test_mlflow.py checks them across orgs.
@@ -181,6 +186,8 @@ def test_cross_org_every_resource_is_404_and_lists_leak_nothing(embedded, two_or
         elif template.startswith("/api/v1/experiments/{id}/"):  # ml-workbench: valid bodies, a's experiment
             body = {"tags": {"tags": []}, "metrics": {"metrics": []}, "params": {"params": {}},
                     "artifacts": {"name": "a", "s3_key": "k"}}.get(template.rsplit("/", 1)[1], {})
+        elif template == "/wild/v2/runner/runs/{run_id}/report":
+            body = {"runner_id": "b-runner", "status": "finished"}
         raw = ndjson(points(run, "w", range(30, 31))) if template == "/v1/ingest/stream" else None
         status, out = b.request(method, path, body=body if raw is None else None, raw=raw)
         text = json.dumps(out)

@@ -215,12 +215,11 @@ async def runner_report(request: web.Request) -> web.Response:
 async def runner_logs(request: web.Request) -> web.Response:
     """Raw bytes of ``stream`` at byte ``offset``; the answer is the stream's new end."""
     org, run_id = request[API_KEY].org, request.match_info["run_id"]
-    runner_id = request.query.get("runner_id", "")
+    await _dispatch(request).check_runner_run(org, request.query.get("runner_id", ""), run_id)
     stream = _stream_arg(request, None)
     if stream is None:
         raise BadRequest("stream (stdout or stderr) is missing")
     offset = query_int(request, "offset", 0, 0, 1 << 62)
-    await _dispatch(request).check_runner_run(org, runner_id, run_id)
     return web.json_response(await request.config_dict[LOGS].append(org, run_id, stream, offset, await body(request, MAX_CHUNK)))
 
 
