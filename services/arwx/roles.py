@@ -20,6 +20,7 @@ from typing import Protocol
 from aiohttp import web
 
 from arwx.blobs import routes as blob_routes
+from arwx.compat.chachaml import routes as chachaml_routes
 from arwx.compat.mlflow import routes as mlflow_routes
 from arwx.compat.wild import routes as wild_routes
 from arwx.compat.workbench import routes as workbench_routes
@@ -100,7 +101,7 @@ ROLES: dict[str, Role] = {
         routes=(
             gateway_routes.add_routes, blob_routes.add_write_routes, artifact_routes.add_write_routes,
             mlflow_routes.add_routes, control_routes.add_write_routes, workbench_routes.add_routes,
-            wild_routes.add_routes,
+            wild_routes.add_routes, chachaml_routes.add_write_routes,
         ),
         needs=frozenset({"blobs", "catalog"}),
         alone_needs=(LOG_AND_STORE, CATALOG, BLOBS),
@@ -116,7 +117,7 @@ ROLES: dict[str, Role] = {
         "run the query service (history, receipts) and the dashboard at /",
         routes=(
             query_routes.add_routes, blob_routes.add_read_routes, artifact_routes.add_read_routes,
-            control_routes.add_read_routes, web_routes.add_routes,
+            control_routes.add_read_routes, web_routes.add_routes, chachaml_routes.add_read_routes,
         ),
         needs=frozenset({"blobs", "catalog"}),
         alone_needs=(LOG_AND_STORE, CATALOG, BLOBS),

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import msgspec
@@ -262,15 +263,34 @@ class Runs:
         await self._mirror(run)
         return run
 
+    async def list(self, org: str, project: str | None = None, statuses: tuple[str, ...] = (),
+                   limit: int = 100) -> list[Run]:
+        """The org's runs, newest first: of one project, in some statuses (writer totals not read)."""
+        q = select(*_COLUMNS).where(runs.c.org == org)
+        if project is not None:
+            q = q.where(runs.c.project == project)
+        if statuses:
+            q = q.where(runs.c.status.in_(statuses))
+        async with self.catalog.connect() as conn:
+            rows = await conn.execute(q.order_by(runs.c.created_at.desc(), runs.c.run_id).limit(limit))
+            return [_run(tuple(r)) for r in rows]
+
     async def merge_config(self, org: str, run_id: str, patch: dict) -> Run | None:
         """Set top-level keys of a run's config (others kept); None if there is no such run.
         ``BadInput``/``PayloadTooLarge`` if the result is past the contract's bounds (nothing changes)."""
+        return await self.update_config(org, run_id, lambda config: {**config, **patch})
+
+    async def update_config(self, org: str, run_id: str, change: Callable[[dict], dict]) -> Run | None:
+        """Replace a run's config by ``change(config)``, under the run's row lock (so two
+        adapters' merges never lose each other's keys); None if there is no such run.
+        ``change`` may raise to refuse (nothing is written); the result is held to
+        ``check_config``'s bounds like a config given at create."""
         where = (runs.c.org == org) & (runs.c.run_id == run_id)
         async with self.catalog.begin() as conn:
             row = (await conn.execute(select(runs.c.config).where(where).with_for_update())).first()
             if row is None:
                 return None
-            config = {**(row[0] or {}), **patch}
+            config = change(dict(row[0] or {}))
             if config == row[0]:
                 return await self.get(org, run_id)
             check_config(config)

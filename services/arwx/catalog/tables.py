@@ -620,3 +620,40 @@ wild_run_logs = Table(
     Column("pos", BigInteger, primary_key=True, autoincrement=False),
     Column("data", LargeBinary, nullable=False),
 )
+
+# --- Compatibility adapters (migration 0010): files attached to runs (chachaml's
+# run artifacts, ml-service's log-artifact) and chachaml's model versions.
+
+# A run's file by name: its bytes are blob ``sha256`` of the org. Logging the
+# same name again replaces the row (the bytes stay, content-addressed).
+compat_run_files = Table(
+    "compat_run_files",
+    metadata,
+    Column("org", String(64), primary_key=True),
+    Column("run_id", String(256), primary_key=True),
+    Column("name", String(512), primary_key=True),
+    Column("sha256", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("content_type", String(256), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+# What chachaml knows of a model version that an arwx artifact version does not:
+# the run and artifact it came from, its description and its stage. The model
+# is the arwx artifact (org, project, model); ``version`` is its version number.
+# The ``production`` stage is the artifact's ref of that name (the only truth
+# for it); a row whose stage says ``production`` but whose version the ref has
+# left reads as ``archived`` (demoted).
+chachaml_model_versions = Table(
+    "chachaml_model_versions",
+    metadata,
+    Column("org", String(64), primary_key=True),
+    Column("model", String(128), primary_key=True),
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("project", String(128), nullable=False),
+    Column("run_id", String(256), nullable=False),
+    Column("artifact", String(512), nullable=False),
+    Column("stage", String(16), nullable=False),
+    Column("description", Text, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+)

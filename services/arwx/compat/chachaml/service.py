@@ -1,0 +1,271 @@
+"""chachaml's write API (``/api/w``) and read API (``/api``) on arwx's services; knows nothing of HTTP.
+
+One model underneath: a chachaml experiment is an arwx project (named as the
+experiment), a chachaml run an arwx run (writer ``chachaml``). Params and tags
+land in the run's config, ``{"params": {...}, "tags": {...}, "chachaml":
+{parent_run_id, created_by, error}}``; metrics go through ``IngestService``
+(the log, the store, history, charts, receipts); artifacts are run files
+(``compat/runfiles.py``, bytes in the blob store); a model version is an arwx
+artifact version (``models.py``).
+
+Seqs (chachaml sends none): each metrics request reserves its points' seqs of
+the run's writer ``chachaml`` under a digest, the ``Idempotency-Key`` when the
+client sent one (a re-sent request gets the same seqs, so its points are
+stored once), else a fresh one (two identical requests without a key are two
+requests: chachaml stores both). Finishing the run reports the writer's total,
+so the integrity receipt can tell whether every point arrived.
+
+A run that does not exist, is another org's, or has ended answers
+``no such run`` to params and metrics, as chachaml does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+import time
+import uuid
+from collections.abc import AsyncIterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy import select
+
+from arwx.catalog.tables import projects
+from arwx.compat.runfiles import RunFile, RunFiles
+from arwx.errors import BadRequest, Conflict, NotFound
+from arwx.ingest.service import IngestService
+from arwx.runs import Run, Runs
+from arwx.store.base import Store
+from arwx.wire import KEY_PATTERN, MAX_KEY_LEN, MAX_SEQ, Point
+
+WRITER = "chachaml"
+END_STATUSES = {"completed": "finished", "failed": "failed"}
+STATUS_OF = {"running": "running", "finished": "completed", "failed": "failed", "crashed": "failed", "killed": "failed"}
+MAX_METRICS = 10_000  # metrics in one request
+READ_WAIT_S = 10.0  # how long a read waits for the run's acknowledged points to be stored
+_KEY_RE = re.compile(KEY_PATTERN)
+
+
+class NoSuchRun(NotFound):
+    """chachaml's own words for a run that is missing, another org's, or ended."""
+
+    def __init__(self) -> None:
+        super().__init__("no such run")
+
+
+class Seqs(Protocol):
+    """The writer-seq reservation of a run (shared by the adapters whose clients send no seqs)."""
+
+    async def reserve(self, org: str, run_id: str, writer: str, digest: str, n: int) -> int: ...
+
+    async def release(self, org: str, run_id: str, writer: str, digest: str, first: int, n: int) -> None: ...
+
+    async def total(self, org: str, run_id: str, writer: str) -> int: ...
+
+
+@dataclass(frozen=True)
+class StartRun:
+    experiment: str
+    name: str | None
+    tags: dict
+    parent_run_id: str | None
+    created_by: str | None
+
+
+def _ms(seconds: float | None) -> int | None:
+    return None if seconds is None else int(round(seconds * 1000))
+
+
+def _section(run: Run, name: str) -> dict:
+    value = run.config.get(name) if WRITER in run.writer_ids else None
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def run_json(run: Run) -> dict:
+    """A run as chachaml's read API shows it (keys as Clojure keywords print: ``start-time``)."""
+    extra = _section(run, "chachaml")
+    out: dict[str, Any] = {
+        "id": run.run_id, "experiment": run.project, "name": run.name, "status": STATUS_OF.get(run.status, run.status),
+        "start-time": run.created_at_ms,
+    }
+    if run.finished_at_ms is not None:
+        out["end-time"] = run.finished_at_ms
+    if extra.get("error") is not None:
+        out["error"] = extra["error"]
+    out["tags"] = _section(run, "tags")
+    if extra.get("parent_run_id") is not None:
+        out["parent-run-id"] = extra["parent_run_id"]
+    if extra.get("created_by") is not None:
+        out["created-by"] = extra["created_by"]
+    return out
+
+
+def params_of(run: Run) -> dict:
+    """chachaml's params of a run: the ``params`` section of a chachaml run, a plain arwx run's whole config."""
+    return _section(run, "params") if WRITER in run.writer_ids else dict(run.config)
+
+
+def file_json(f: RunFile) -> dict:
+    return {"id": f"{f.run_id}/{f.name}", "run-id": f.run_id, "name": f.name, "path": f"{f.run_id}/{f.name}",
+            "content-type": f.content_type, "size": f.size, "hash": f.sha256, "created-at": f.created_at_ms}
+
+
+def check_metrics(body: dict) -> tuple[dict[str, float], int]:
+    """``{key: value, ..., step?}`` (or chachaml's ``{"metrics": {...}, "step": n}``) → (metrics, step).
+    Every key and value is checked before anything is written: a refused request writes nothing."""
+    step = body.get("step", 0)
+    if step is None:
+        step = 0
+    if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= MAX_SEQ:
+        raise BadRequest(f"step must be an integer from 0 to {MAX_SEQ}, not {step!r}")
+    metrics = body["metrics"] if isinstance(body.get("metrics"), dict) else {k: v for k, v in body.items() if k != "step"}
+    if len(metrics) > MAX_METRICS:
+        raise BadRequest(f"{len(metrics)} metrics in one request; the limit is {MAX_METRICS}")
+    out: dict[str, float] = {}
+    for k, v in metrics.items():
+        if not k or len(k) > MAX_KEY_LEN or not _KEY_RE.search(k):
+            raise BadRequest(f"metric key {k[:80]!r} is not a metric name (1 to {MAX_KEY_LEN} characters, "
+                             "no comma or control character)")
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise BadRequest(f"metric {k!r}: value {v!r} is not a number")
+        try:
+            out[k] = float(v)
+        except OverflowError:
+            raise BadRequest(f"metric {k!r}: value is out of the range of a double") from None
+        if not math.isfinite(out[k]):
+            raise BadRequest(f"metric {k!r}: value {v!r} is not finite")
+    return out, step
+
+
+class ChachamlService:
+    """chachaml's operations; every call names the caller's org first."""
+
+    def __init__(self, runs: Runs, ingest: IngestService, store: Store, files: RunFiles, seqs: Seqs) -> None:
+        self.runs = runs
+        self.ingest = ingest
+        self.store = store
+        self.files = files
+        self.seqs = seqs
+
+    async def _running(self, org: str, run_id: str) -> Run:
+        run = await self.runs.get(org, run_id, fresh=True)
+        if run is None or run.status != "running":
+            raise NoSuchRun()
+        return run
+
+    async def run(self, org: str, run_id: str) -> Run:
+        run = await self.runs.get(org, run_id, fresh=True)
+        if run is None:
+            raise NoSuchRun()
+        return run
+
+    # -- writes ----------------------------------------------------------------------------------
+    async def start_run(self, org: str, req: StartRun) -> Run:
+        extra = {k: v for k, v in (("parent_run_id", req.parent_run_id), ("created_by", req.created_by)) if v}
+        config = {"params": {}, "tags": req.tags, "chachaml": extra}
+        run_id = str(uuid.uuid4())
+        run, _ = await self.runs.create(org, run_id, req.experiment, req.name, config, [WRITER])
+        return run
+
+    async def log_params(self, org: str, run_id: str, params: dict) -> None:
+        """Add params; one already logged with another value is refused (chachaml's params are
+        immutable), and then nothing of the request is stored."""
+        await self._running(org, run_id)
+        for k in params:
+            if not k or len(k) > MAX_KEY_LEN:
+                raise BadRequest(f"param key {k[:80]!r} must be 1 to {MAX_KEY_LEN} characters")
+
+        def merge(config: dict) -> dict:
+            have = dict(config.get("params") or {})
+            for k, v in params.items():
+                if k in have and have[k] != v:
+                    raise Conflict(f"param {k!r} was already logged with value {have[k]!r}; params are immutable")
+            return {**config, "params": {**have, **params}}
+
+        if params and await self.runs.update_config(org, run_id, merge) is None:
+            raise NoSuchRun()
+
+    async def log_metrics(self, org: str, run_id: str, body: dict, idempotency_key: str | None) -> int:
+        metrics, step = check_metrics(body)
+        await self._running(org, run_id)
+        if not metrics:
+            return 0
+        digest = f"k:{idempotency_key}" if idempotency_key else f"r:{uuid.uuid4().hex}"
+        n = len(metrics)
+        first = await self.seqs.reserve(org, run_id, WRITER, digest, n)
+        now = time.time()
+        points = [Point(seq=first + i, step=step, key=k, value=v, ts=now) for i, (k, v) in enumerate(metrics.items())]
+        try:
+            await self.ingest.ingest(org, points, run_id, WRITER)
+        except BaseException:
+            await self.seqs.release(org, run_id, WRITER, digest, first, n)
+            raise
+        return n
+
+    async def log_artifact(self, org: str, run_id: str, name: str, chunks: AsyncIterable[bytes],
+                           content_type: str) -> RunFile:
+        await self.run(org, run_id)  # chachaml takes artifacts of an ended run too (a model saved after the end)
+        return await self.files.put(org, run_id, name, chunks, content_type)
+
+    async def end_run(self, org: str, run_id: str, status: str, error: str | None) -> Run:
+        """Finish the run with the writer's total; ending an ended run again changes nothing."""
+        run = await self.run(org, run_id)
+        if run.status != "running":
+            return run
+        if error is not None:
+            await self.runs.update_config(org, run_id, lambda c: {
+                **c, "chachaml": {**(c.get("chachaml") or {}), "error": error}})
+        total = await self.seqs.total(org, run_id, WRITER)
+        out = await self.runs.finish(org, run_id, END_STATUSES[status], {WRITER: total})
+        if out is None:
+            raise NoSuchRun()
+        return out
+
+    # -- reads -----------------------------------------------------------------------------------
+    async def _settled(self, org: str, run: Run) -> None:
+        """Wait (bounded) until the store holds every point acknowledged to this writer:
+        a script reads right after it logs, and the log is consumed asynchronously."""
+        want = await self.seqs.total(org, run.run_id, WRITER)
+        deadline = time.monotonic() + READ_WAIT_S
+        delay = 0.01
+        while want:
+            ((n,),) = await self.store.rows(
+                "SELECT count() FROM points FINAL WHERE org = {org:String} AND run_id = {run:String}"
+                " AND writer_id = {w:String}", {"org": org, "run": run.run_id, "w": WRITER})
+            if int(n) >= want or time.monotonic() > deadline:
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.2)
+
+    async def run_detail(self, org: str, run_id: str) -> dict:
+        """The run with params, metrics (every point, by key, step, time) and artifacts."""
+        run = await self.run(org, run_id)
+        await self._settled(org, run)
+        rows = await self.store.rows(
+            "SELECT key, value, step, toUnixTimestamp64Milli(ts) FROM points FINAL"
+            " WHERE org = {org:String} AND run_id = {run:String} AND isFinite(value)"
+            " ORDER BY key, step, ts, writer_id, seq", {"org": org, "run": run.run_id})
+        return {
+            **run_json(run),
+            "params": params_of(run),
+            "metrics": [{"key": k, "value": v, "step": int(s), "timestamp": int(ts)} for k, v, s, ts in rows],
+            "artifacts": [file_json(f) for f in await self.files.list(org, run.run_id)],
+            "datasets": [],
+        }
+
+    async def list_runs(self, org: str, experiment: str | None, status: str | None, limit: int) -> list[Run]:
+        """Runs newest first, of one experiment and in one chachaml status if given."""
+        statuses: tuple[str, ...] = ()
+        if status:
+            statuses = tuple(s for s, c in STATUS_OF.items() if c == status)
+            if not statuses:
+                raise BadRequest(f"status must be one of running, completed, failed, not {status!r}")
+        return await self.runs.list(org, experiment or None, statuses, limit)
+
+    async def experiments(self, org: str) -> list[str]:
+        """Experiment names (the org's arwx projects), sorted."""
+        async with self.runs.catalog.connect() as conn:
+            return [r[0] for r in await conn.execute(
+                select(projects.c.name).where(projects.c.org == org).order_by(projects.c.name))]
