@@ -1,0 +1,78 @@
+"""The compatibility adapters under generated bad input (issue 17): never a 5xx, always the
+adapter's own error shape, and a refused request writes nothing (the run's writer total and
+its config are what the accepted requests made them).
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.helpers import Api
+
+HS = settings(max_examples=150, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+
+_scalar = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
+                    st.floats(allow_nan=False), st.text(max_size=12))
+_json = st.recursive(_scalar, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c, max_size=3),
+                     max_leaves=8)
+_keys = st.sampled_from(["loss", "step", "metrics", "a,b", "", "x" * 300, "é", "\x01", "experiment", "name", "tags",
+                         "status", "error", "run_id", "artifact", "stage", "description", "parent_run_id"])
+
+
+@pytest.fixture(scope="module")
+def fuzz_api(embedded) -> Api:
+    return Api(embedded.url, embedded.new_org_key("fuzz-compat"))
+
+
+@pytest.fixture(scope="module")
+def chachaml_run(fuzz_api: Api) -> dict:
+    run_id = fuzz_api.ok("POST", "/api/w/runs", {"experiment": "fuzz"})["id"]
+    return {"id": run_id, "accepted": 0}
+
+
+@HS
+@given(path=st.sampled_from(["params", "metrics", "end?", "runs", "models"]),
+       body=st.dictionaries(_keys, _json, max_size=5) | _json,
+       content_type=st.sampled_from(["application/json", "text/plain", "", "application/x-www-form-urlencoded"]))
+def test_chachaml_bodies_never_5xx_and_a_refused_request_writes_nothing(fuzz_api: Api, chachaml_run: dict, path: str,
+                                                                         body: object, content_type: str) -> None:
+    run_id = chachaml_run["id"]
+    if path == "end?":  # never end the shared run: a fresh one per example
+        target = f"/api/w/runs/{fuzz_api.ok('POST', '/api/w/runs', {})['id']}/end"
+    elif path in ("runs", "models"):
+        target = f"/api/w/{path}"
+    else:
+        target = f"/api/w/runs/{run_id}/{path}"
+    before = fuzz_api.ok("GET", f"/v1/runs/{run_id}")["config"]
+    headers = {"Content-Type": content_type} if content_type else {}
+    status, out = fuzz_api.post(target, body, headers=headers)
+    assert status < 500, (target, body, status, out)
+    if status >= 400:
+        assert isinstance(out, dict) and set(out) == {"error"} and out["error"], out
+        assert fuzz_api.ok("GET", f"/v1/runs/{run_id}")["config"] == before
+    elif path == "metrics":
+        m = body.get("metrics") if isinstance(body.get("metrics"), dict) else {k: v for k, v in body.items() if k != "step"}
+        chachaml_run["accepted"] += len(m)
+
+
+def test_chachaml_fuzzed_run_holds_exactly_what_was_accepted(fuzz_api: Api, chachaml_run: dict) -> None:
+    """Runs after the fuzzer: the writer's total is the accepted points, all stored, the receipt intact."""
+    run_id = chachaml_run["id"]
+    fuzz_api.ok("POST", f"/api/w/runs/{run_id}/metrics", {"sentinel": 1.0})
+    fuzz_api.ok("POST", f"/api/w/runs/{run_id}/end", {"status": "completed"})
+    n = chachaml_run["accepted"] + 1
+    r = fuzz_api.wait_intact(run_id, n)
+    assert r["points_stored"] == n and r["writers"][0]["sent"] == n, r
+
+
+@HS
+@given(path=st.sampled_from(["/api/runs", "/api/runs/x", "/api/models", "/api/models/x", "/api/experiments"]),
+       params=st.dictionaries(st.sampled_from(["experiment", "status", "limit"]), st.text(max_size=20), max_size=3))
+def test_chachaml_queries_never_5xx(fuzz_api: Api, path: str, params: dict) -> None:
+    status, out = fuzz_api.get(path, **params)
+    assert status < 500, (path, params, status, out)
+    if status >= 400:
+        assert set(out) == {"error"}, out
