@@ -117,3 +117,23 @@ def test_sql_metacharacters_are_data(api: Api) -> None:
     assert run["name"] == nasty and run["config"] == {nasty: nasty}
     page = api.ok("GET", "/v1/runs/meta/metrics", params={"keys": nasty})
     assert [r[nasty] for r in page["rows"]] == [0.0, 0.5, 1.0]
+
+
+def test_adapters_answer_another_orgs_things_as_missing(two_orgs: tuple[Api, Api]) -> None:
+    """chachaml's run, its files and models are 404 to another org, in chachaml's own words."""
+    a, b = two_orgs
+    run_id = a.ok("POST", "/api/w/runs", {"experiment": "private"})["id"]
+    a.ok("POST", f"/api/w/runs/{run_id}/artifacts", raw=b"weights", params={"name": "m.pkl"},
+         headers={"Content-Type": "application/octet-stream"})
+    a.ok("POST", "/api/w/models", {"name": "private-model", "run_id": run_id, "artifact": "m.pkl"})
+    for method, path, body in (("POST", f"/api/w/runs/{run_id}/params", {"x": 1}),
+                               ("POST", f"/api/w/runs/{run_id}/metrics", {"x": 1}),
+                               ("POST", f"/api/w/runs/{run_id}/end", {}),
+                               ("GET", f"/api/runs/{run_id}", None)):
+        assert b.request(method, path, body=body) == (404, {"error": "no such run"}), path
+    assert b.request("POST", f"/api/w/runs/{run_id}/artifacts", raw=b"x", params={"name": "m.pkl"})[0] == 404
+    assert b.post("/api/w/models", {"name": "private-model", "run_id": run_id, "artifact": "m.pkl"})[0] == 404
+    assert b.get("/api/models/private-model")[0] == 404
+    assert b.get("/api/models") == (200, []) and b.get("/api/runs") == (200, [])
+    assert "private" not in b.ok("GET", "/api/experiments")
+    assert a.ok("GET", f"/api/runs/{run_id}")["experiment"] == "private"
