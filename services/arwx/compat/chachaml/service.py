@@ -44,6 +44,7 @@ WRITER = "chachaml"
 END_STATUSES = {"completed": "finished", "failed": "failed"}
 STATUS_OF = {"running": "running", "finished": "completed", "failed": "failed", "crashed": "failed", "killed": "failed"}
 MAX_METRICS = 10_000  # metrics in one request
+MAX_DETAIL_POINTS = 100_000  # metric points in one run detail (the rest: /v1/runs/:id/metrics)
 READ_WAIT_S = 10.0  # how long a read waits for the run's acknowledged points to be stored
 _KEY_RE = re.compile(KEY_PATTERN)
 
@@ -246,14 +247,20 @@ class ChachamlService:
         rows = await self.store.rows(
             "SELECT key, value, step, toUnixTimestamp64Milli(ts) FROM points FINAL"
             " WHERE org = {org:String} AND run_id = {run:String} AND isFinite(value)"
-            " ORDER BY key, step, ts, writer_id, seq", {"org": org, "run": run.run_id})
-        return {
+            " ORDER BY key, step, ts, writer_id, seq LIMIT {limit:UInt64}",
+            {"org": org, "run": run.run_id, "limit": MAX_DETAIL_POINTS + 1})
+        out = {
             **run_json(run),
             "params": params_of(run),
             "metrics": [{"key": k, "value": v, "step": int(s), "timestamp": int(ts)} for k, v, s, ts in rows],
             "artifacts": [file_json(f) for f in await self.files.list(org, run.run_id)],
             "datasets": [],
         }
+        if len(rows) > MAX_DETAIL_POINTS:
+            # One answer stays bounded; the whole history pages through /v1/runs/:id/metrics.
+            out["metrics"] = out["metrics"][:MAX_DETAIL_POINTS]
+            out["metrics-truncated"] = True
+        return out
 
     async def list_runs(self, org: str, experiment: str | None, status: str | None, limit: int) -> list[Run]:
         """Runs newest first, of one experiment and in one chachaml status if given."""
