@@ -21,13 +21,13 @@ from arwx.backpressure import budgeted
 from arwx.compat.chachaml.models import STAGES, Models
 from arwx.compat.chachaml.service import END_STATUSES, ChachamlService, StartRun, run_json
 from arwx.compat.runfiles import RunFiles
-from arwx.compat.seqs_interim import InterimSeqs
 from arwx.control.artifact_wire import NAME_PATTERN
 from arwx.control.artifacts import Artifacts
 from arwx.control.files import Files
 from arwx.control.http import body, idempotent
 from arwx.errors import BadRequest
 from arwx.gateway.body import body_chunks
+from arwx.ingest.reserved_seqs import ReservedSeqs
 from arwx.params import query_int
 from arwx.wire import ID_PATTERN, ProjectName, decode_body
 
@@ -233,7 +233,7 @@ async def _start(app: web.Application) -> None:
         return
     catalog = app[RUNS].catalog
     files = RunFiles(catalog, app[BLOBS])
-    app[SERVICE] = ChachamlService(app[RUNS], app[INGEST], app[STORE], files, InterimSeqs())
+    app[SERVICE] = ChachamlService(app[RUNS], app[INGEST], app[STORE], files, ReservedSeqs(catalog))
     app[MODELS] = Models(catalog, Artifacts(catalog, app[BLOBS], Files(catalog, app[BLOBS])), app[RUNS], files)
 
 

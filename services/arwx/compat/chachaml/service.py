@@ -9,7 +9,7 @@ land in the run's config, ``{"params": {...}, "tags": {...}, "chachaml":
 artifact version (``models.py``).
 
 Seqs (chachaml sends none): each metrics request reserves its points' seqs of
-the run's writer ``chachaml`` under a digest, the ``Idempotency-Key`` when the
+the run's writer ``chachaml`` (``ingest/reserved_seqs.py``) under a digest, the ``Idempotency-Key`` when the
 client sent one (a re-sent request gets the same seqs, so its points are
 stored once), else a fresh one (two identical requests without a key are two
 requests: chachaml stores both). Finishing the run reports the writer's total,
@@ -28,13 +28,14 @@ import time
 import uuid
 from collections.abc import AsyncIterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import select
 
 from arwx.catalog.tables import projects
 from arwx.compat.runfiles import RunFile, RunFiles
 from arwx.errors import BadRequest, Conflict, NotFound
+from arwx.ingest.reserved_seqs import ReservedSeqs, request_digest
 from arwx.ingest.service import IngestService
 from arwx.runs import Run, Runs
 from arwx.store.base import Store
@@ -54,16 +55,6 @@ class NoSuchRun(NotFound):
 
     def __init__(self) -> None:
         super().__init__("no such run")
-
-
-class Seqs(Protocol):
-    """The writer-seq reservation of a run (shared by the adapters whose clients send no seqs)."""
-
-    async def reserve(self, org: str, run_id: str, writer: str, digest: str, n: int) -> int: ...
-
-    async def release(self, org: str, run_id: str, writer: str, digest: str, first: int, n: int) -> None: ...
-
-    async def total(self, org: str, run_id: str, writer: str) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -143,7 +134,7 @@ def check_metrics(body: dict) -> tuple[dict[str, float], int]:
 class ChachamlService:
     """chachaml's operations; every call names the caller's org first."""
 
-    def __init__(self, runs: Runs, ingest: IngestService, store: Store, files: RunFiles, seqs: Seqs) -> None:
+    def __init__(self, runs: Runs, ingest: IngestService, store: Store, files: RunFiles, seqs: ReservedSeqs) -> None:
         self.runs = runs
         self.ingest = ingest
         self.store = store
@@ -193,17 +184,14 @@ class ChachamlService:
         await self._running(org, run_id)
         if not metrics:
             return 0
-        digest = f"k:{idempotency_key}" if idempotency_key else f"r:{uuid.uuid4().hex}"
-        n = len(metrics)
-        first = await self.seqs.reserve(org, run_id, WRITER, digest, n)
+        # Without a key, each request is its own (chachaml sends no time: two equal bodies are two logs).
+        digest = request_digest(idempotency_key, b"") if idempotency_key else f"r:{uuid.uuid4().hex}"
         now = time.time()
-        points = [Point(seq=first + i, step=step, key=k, value=v, ts=now) for i, (k, v) in enumerate(metrics.items())]
-        try:
+        async with self.seqs.reserved(org, run_id, WRITER, digest, len(metrics)) as first:
+            points = [Point(seq=first + i, step=step, key=k, value=v, ts=now)
+                      for i, (k, v) in enumerate(metrics.items())]
             await self.ingest.ingest(org, points, run_id, WRITER)
-        except BaseException:
-            await self.seqs.release(org, run_id, WRITER, digest, first, n)
-            raise
-        return n
+        return len(metrics)
 
     async def log_artifact(self, org: str, run_id: str, name: str, chunks: AsyncIterable[bytes],
                            content_type: str) -> RunFile:

@@ -1,0 +1,248 @@
+"""HTTP routes of the ml-service adapter: its run paths and wire shapes, thin handlers (docs/compat.md).
+
+The run routes are a sub-application at ``/api/v1/experiments/runs`` (in the
+gateway role, reads too, like the MLflow adapter), so their errors are
+ml-service's (FastAPI's) shape, ``{"detail": "..."}``. The experiment
+routes share ``/api/v1/experiments`` with the ml-workbench adapter
+(``compat/workbench``), which serves them for both documents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import posixpath
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+from aiohttp import BodyPartReader, ClientPayloadError, web
+
+from arwx.appkeys import API_KEY, BLOBS, CONFIG, INGEST, RUNS, STORE
+from arwx.backpressure import budgeted
+from arwx.compat.mlservice.service import (
+    END_STATUSES,
+    MlServiceRuns,
+    check_params,
+    key_values,
+    metrics_of_list,
+    metrics_of_map,
+)
+from arwx.compat.runfiles import RunFiles
+from arwx.compat.workbench.state import WorkbenchState
+from arwx.control.http import body, idempotent
+from arwx.errors import ApiError, BadRequest, NotFound, RequestTimeout
+from arwx.gateway.errors import set_renderer
+from arwx.ingest.reserved_seqs import ReservedSeqs
+from arwx.params import query_int
+
+PREFIX = "/api/v1/experiments/runs"
+SERVICE = web.AppKey("arwx_mlservice", MlServiceRuns)
+EXPERIMENTS = web.AppKey("arwx_mlservice_experiments", WorkbenchState)
+MAX_JSON = 16 << 20
+MAX_LIST = 1000
+
+
+def _svc(request: web.Request) -> MlServiceRuns:
+    return request.config_dict[SERVICE]
+
+
+def _org(request: web.Request) -> str:
+    return request[API_KEY].org
+
+
+def _run_id(request: web.Request) -> str:
+    return request.match_info["run_id"]
+
+
+async def _json(request: web.Request) -> dict:
+    raw = await body(request, MAX_JSON)
+    try:
+        out = msgspec.json.decode(raw) if raw.strip() else {}
+    except msgspec.DecodeError as e:
+        raise BadRequest(f"malformed JSON body: {e}") from None
+    if not isinstance(out, dict):
+        raise BadRequest("the JSON body must be an object")
+    return out
+
+
+def _text(b: dict, field: str, limit: int, required: bool = False) -> str | None:
+    v = b.get(field)
+    if v is None and not required:
+        return None
+    if not isinstance(v, str) or (required and not v) or len(v) > limit:
+        raise BadRequest(f"{field} must be a string of {'1' if required else '0'} to {limit} characters")
+    return v
+
+
+def _tags(v: Any) -> dict:
+    if v is None:
+        return {}
+    if not isinstance(v, dict) or len(v) > 1000 or not all(isinstance(x, str) for x in v.values()):
+        raise BadRequest("tags must be an object of string values (at most 1000)")
+    return v
+
+
+async def _json_answer(request: web.Request, run_id: str, status: int = 200) -> web.Response:
+    svc, org = _svc(request), _org(request)
+    return web.json_response(await svc.run_json(org, await svc.run(org, run_id)), status=status)
+
+
+# -- runs --------------------------------------------------------------------------------------
+@idempotent(MAX_JSON)
+async def create_run(request: web.Request) -> web.Response:
+    b = await _json(request)
+    exp_id = _text(b, "experiment_id", 64, required=True)
+    e = await request.config_dict[EXPERIMENTS].get(_org(request), exp_id)
+    if e is None:
+        raise NotFound(f"Experiment {exp_id} not found")
+    run = await _svc(request).create(_org(request), e.id, e.project, _text(b, "name", 256), _text(b, "description", 1000),
+                                     _tags(b.get("tags")))
+    return await _json_answer(request, run.run_id, 201)
+
+
+async def list_runs(request: web.Request) -> web.Response:
+    limit = query_int(request, "limit", 100, 1, MAX_LIST)
+    offset = query_int(request, "offset", 0, 0, 100_000)
+    exp_id = request.query.get("experiment_id")
+    project = None
+    if exp_id:
+        e = await request.config_dict[EXPERIMENTS].get(_org(request), exp_id[:64], deleted=True)
+        if e is None:
+            raise NotFound(f"Experiment {exp_id[:64]} not found")
+        project = e.project
+    svc, org = _svc(request), _org(request)
+    runs = await svc.list(org, project, request.query.get("status"), limit, offset)
+    return web.json_response({"runs": [await svc.run_json(org, r) for r in runs], "count": len(runs),
+                              "limit": limit, "offset": offset})
+
+
+async def get_run(request: web.Request) -> web.Response:
+    return await _json_answer(request, _run_id(request))
+
+
+@idempotent(MAX_JSON)
+@budgeted("body")
+async def log_metrics(request: web.Request) -> web.Response:
+    metrics = metrics_of_map(await _json(request))
+    await _svc(request).log(_org(request), _run_id(request), metrics, {}, {}, request.headers.get("Idempotency-Key"))
+    return web.json_response({"run_id": _run_id(request), "logged": len(metrics)})
+
+
+@idempotent(MAX_JSON)
+async def log_params(request: web.Request) -> web.Response:
+    b = await _json(request)
+    params = check_params(b["params"] if isinstance(b.get("params"), dict) and len(b) == 1 else b)
+    await _svc(request).log(_org(request), _run_id(request), [], params, {}, None)
+    return web.json_response({"run_id": _run_id(request), "logged": len(params)})
+
+
+@idempotent(MAX_JSON)
+@budgeted("body")
+async def log_batch(request: web.Request) -> web.Response:
+    b = await _json(request)
+    # Everything is checked before anything is written: a refused batch writes nothing.
+    metrics = metrics_of_list(b.get("metrics") or [])
+    params = key_values(b.get("params") or [], "params")
+    tags = key_values(b.get("tags") or [], "tags")
+    await _svc(request).log(_org(request), _run_id(request), metrics, params, tags,
+                            request.headers.get("Idempotency-Key"))
+    return web.json_response({"run_id": _run_id(request), "metrics": len(metrics), "params": len(params),
+                              "tags": len(tags)})
+
+
+async def _part_chunks(request: web.Request, part: BodyPartReader) -> AsyncIterator[bytes]:
+    idle = request.config_dict[CONFIG].body_idle_s
+    while True:
+        try:
+            async with asyncio.timeout(idle):
+                chunk = await part.read_chunk(1 << 16)
+        except TimeoutError:
+            raise RequestTimeout(f"no body bytes received for {idle:g}s") from None
+        if not chunk:
+            return
+        yield chunk
+
+
+@budgeted("stream")
+async def log_artifact(request: web.Request) -> web.Response:
+    sub = request.query.get("artifact_path", "").strip("/")
+    if len(sub) > 512 or any(ord(c) < 0x20 for c in sub) or ".." in sub.split("/"):
+        raise BadRequest("artifact_path must be a relative path without '..' (at most 512 characters)")
+    await _svc(request).run(_org(request), _run_id(request))
+    try:
+        reader = await request.multipart()
+    except (ValueError, AssertionError, KeyError):
+        raise BadRequest("log-artifact takes a multipart form (multipart/form-data) with a 'file' field") from None
+    try:
+        while True:
+            part = await reader.next()
+            if part is None:
+                raise BadRequest("the multipart form has no 'file' field")
+            if isinstance(part, BodyPartReader) and part.name == "file":
+                break
+        filename = posixpath.basename((part.filename or "file").replace("\\", "/")) or "file"
+        if len(filename) > 255 or any(ord(c) < 0x20 for c in filename):
+            raise BadRequest("the file's name must be at most 255 characters, without control characters")
+        path = f"{sub}/{filename}" if sub else filename
+        content_type = (part.headers.get("Content-Type") or "application/octet-stream")[:256]
+        f = await _svc(request).log_artifact(_org(request), _run_id(request), path, _part_chunks(request, part),
+                                             content_type)
+    except (ClientPayloadError, ConnectionResetError, ValueError):
+        raise BadRequest("the upload was cut off or malformed; nothing was stored") from None
+    return web.json_response({"run_id": _run_id(request), "path": f.name, "size": f.size, "sha256": f.sha256,
+                              "content_type": f.content_type})
+
+
+@idempotent(MAX_JSON)
+async def end_run(request: web.Request) -> web.Response:
+    b = await _json(request)
+    status = b.get("status") or "completed"
+    if status not in END_STATUSES:
+        raise BadRequest(f"status must be one of {', '.join(END_STATUSES)}, not {str(status)[:40]!r}")
+    await _svc(request).end(_org(request), _run_id(request), status)
+    return await _json_answer(request, _run_id(request))
+
+
+async def compare_runs(request: web.Request) -> web.Response:
+    b = await _json(request)
+    return web.json_response(await _svc(request).compare(_org(request), b.get("run_ids"), b.get("metrics")))
+
+
+def _render(e: ApiError) -> dict:
+    return {"detail": e.message}
+
+
+ROUTES = [
+    ("POST", "", create_run),
+    ("GET", "", list_runs),
+    ("GET", "/{run_id}", get_run),
+    ("POST", "/{run_id}/log-metrics", log_metrics),
+    ("POST", "/{run_id}/log-params", log_params),
+    ("POST", "/{run_id}/log-batch", log_batch),
+    ("POST", "/{run_id}/log-artifact", log_artifact),
+    ("POST", "/{run_id}/end", end_run),
+    ("POST", "/compare", compare_runs),
+]
+
+
+def endpoints() -> list[tuple[str, str]]:
+    """(method, full path) of every run route, as ``schemas/openapi.json`` lists them."""
+    return [(m, PREFIX + p) for m, p, _ in ROUTES]
+
+
+async def _start(app: web.Application) -> None:
+    catalog = app[RUNS].catalog
+    app[SERVICE] = MlServiceRuns(app[RUNS], app[INGEST], app[STORE], RunFiles(catalog, app[BLOBS]),
+                                 ReservedSeqs(catalog))
+    app[EXPERIMENTS] = WorkbenchState(catalog)
+
+
+def add_routes(app: web.Application) -> None:
+    """ml-service's run routes, one sub-application (its error shape), in the gateway role like
+    the MLflow adapter: a sub-application is mounted once, with its reads."""
+    sub = web.Application()
+    for method, path, handler in ROUTES:
+        sub.router.add_route(method, path, handler)
+    set_renderer(sub, _render)
+    app.add_subapp(PREFIX, sub)
+    app.on_startup.append(_start)
