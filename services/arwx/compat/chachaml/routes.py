@@ -152,6 +152,7 @@ async def log_metrics(request: web.Request) -> web.Response:
 
 @budgeted("stream")
 async def log_artifact(request: web.Request) -> web.Response:
+    await _svc(request).run(_org(request), _run_id(request))  # another org's run is unknown whatever the body
     ct = _content_type(request)
     if ct and ct != "application/octet-stream":
         raise BadRequest(f"artifact uploads take the raw bytes as application/octet-stream, not {ct!r}; "

@@ -180,8 +180,8 @@ class ChachamlService:
             raise NoSuchRun()
 
     async def log_metrics(self, org: str, run_id: str, body: dict, idempotency_key: str | None) -> int:
+        await self._running(org, run_id)  # first: an unknown run is "no such run" whatever the body
         metrics, step = check_metrics(body)
-        await self._running(org, run_id)
         if not metrics:
             return 0
         # Without a key, each request is its own (chachaml sends no time: two equal bodies are two logs).
