@@ -76,3 +76,53 @@ def test_chachaml_queries_never_5xx(fuzz_api: Api, path: str, params: dict) -> N
     assert status < 500, (path, params, status, out)
     if status >= 400:
         assert set(out) == {"error"}, out
+
+
+@pytest.fixture(scope="module")
+def mlservice_run(fuzz_api: Api) -> dict:
+    exp = fuzz_api.ok("POST", "/api/v1/experiments", {"name": "fuzz-ms", "tags": {"k": "v"}})
+    run_id = fuzz_api.ok("POST", "/api/v1/experiments/runs", {"experiment_id": exp["id"]})["run_id"]
+    return {"id": run_id, "experiment_id": exp["id"], "accepted": 0}
+
+
+_ms_keys = st.sampled_from(["metrics", "params", "tags", "step", "timestamp", "key", "value", "run_ids",
+                            "experiment_id", "name", "description", "status"])
+_metric_item = st.fixed_dictionaries({"key": st.sampled_from(["loss", "a,b", "", "é"]), "value": _json},
+                                     optional={"step": _json, "timestamp": _json})
+
+
+@HS
+@given(path=st.sampled_from(["log-metrics", "log-params", "log-batch", "compare", "runs", "end?"]),
+       body=st.dictionaries(_ms_keys, _json | st.lists(_metric_item, max_size=3), max_size=4)
+       | st.fixed_dictionaries({"metrics": st.lists(_metric_item, max_size=4)}) | _json)
+def test_mlservice_bodies_never_5xx_and_a_refused_batch_writes_nothing(fuzz_api: Api, mlservice_run: dict, path: str,
+                                                                        body: object) -> None:
+    run_id, base = mlservice_run["id"], "/api/v1/experiments/runs"
+    if path == "end?":
+        other = fuzz_api.ok("POST", base, {"experiment_id": mlservice_run["experiment_id"]})["run_id"]
+        target = f"{base}/{other}/end"
+    elif path == "compare":
+        target = f"{base}/compare"
+    elif path == "runs":
+        target = base
+    else:
+        target = f"{base}/{run_id}/{path}"
+    before = fuzz_api.ok("GET", f"/v1/runs/{run_id}")["config"]
+    status, out = fuzz_api.post(target, body)
+    assert status < 500, (target, body, status, out)
+    if status >= 400:
+        assert isinstance(out, dict) and set(out) == {"error"} and out["error"], out
+        assert fuzz_api.ok("GET", f"/v1/runs/{run_id}")["config"] == before
+    elif path == "log-metrics":
+        mlservice_run["accepted"] += len(body["metrics"])
+    elif path == "log-batch":
+        mlservice_run["accepted"] += len(body.get("metrics") or [])
+
+
+def test_mlservice_fuzzed_run_holds_exactly_what_was_accepted(fuzz_api: Api, mlservice_run: dict) -> None:
+    run_id, base = mlservice_run["id"], "/api/v1/experiments/runs"
+    fuzz_api.ok("POST", f"{base}/{run_id}/log-metrics", {"metrics": {"sentinel": 1.0}})
+    fuzz_api.ok("POST", f"{base}/{run_id}/end", {})
+    n = mlservice_run["accepted"] + 1
+    r = fuzz_api.wait_intact(run_id, n)
+    assert r["points_stored"] == n and r["writers"][0]["sent"] == n, r
