@@ -325,6 +325,57 @@ def _create(summary: str, body: str, ok: dict, extra: dict | None = None, params
     }
 
 
+def mlservice_paths() -> dict:
+    """ml-service's own paths under /api/v1/experiments (``arwx.compat.mlservice``, docs/compat.md)."""
+    json_obj = {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
+    run = [_path("run_id")]
+    key = [_IDEMPOTENCY]
+    errs = {"400": _ERR, "404": _ERR, **_AUTH}
+    run_obj = _obj("RunResponse", {"run_id": {"type": "string"}, "experiment_id": {"type": "string"},
+                                   "status": {"type": "string"}, "params": {"type": "object"},
+                                   "metrics": {"type": "object"}})
+    logged = _obj("Logged", {"run_id": {"type": "string"}, "logged": {"type": "integer"}})
+    base = "/api/v1/experiments/runs"
+    return {
+        "/api/v1/experiments/{id}": {"patch": {
+            "summary": "ml-service: update an experiment (the same update as ml-workbench's PUT)",
+            "parameters": [_path("id")], "requestBody": _body("WorkbenchExperimentUpdate"),
+            "responses": {"200": _obj("The Experiment object"), "409": _ERR, **errs}}},
+        base: {
+            "post": {"summary": "ml-service: create a run {experiment_id, name?, description?, tags?}", "parameters": key,
+                     "requestBody": json_obj, "responses": {"201": run_obj, **errs}},
+            "get": {"summary": "ml-service: runs of an experiment, newest first",
+                    "parameters": [{"name": n, "in": "query", "schema": {"type": "string"}} for n in ("experiment_id", "status")]
+                    + [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                       {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}}],
+                    "responses": {"200": _obj("{runs, count, limit, offset}"), **errs}},
+        },
+        f"{base}/compare": {"post": {
+            "summary": "ml-service: compare 2 to 10 runs {run_ids, metrics?}: latest values and params",
+            "requestBody": json_obj, "responses": {"200": _obj("CompareRunsResponse"), **errs}}},
+        f"{base}/{{run_id}}": {"get": {"summary": "ml-service: one run", "parameters": run,
+                                        "responses": {"200": run_obj, **errs}}},
+        f"{base}/{{run_id}}/log-metrics": {"post": {
+            "summary": "ml-service: log {metrics: {k: v}, step?, timestamp? (ms)}", "parameters": run + key,
+            "requestBody": json_obj, "responses": {"200": logged, "503": _UNAVAILABLE, **errs}}},
+        f"{base}/{{run_id}}/log-params": {"post": {
+            "summary": "ml-service: log {params: {k: v}} into the run's config", "parameters": run + key,
+            "requestBody": json_obj, "responses": {"200": logged, **errs}}},
+        f"{base}/{{run_id}}/log-batch": {"post": {
+            "summary": "ml-service: log metrics, params and tags, all or nothing", "parameters": run + key,
+            "requestBody": json_obj, "responses": {"200": _obj("Counts"), "503": _UNAVAILABLE, **errs}}},
+        f"{base}/{{run_id}}/log-artifact": {"post": {
+            "summary": "ml-service: upload a file (multipart 'file'; ?artifact_path=) into the blob store",
+            "parameters": run + [{"name": "artifact_path", "in": "query", "schema": {"type": "string"}}],
+            "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+                "type": "object", "properties": {"file": {"type": "string", "format": "binary"}}, "required": ["file"]}}}},
+            "responses": {"200": _obj("Stored", {"path": {"type": "string"}, "sha256": {"type": "string"}}), "503": _UNAVAILABLE, **errs}}},
+        f"{base}/{{run_id}}/end": {"post": {
+            "summary": "ml-service: end the run {status?: completed|failed|killed}", "parameters": run + key,
+            "requestBody": json_obj, "responses": {"200": run_obj, **errs}}},
+    }
+
+
 def workbench_paths() -> dict:
     """ml-workbench's experiments API (``arwx.compat.workbench``, docs/compat.md)."""
     from arwx.compat.workbench.routes import ROUTES
@@ -812,6 +863,8 @@ def openapi() -> dict:
     paths.update(_artifact_paths())
     paths.update(control_paths())
     paths.update(workbench_paths())
+    for path, ops in mlservice_paths().items():
+        paths.setdefault(path, {}).update(ops)
     paths.update(_account_paths())
     paths.update(wild_paths())
     paths.update(_chachaml_paths())

@@ -30,6 +30,7 @@ READ_POSTS |= {"/v1/auth/org", "/v1/auth/logout"}  # a session's own: a viewer m
 LAUNCH = {("POST", "/runs"), ("POST", "/runs/somerun/start"), ("POST", "/wild/v2/runner/heartbeat"),
           ("POST", "/wild/v2/runner/claim"), ("POST", "/wild/v2/runner/runs/somerun/report"),
           ("POST", "/wild/v2/runner/runs/somerun/logs")}
+READ_POSTS |= {"/api/v1/experiments/runs/compare"}  # ml-service's compare
 
 
 def _needs(method: str, path: str) -> str:

@@ -22,6 +22,7 @@ from aiohttp import web
 from arwx.blobs import routes as blob_routes
 from arwx.compat.chachaml import routes as chachaml_routes
 from arwx.compat.mlflow import routes as mlflow_routes
+from arwx.compat.mlservice import routes as mlservice_routes
 from arwx.compat.wild import routes as wild_routes
 from arwx.compat.workbench import routes as workbench_routes
 from arwx.components import Components
@@ -97,11 +98,12 @@ async def _start_consumer(c: Components, on_fatal: OnFatal) -> Background:
 ROLES: dict[str, Role] = {
     "gateway": Role(
         "run the ingest gateway (HTTP → log), the MLflow tracking API (docs/mlflow.md), ml-workbench's "
-        "experiments API (docs/compat.md) and the Wild V2 sweeps/runs API (docs/runner.md)",
+        "experiments API and ml-service's and chachaml's (docs/compat.md), and the Wild V2 sweeps/runs API "
+        "(docs/runner.md)",
         routes=(
             gateway_routes.add_routes, blob_routes.add_write_routes, artifact_routes.add_write_routes,
             mlflow_routes.add_routes, control_routes.add_write_routes, workbench_routes.add_routes,
-            wild_routes.add_routes, chachaml_routes.add_write_routes,
+            wild_routes.add_routes, mlservice_routes.add_routes, chachaml_routes.add_write_routes,
         ),
         needs=frozenset({"blobs", "catalog"}),
         alone_needs=(LOG_AND_STORE, CATALOG, BLOBS),

@@ -1,10 +1,13 @@
 """HTTP routes of the ml-service adapter: its run paths and wire shapes, thin handlers (docs/compat.md).
 
-The run routes are a sub-application at ``/api/v1/experiments/runs`` (in the
-gateway role, reads too, like the MLflow adapter), so their errors are
-ml-service's (FastAPI's) shape, ``{"detail": "..."}``. The experiment
-routes share ``/api/v1/experiments`` with the ml-workbench adapter
-(``compat/workbench``), which serves them for both documents.
+The experiment paths (``/api/v1/experiments``, ``/:id``, restore) are served
+for both documents by the ml-workbench adapter (``compat/workbench``); this
+module adds ml-service's own: ``PATCH /:id`` (the same update as ml-workbench's
+``PUT``) and the runs under ``/api/v1/experiments/runs``. Plain routes of the
+gateway role, like ml-workbench's on the same prefix (static paths are routed
+before ``/:id``, so ``runs`` is never an experiment id). The document names
+status codes but no error body; the paths it shares with ml-workbench answer
+``{"error": "..."}``, and so do these: one shape under one prefix.
 """
 
 from __future__ import annotations
@@ -28,14 +31,19 @@ from arwx.compat.mlservice.service import (
     metrics_of_map,
 )
 from arwx.compat.runfiles import RunFiles
+from arwx.compat.workbench import wire as workbench_wire
+from arwx.compat.workbench.routes import SERVICE as WORKBENCH
 from arwx.compat.workbench.state import WorkbenchState
 from arwx.control.http import body, idempotent
-from arwx.errors import ApiError, BadRequest, NotFound, RequestTimeout
-from arwx.gateway.errors import set_renderer
+from arwx.errors import BadRequest, NotFound, RequestTimeout
+from arwx.gateway.auth import requires
+from arwx.gateway.body import read_body
 from arwx.ingest.reserved_seqs import ReservedSeqs
 from arwx.params import query_int
+from arwx.wire import decode_body
 
-PREFIX = "/api/v1/experiments/runs"
+BASE = "/api/v1/experiments"
+PREFIX = BASE + "/runs"
 SERVICE = web.AppKey("arwx_mlservice", MlServiceRuns)
 EXPERIMENTS = web.AppKey("arwx_mlservice_experiments", WorkbenchState)
 MAX_JSON = 16 << 20
@@ -123,6 +131,7 @@ async def get_run(request: web.Request) -> web.Response:
 @idempotent(MAX_JSON)
 @budgeted("body")
 async def log_metrics(request: web.Request) -> web.Response:
+    await _svc(request).run(_org(request), _run_id(request))  # another org's run is 404 whatever the body
     metrics = metrics_of_map(await _json(request))
     await _svc(request).log(_org(request), _run_id(request), metrics, {}, {}, request.headers.get("Idempotency-Key"))
     return web.json_response({"run_id": _run_id(request), "logged": len(metrics)})
@@ -130,6 +139,7 @@ async def log_metrics(request: web.Request) -> web.Response:
 
 @idempotent(MAX_JSON)
 async def log_params(request: web.Request) -> web.Response:
+    await _svc(request).run(_org(request), _run_id(request))
     b = await _json(request)
     params = check_params(b["params"] if isinstance(b.get("params"), dict) and len(b) == 1 else b)
     await _svc(request).log(_org(request), _run_id(request), [], params, {}, None)
@@ -139,6 +149,7 @@ async def log_params(request: web.Request) -> web.Response:
 @idempotent(MAX_JSON)
 @budgeted("body")
 async def log_batch(request: web.Request) -> web.Response:
+    await _svc(request).run(_org(request), _run_id(request))
     b = await _json(request)
     # Everything is checked before anything is written: a refused batch writes nothing.
     metrics = metrics_of_list(b.get("metrics") or [])
@@ -195,39 +206,41 @@ async def log_artifact(request: web.Request) -> web.Response:
 
 @idempotent(MAX_JSON)
 async def end_run(request: web.Request) -> web.Response:
+    await _svc(request).run(_org(request), _run_id(request))
     b = await _json(request)
     status = b.get("status") or "completed"
-    if status not in END_STATUSES:
+    if not isinstance(status, str) or status not in END_STATUSES:
         raise BadRequest(f"status must be one of {', '.join(END_STATUSES)}, not {str(status)[:40]!r}")
     await _svc(request).end(_org(request), _run_id(request), status)
     return await _json_answer(request, _run_id(request))
 
 
+@requires("read")  # a POST that only reads: a write-only key cannot read through it
 async def compare_runs(request: web.Request) -> web.Response:
     b = await _json(request)
     return web.json_response(await _svc(request).compare(_org(request), b.get("run_ids"), b.get("metrics")))
 
 
-def _render(e: ApiError) -> dict:
-    return {"detail": e.message}
+async def patch_experiment(request: web.Request) -> web.Response:
+    """ml-service's ``PATCH /:id``: ml-workbench's update (the same experiment, the same fields)."""
+    req = decode_body(await read_body(request, MAX_JSON), workbench_wire.WorkbenchExperimentUpdate)
+    wb = request.config_dict[WORKBENCH]
+    return web.json_response(await wb.update(_org(request), request.match_info["id"][:256], req))
 
 
+#: (method, path, handler), static paths first.
 ROUTES = [
-    ("POST", "", create_run),
-    ("GET", "", list_runs),
-    ("GET", "/{run_id}", get_run),
-    ("POST", "/{run_id}/log-metrics", log_metrics),
-    ("POST", "/{run_id}/log-params", log_params),
-    ("POST", "/{run_id}/log-batch", log_batch),
-    ("POST", "/{run_id}/log-artifact", log_artifact),
-    ("POST", "/{run_id}/end", end_run),
-    ("POST", "/compare", compare_runs),
+    ("PATCH", BASE + "/{id}", patch_experiment),
+    ("POST", PREFIX, create_run),
+    ("GET", PREFIX, list_runs),
+    ("POST", PREFIX + "/compare", compare_runs),
+    ("GET", PREFIX + "/{run_id}", get_run),
+    ("POST", PREFIX + "/{run_id}/log-metrics", log_metrics),
+    ("POST", PREFIX + "/{run_id}/log-params", log_params),
+    ("POST", PREFIX + "/{run_id}/log-batch", log_batch),
+    ("POST", PREFIX + "/{run_id}/log-artifact", log_artifact),
+    ("POST", PREFIX + "/{run_id}/end", end_run),
 ]
-
-
-def endpoints() -> list[tuple[str, str]]:
-    """(method, full path) of every run route, as ``schemas/openapi.json`` lists them."""
-    return [(m, PREFIX + p) for m, p, _ in ROUTES]
 
 
 async def _start(app: web.Application) -> None:
@@ -238,11 +251,7 @@ async def _start(app: web.Application) -> None:
 
 
 def add_routes(app: web.Application) -> None:
-    """ml-service's run routes, one sub-application (its error shape), in the gateway role like
-    the MLflow adapter: a sub-application is mounted once, with its reads."""
-    sub = web.Application()
+    """ml-service's own paths under ``/api/v1/experiments`` (the gateway's part, like ml-workbench's)."""
     for method, path, handler in ROUTES:
-        sub.router.add_route(method, path, handler)
-    set_renderer(sub, _render)
-    app.add_subapp(PREFIX, sub)
+        app.router.add_route(method, path, handler)
     app.on_startup.append(_start)
