@@ -333,3 +333,48 @@ def test_a_full_project_screen_draws_every_chart(page, account: Account, tmp_pat
     row = page.wait_for_selector(f'#projects tr[data-project="{project}"]').inner_text()
     assert "minimize val_bpb" in row and "\t4\t" in row  # 4 runs
     shoot(page, "projects", tmp_path)
+
+
+def test_switching_organization_shows_that_organizations_projects(page, embedded, account: Account) -> None:
+    other = Account(embedded, "second")
+    mine, theirs = "home-" + uuid.uuid4().hex[:6], "away-" + uuid.uuid4().hex[:6]
+    account.api.ok("POST", "/v1/projects", {"name": mine})
+    other.api.ok("POST", "/v1/projects", {"name": theirs})
+    other.api.ok("POST", "/v1/users", {"email": account.email, "role": "member"})  # the same person joins
+    br.sign_in(page, account.url, account.email, PASSWORD)
+    page.wait_for_selector(f'#projects tr[data-project="{mine}"]')
+    options = page.locator("#org-switch option").all_inner_texts()
+    assert sorted(options) == ["dash", "second"]
+    page.select_option("#org-switch", label="second")  # POST /v1/auth/org with the CSRF token
+    page.wait_for_selector(f'#projects tr[data-project="{theirs}"]')
+    assert mine not in page.inner_text("#view")
+    page.reload()  # the switch is the session's, on the server
+    page.wait_for_selector(f'#projects tr[data-project="{theirs}"]')
+    assert page.locator("#org-switch option:checked").inner_text() == "second"
+
+
+def test_runs_table_pages_sorts_and_filters(page, account: Account) -> None:
+    project = "many-" + uuid.uuid4().hex[:6]
+    for i in range(60):
+        account.api.ok("POST", "/v1/runs", {"id": f"{project}-{i:02d}", "project": project, "name": f"run-{i:02d}",
+                                            "config": {"lr": round(0.001 * (60 - i), 3), "seed": i}})
+    for i in range(0, 60, 10):
+        account.api.ok("POST", f"/v1/runs/{project}-{i:02d}/finish", {"status": "failed"})
+    br.sign_in(page, account.url, account.email, PASSWORD)
+    page.goto(f"{account.url}/#/p/{project}")
+    page.wait_for_selector("#runs tr[data-run]")
+    names = lambda: page.locator("#runs td.run-name").all_inner_texts()  # noqa: E731
+    assert len(names()) == 50 and names()[0] == "run-59"  # newest first, 50 a page
+    assert page.locator("#runs input.pick:checked").count() == 10  # the 10 newest charted by default
+    page.click("#next-page")
+    wait_for(lambda: len(names()) == 10 and names()[-1] == "run-00", 20, 0.1, "the second page")
+    page.click("#prev-page")
+    wait_for(lambda: len(names()) == 50, 20, 0.1, "the first page again")
+    page.click('#runs th[data-col="c:lr"]')  # sort by the config column, ascending
+    lrs = page.locator("#runs td.cfg").evaluate_all("els => els.filter((e, i) => i % 2 === 0).map(e => Number(e.textContent))")
+    assert lrs == sorted(lrs) and len(lrs) == 50
+    page.select_option("#status-filter", "failed")
+    wait_for(lambda: sorted(names()) == [f"run-{i:02d}" for i in range(0, 60, 10)], 20, 0.1, "failed runs only")
+    page.select_option("#status-filter", "")
+    page.fill("#name-filter", "run-1")
+    wait_for(lambda: sorted(names()) == [f"run-1{i}" for i in range(10)], 20, 0.1, "names starting run-1")

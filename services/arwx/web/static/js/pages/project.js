@@ -58,6 +58,12 @@ export async function render(view, name) {
     } });
     return h("div", { class: "controls" }, status, prefix,
       h("button", { id: "pick-none", class: "link", onclick: () => { st.auto = false; st.picked.clear(); drawTable(); updateCharts(); } }, "clear selection"),
+      h("button", { id: "pick-page", class: "link", onclick: () => {
+        st.auto = false;
+        for (const r of st.rows) if (st.picked.size < MAX_PICK) st.picked.set(r.id, r);
+        drawTable();
+        updateCharts();
+      } }, "pick this page"),
       h("button", { id: "pick-auto", class: "link", onclick: () => { st.auto = true; autoPick(); drawTable(); updateCharts(); } }, `newest ${AUTO_PICK}`));
   }
 
@@ -76,12 +82,16 @@ export async function render(view, name) {
       h("span", { class: "muted" }, "drag across a chart to zoom, double-click to reset"));
   }
 
+  // Loads race (the live poll and a click on "older"): only the latest one started is applied.
   async function loadPage() {
+    const gen = (st.gen = (st.gen || 0) + 1);
     const page = await api(`/v1/projects/${enc(name)}/runs` + qs({ limit: PAGE, status: st.status, name_prefix: st.prefix, cursor: st.cursors[st.page] }));
+    if (gen !== st.gen) return false;
     st.rows = page.runs;
     st.next = page.next;
     for (const r of st.rows) if (st.picked.has(r.id)) st.picked.set(r.id, r); // fresher status
     if (st.auto) autoPick();
+    return true;
   }
 
   function autoPick() {
@@ -96,7 +106,7 @@ export async function render(view, name) {
 
   async function refresh() {
     try {
-      await loadPage();
+      if (!(await loadPage())) return;
     } catch (err) {
       replace(tableBox, errorBox(err));
       return;
@@ -176,7 +186,11 @@ export async function render(view, name) {
   // Live: new runs and status changes in the table; running runs' charts tail themselves.
   st.timer = setInterval(async () => {
     const before = JSON.stringify(st.rows.map((r) => [r.id, r.status, Object.keys(r.latest || {}).length]));
-    try { await loadPage(); } catch (_) { return; }
+    try {
+      if (!(await loadPage())) return;
+    } catch (_) {
+      return;
+    }
     const after = JSON.stringify(st.rows.map((r) => [r.id, r.status, Object.keys(r.latest || {}).length]));
     if (before !== after) { drawTable(); updateCharts(); } else if (st.picked.size && [...st.picked.values()].some((r) => r.status === "running")) badgeUpdate([...st.picked.values()]);
   }, REFRESH_MS);

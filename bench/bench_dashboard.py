@@ -1,0 +1,223 @@
+"""The dashboard in headless Chromium: time from navigation to every chart drawn, and bytes moved.
+
+Not a test: prints a table. An in-process ``arwx server`` (embedded: SQLite log, chDB) in a
+temporary directory; a person signs in through the form (not timed); then each repetition is a
+fresh browser context (cold cache: the static files count too) that navigates to the project
+page and waits until every chart panel of the view reports ``data-drawn``. Bytes are what the
+network carried (CDP ``encodedDataLength``: compressed sizes, headers included).
+
+Data: runs are created over HTTP; their points go straight into the store's ``points`` table
+in 1M-row Arrow blocks (the rollup materialized views fill exactly as behind the consumer), so
+filling 50M points takes minutes instead of the ingest path's much longer. This measures the
+read side only.
+
+Scenarios (``--scenario``):
+
+- ``charts``: ``--runs`` × ``--metrics`` × ``--points`` (default 50 × 10 × 100,000), a
+  viewport tall enough that every metric's chart is on screen; the view charts the 10 newest
+  runs (the page's default) and, with ``--all-runs``, every run of the first page too.
+- ``wide``: ``--runs`` × ``--metrics`` small runs (default 1,000 × 500 × 20 points), a normal
+  1280×900 viewport: time until the runs table is shown and until the first charts (those on
+  screen) are drawn.
+
+    python bench/bench_dashboard.py --scenario charts --runs 50 --metrics 10 --points 100000 --reps 5 --all-runs
+    python bench/bench_dashboard.py --scenario wide --runs 1000 --metrics 500 --points 20 --reps 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "services"))
+sys.path.insert(0, str(ROOT))
+
+from tests import browser as br  # noqa: E402
+from tests.helpers import Api, ServerThread  # noqa: E402
+
+BLOCK = 1_000_000
+PASSWORD = "bench password 12345"
+TS0_MS = 1_764_000_000_000
+
+
+def block(org: str, run: str, keys: list[str], start: int, n_steps: int, run_no: int) -> pa.Table:
+    """``n_steps`` steps × ``keys`` of one writer (seq interleaves keys as the SDK does)."""
+    steps = np.repeat(np.arange(start, start + n_steps, dtype=np.uint64), len(keys))
+    n = len(steps)
+    seq = np.arange(start * len(keys), start * len(keys) + n, dtype=np.uint64)
+    rng = np.random.default_rng(run_no * 1_000_003 + start)
+    value = 2.5 * np.exp(-steps.astype(np.float64) / 20_000.0) + 0.3 + 0.05 * rng.standard_normal(n) + run_no * 0.01
+    ts = TS0_MS + steps.astype(np.int64) * 100
+    return pa.table({
+        "org": pa.array(np.full(n, org, dtype=object), pa.string()),
+        "run_id": pa.array(np.full(n, run, dtype=object), pa.string()),
+        "key": pa.array(np.tile(np.array(keys, dtype=object), n_steps), pa.string()),
+        "writer_id": pa.array(np.full(n, "rank0", dtype=object), pa.string()),
+        "seq": pa.array(seq),
+        "step": pa.array(steps),
+        "ts": pa.array(ts).cast(pa.timestamp("ms", tz="UTC")),
+        "value": pa.array(value),
+        "log_partition": pa.array(np.zeros(n, dtype=np.uint32)),
+        "log_offset": pa.array(seq // 500),
+        "ingested_at": pa.array(ts).cast(pa.timestamp("ms", tz="UTC")),
+    })
+
+
+def fill(srv: ServerThread, api: Api, org: str, project: str, runs: int, keys: list[str], points: int) -> float:
+    """Runs over HTTP, points into the store, runs finished (so no live polling while timed)."""
+    t0 = time.perf_counter()
+    store = srv.server.components.store
+    rows_per_block = max(1, BLOCK // len(keys))
+    pending: list[pa.Table] = []
+    pending_rows = 0
+
+    def flush() -> None:
+        nonlocal pending, pending_rows
+        if pending:
+            srv.call(store.insert("points", pa.concat_tables(pending)), timeout=600)
+        pending, pending_rows = [], 0
+
+    for i in range(runs):
+        run = f"{project}-{i:04d}"
+        api.ok("POST", "/v1/runs", {"id": run, "project": project, "name": f"run-{i:04d}",
+                                    "config": {"lr": 1e-3 * (1 + i % 7), "batch": 32 << (i % 3), "seed": i},
+                                    "writer_ids": ["rank0"]})
+        for start in range(0, points, rows_per_block):
+            b = block(org, run, keys, start, min(rows_per_block, points - start), i)
+            pending.append(b)
+            pending_rows += b.num_rows
+            if pending_rows >= BLOCK:
+                flush()
+        api.ok("POST", f"/v1/runs/{run}/finish", {"status": "finished", "writer_totals": {"rank0": points * len(keys)}})
+    flush()
+    return time.perf_counter() - t0
+
+
+def until(page, js: str, timeout_s: float = 300.0) -> None:  # noqa: ANN001
+    """Poll ``js`` in the page every few ms (page.wait_for_function evaluates strings, which
+    the dashboard's CSP rightly refuses; CDP's evaluate is not subject to it)."""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(js):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not true within {timeout_s}s: {js}")
+        time.sleep(0.005)
+
+
+def measure(browser, url: str, email: str, path: str, viewport: dict, wait_js: str, marks: dict[str, str],  # noqa: ANN001
+            setup_js: str | None = None) -> dict:
+    """One cold navigation: ms until each ``marks`` condition holds, and bytes moved."""
+    ctx = browser.new_context(viewport=viewport)
+    page = ctx.new_page()
+    br.sign_in(page, url, email, PASSWORD)
+    cdp = ctx.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send("Network.setCacheDisabled", {"cacheDisabled": True})
+    moved = {"all": 0, "api": 0, "requests": 0}
+    urls: dict[str, str] = {}
+    cdp.on("Network.requestWillBeSent", lambda e: urls.__setitem__(e["requestId"], e["request"]["url"]))
+
+    def done(e: dict) -> None:
+        moved["all"] += e["encodedDataLength"]
+        moved["requests"] += 1
+        if "/v1/" in urls.get(e["requestId"], ""):
+            moved["api"] += e["encodedDataLength"]
+
+    cdp.on("Network.loadingFinished", done)
+    out: dict = {}
+    t0 = time.perf_counter()
+    page.goto(url + "/?bench=" + str(time.time_ns()) + path)  # a new document: static files load again
+    if setup_js:
+        until(page, setup_js)
+    for name, js in marks.items():
+        until(page, js)
+        out[name] = (time.perf_counter() - t0) * 1000
+    until(page, wait_js)
+    out["all drawn"] = (time.perf_counter() - t0) * 1000
+    page.wait_for_timeout(300)  # responses still in flight count
+    out.update(moved)
+    out["panels"] = page.evaluate("document.querySelectorAll('.panel[data-drawn=\"1\"]').length")
+    out["series"] = page.evaluate("[...document.querySelectorAll('.panel[data-drawn=\"1\"]')].reduce((n, p) => n + Number(p.dataset.series), 0)")
+    ctx.close()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scenario", choices=("charts", "wide"), default="charts")
+    ap.add_argument("--runs", type=int)
+    ap.add_argument("--metrics", type=int)
+    ap.add_argument("--points", type=int)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--all-runs", action="store_true", help="charts: also time every run of the first page picked")
+    args = ap.parse_args()
+    wide = args.scenario == "wide"
+    runs = args.runs or (1000 if wide else 50)
+    metrics = args.metrics or (500 if wide else 10)
+    points = args.points or (20 if wide else 100_000)
+    why = br.missing()
+    if why:
+        sys.exit(why)
+    keys = [f"train/m{i:03d}" for i in range(metrics - metrics // 10)] + [f"system/s{i:03d}" for i in range(metrics // 10)]
+    if not wide:
+        keys = [f"m{i:02d}" for i in range(metrics)]
+    with tempfile.TemporaryDirectory(prefix="bench-dash-") as d:
+        srv = ServerThread(data_dir=Path(d))
+        try:
+            tenancy = srv.server.components.tenancy
+
+            async def make() -> tuple[str, str]:
+                org = await tenancy.create_org("bench")
+                from arwx.tenancy import OPERATOR_SCOPES  # noqa: PLC0415 - bench-only import
+
+                return org, (await tenancy.create_key(org, "bench", OPERATOR_SCOPES))[1]
+
+            org, key = srv.call(make())
+            api = Api(srv.url, key)
+            email = "bench@example.com"
+            api.ok("POST", "/v1/users", {"email": email, "password": PASSWORD, "role": "admin"})
+            filled = fill(srv, api, org, "bench", runs, keys, points)
+            print(f"filled {runs} runs x {metrics} metrics x {points:,} points = {runs * metrics * points:,} points "
+                  f"in {filled:.0f} s; load average {os.getloadavg()[0]:.1f}; {os.cpu_count()} CPUs", flush=True)
+            views: list[tuple[str, dict, str, dict, str | None]] = []
+            every = ("document.querySelectorAll('#metric-panels .panel').length > 0 && "
+                     "[...document.querySelectorAll('#metric-panels .panel')].every(p => p.dataset.drawn === '1')")
+            if not wide:
+                tall = {"width": 1280, "height": 300 * metrics + 1500}
+                views.append(("10 newest runs charted (default)", tall, every, {}, None))
+                if args.all_runs:
+                    pick_all = "(() => { const b = document.getElementById('pick-page'); if (b && document.querySelector('#runs tr[data-run]')) { b.click(); return true; } return false; })()"
+                    views.append((f"{min(runs, 50)} runs charted (pick this page)", tall, every, {}, pick_all))
+            else:
+                first = "document.querySelectorAll('#metric-panels .panel[data-drawn=\"1\"]').length >= 2"
+                views.append(("runs table and first charts", {"width": 1280, "height": 900}, first,
+                              {"table shown": "document.querySelectorAll('#runs tr[data-run]').length > 0"}, None))
+            with br.chromium() as browser:
+                for label, viewport, wait_js, marks, setup in views:
+                    results = [measure(browser, srv.url, email, "#/p/bench", viewport, wait_js, marks, setup)
+                               for _ in range(args.reps)]
+                    print(f"\n{label}, viewport {viewport['width']}x{viewport['height']}, {args.reps} cold navigations:")
+                    print("| measure | median | min | max |")
+                    print("|---|---:|---:|---:|")
+                    for name in [*marks, "all drawn"]:
+                        xs = [r[name] for r in results]
+                        print(f"| ms to {name} | {statistics.median(xs):,.0f} | {min(xs):,.0f} | {max(xs):,.0f} |")
+                    for name, unit in (("all", "bytes moved (all)"), ("api", "bytes moved (/v1 API)"), ("requests", "requests")):
+                        xs = [r[name] for r in results]
+                        print(f"| {unit} | {statistics.median(xs):,.0f} | {min(xs):,.0f} | {max(xs):,.0f} |")
+                    print(f"| charts drawn / series | {results[0]['panels']} / {results[0]['series']} | | |")
+                    print(f"<!-- load average {os.getloadavg()[0]:.1f} -->", flush=True)
+        finally:
+            srv.stop()
+
+
+if __name__ == "__main__":
+    main()
