@@ -123,9 +123,18 @@ def measure(browser, url: str, email: str, path: str, viewport: dict, wait_js: s
     cdp.send("Network.setCacheDisabled", {"cacheDisabled": True})
     moved = {"all": 0, "api": 0, "requests": 0}
     urls: dict[str, str] = {}
-    cdp.on("Network.requestWillBeSent", lambda e: urls.__setitem__(e["requestId"], e["request"]["url"]))
+    sent_at: dict[str, float] = {}
+    took: list[tuple[str, float]] = []
+
+    def sent(e: dict) -> None:
+        urls[e["requestId"]] = e["request"]["url"]
+        sent_at[e["requestId"]] = e["timestamp"]
+
+    cdp.on("Network.requestWillBeSent", sent)
 
     def done(e: dict) -> None:
+        if e["requestId"] in sent_at:
+            took.append((urls[e["requestId"]], (e["timestamp"] - sent_at[e["requestId"]]) * 1000))
         moved["all"] += e["encodedDataLength"]
         moved["requests"] += 1
         if "/v1/" in urls.get(e["requestId"], ""):
@@ -144,6 +153,7 @@ def measure(browser, url: str, email: str, path: str, viewport: dict, wait_js: s
     out["all drawn"] = (time.perf_counter() - t0) * 1000
     page.wait_for_timeout(300)  # responses still in flight count
     out.update(moved)
+    out["took"] = took
     out["panels"] = page.evaluate("document.querySelectorAll('.panel[data-drawn=\"1\"]').length")
     out["series"] = page.evaluate("[...document.querySelectorAll('.panel[data-drawn=\"1\"]')].reduce((n, p) => n + Number(p.dataset.series), 0)")
     ctx.close()
@@ -158,6 +168,7 @@ def main() -> None:
     ap.add_argument("--points", type=int)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--all-runs", action="store_true", help="charts: also time every run of the first page picked")
+    ap.add_argument("--requests", action="store_true", help="also print each kind of request's time")
     args = ap.parse_args()
     wide = args.scenario == "wide"
     runs = args.runs or (1000 if wide else 50)
@@ -214,6 +225,17 @@ def main() -> None:
                         xs = [r[name] for r in results]
                         print(f"| {unit} | {statistics.median(xs):,.0f} | {min(xs):,.0f} | {max(xs):,.0f} |")
                     print(f"| charts drawn / series | {results[0]['panels']} / {results[0]['series']} | | |")
+                    if args.requests:
+                        kinds: dict[str, list[float]] = {}
+                        for r in results:
+                            for u, ms in r["took"]:
+                                path = u.split("?", 1)[0].split("/v1/", 1)[-1]
+                                parts = path.split("/")
+                                kind = "/".join(parts[:1] + ["*"] + parts[2:]) if len(parts) > 1 and parts[0] != "auth" else path
+                                kinds.setdefault(kind if "/v1/" in u else "static", []).append(ms)
+                        print("| request | count per view | median ms | max ms |\n|---|---:|---:|---:|")
+                        for kind, xs in sorted(kinds.items(), key=lambda kv: -max(kv[1])):
+                            print(f"| {kind} | {len(xs) / len(results):.0f} | {statistics.median(xs):,.0f} | {max(xs):,.0f} |")
                     print(f"<!-- load average {os.getloadavg()[0]:.1f} -->", flush=True)
         finally:
             srv.stop()

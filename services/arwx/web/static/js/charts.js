@@ -106,10 +106,14 @@ class Panel {
       this.result = res;
       this.draw();
     } catch (err) {
-      if (err.name !== "AbortError") replace(this.plotEl, h("p", { class: "error" }, err.message));
+      if (err.name !== "AbortError") this.fail(err);
     } finally {
       if (this.loading === p) this.loading = null;
     }
+  }
+
+  fail(err) {
+    replace(this.plotEl, h("p", { class: "error" }, err.message));
   }
 
   zoom(range) {
@@ -248,13 +252,15 @@ export class ChartSet {
     this.opts = { x: "step", writers: "per", smoothing: 0, liveMs: 2000, ...opts };
     this.abort = new AbortController();
     this.panels = [];
+    this.pending = [];
+    this.flushTimer = null;
     this.onDrawn = null;
     this.io = new IntersectionObserver((entries) => {
       for (const e of entries) {
         if (!e.isIntersecting) continue;
         this.io.unobserve(e.target);
         const panel = this.panels.find((p) => p.el === e.target);
-        if (panel) panel.load();
+        if (panel) this.queue(panel);
       }
     }, { rootMargin: "200px 0px" });
     this.onResize = () => this.panels.forEach((p) => p.resize());
@@ -271,6 +277,41 @@ export class ChartSet {
     return p;
   }
 
+  // Panels that scroll into view together are fetched in one request (up to 50 keys, the API's
+  // bound): one set of queries on the server instead of one per chart, measured several times
+  // cheaper for a screen of charts. Zoom and live tails stay per panel.
+  queue(panel) {
+    this.pending.push(panel);
+    if (!this.flushTimer) this.flushTimer = setTimeout(() => this.flush(), 20);
+  }
+
+  async flush() {
+    this.flushTimer = null;
+    const panels = this.pending.splice(0);
+    for (let i = 0; i < panels.length; i += 50) {
+      const group = panels.slice(i, i + 50);
+      const keys = group.map((p) => p.key).join(",");
+      const q = qs({ keys, runs: this.runs.map((r) => r.id).join(","), x: this.opts.x, writers: this.opts.writers,
+        samples: group[0].samples(), fields: FIELDS });
+      for (const p of group) p.el.dataset.samples = String(group[0].samples());
+      const req = api(`/v1/projects/${enc(this.project)}/charts` + q, { signal: this.abort.signal });
+      for (const p of group) p.loading = req;
+      let res;
+      try {
+        res = await req;
+      } catch (err) {
+        if (err.name !== "AbortError") for (const p of group) if (p.loading === req) { p.loading = null; p.fail(err); }
+        continue;
+      }
+      for (const p of group) {
+        if (p.loading !== req) continue; // a zoom started meanwhile
+        p.loading = null;
+        p.result = { ...res, series: res.series.filter((s) => s.key === p.key) };
+        p.draw();
+      }
+    }
+  }
+
   drawn(panel) {
     if (this.onDrawn) this.onDrawn(panel);
   }
@@ -282,7 +323,7 @@ export class ChartSet {
 
   /** Refetch every drawn panel (axis or writer mode changed). */
   reload() {
-    for (const p of this.panels) if (p.result) { p.range = null; p.reset.hidden = true; p.load(); }
+    for (const p of this.panels) if (p.result) { p.range = null; p.reset.hidden = true; this.queue(p); }
   }
 
   tick() {
@@ -293,6 +334,7 @@ export class ChartSet {
 
   destroy() {
     clearInterval(this.timer);
+    clearTimeout(this.flushTimer);
     this.abort.abort();
     this.io.disconnect();
     window.removeEventListener("resize", this.onResize);
