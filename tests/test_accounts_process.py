@@ -63,7 +63,8 @@ def test_first_start_prints_a_one_time_link_that_makes_the_first_admin(first: Se
 
 def test_secrets_never_reach_the_servers_output(first: ServerProcess) -> None:
     api = first.api()
-    api.ok("POST", "/v1/users", {"email": "logs@example.com", "password": "log-me-not-password"})
+    # An admin: managing keys (below) needs the admin role.
+    api.ok("POST", "/v1/users", {"email": "logs@example.com", "password": "log-me-not-password", "role": "admin"})
     invited = api.ok("POST", "/v1/users", {"email": "invited@example.com"})
     s = requests.Session()
     ok = s.post(first.url + "/v1/auth/login", json={"email": "logs@example.com", "password": "log-me-not-password"})
