@@ -22,7 +22,7 @@ from arwx.accounts.ratelimit import AttemptLimiter
 from arwx.accounts.service import AccountError, AlreadyMember, LoginSession, csrf_for
 from arwx.accounts.wire import Login, OrgSwitch, PasswordSetup, UserCreate
 from arwx.appkeys import ACCOUNTS, API_KEY, CONFIG, SESSION
-from arwx.errors import BadRequest, Conflict, Forbidden, NotFound, TooManyRequests, Unauthorized
+from arwx.errors import BadRequest, Conflict, NotFound, TooManyRequests, Unauthorized
 from arwx.gateway.auth import SESSION_COOKIE, own_session, public, requires
 from arwx.gateway.body import read_body
 from arwx.wire import MAX_ID_LEN, decode_body
@@ -144,17 +144,8 @@ async def logout(request: web.Request) -> web.Response:
     return resp
 
 
-def _require_admin(request: web.Request) -> None:
-    """Members are managed by the organization's admins: a key with the ``admin`` scope
-    (``@requires``, checked before the handler), a session with the admin role."""
-    session = request.get(SESSION)
-    if session is not None and session.role != "admin":
-        raise Forbidden("only an admin of this organization may manage its members")
-
-
 @requires("admin")
 async def create_user(request: web.Request) -> web.Response:
-    _require_admin(request)
     req = decode_body(await read_body(request, MAX_BODY), UserCreate)
     accounts = request.app[ACCOUNTS]
     org = request[API_KEY].org
@@ -180,7 +171,6 @@ async def list_users(request: web.Request) -> web.Response:
 
 @requires("admin")
 async def remove_user(request: web.Request) -> web.Response:
-    _require_admin(request)
     user_id = request.match_info["user_id"][:MAX_ID_LEN]
     if not await request.app[ACCOUNTS].remove_member(request[API_KEY].org, user_id):
         raise NotFound(f"unknown user {user_id!r}")

@@ -47,7 +47,8 @@ AUTHENTICATORS = web.AppKey("arwx_authenticators", list)
 _PUBLIC = "arwx_public"
 _SCOPE = "arwx_scope"
 _RUN_BOUND = "arwx_run_bound"
-_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: Methods that only read: they need the ``read`` scope, and no CSRF token with a cookie.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def public(handler: Callable) -> Callable:
@@ -78,13 +79,9 @@ def is_public(request: web.Request) -> bool:
     return bool(getattr(request.match_info.handler, _PUBLIC, False))
 
 
-_OWN_SESSION = "arwx_own_session"
-
-
 def own_session(handler: Callable) -> Callable:
     """Mark a handler that changes only the caller's own session (sign out, switch org):
     any member may, a viewer too (it needs only ``read``). The CSRF check still applies."""
-    setattr(handler, _OWN_SESSION, True)
     return requires("read")(handler)
 
 
@@ -95,7 +92,7 @@ def required_scope(request: web.Request) -> str | None:
     declared = getattr(request.match_info.handler, _SCOPE, None)
     if declared is not None:
         return declared
-    return "read" if request.method in _READ_METHODS else "write"
+    return "read" if request.method in SAFE_METHODS else "write"
 
 
 async def _key_named(request: web.Request, secret: str) -> ApiKey | None:
@@ -113,7 +110,6 @@ async def bearer_key(request: web.Request) -> ApiKey | None:
 
 SESSION_COOKIE = "arwx_session"
 CSRF_HEADER = "X-CSRF-Token"
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 #: What a signed-in user may do, by role in the organization (``launch`` only by an explicit key).
@@ -135,18 +131,18 @@ def session_key(session: LoginSession) -> ApiKey:
 
 async def session_cookie(request: web.Request) -> ApiKey | None:
     """The dashboard's ``arwx_session`` cookie (``arwx.accounts``); 403 for a state-changing
-    request without the session's ``X-CSRF-Token``, or one a viewer may not make."""
+    request without the session's ``X-CSRF-Token``. What the session may do is its role's
+    scopes (``session_key``), checked like a key's."""
     token = request.cookies.get(SESSION_COOKIE)
     if not token or ACCOUNTS not in request.config_dict:
         return None
     session = await request.config_dict[ACCOUNTS].session(token)
     if session is None:
         return None
-    if request.method not in SAFE_METHODS:
-        if not hmac.compare_digest(request.headers.get(CSRF_HEADER, "").encode(), csrf_for(token).encode()):
-            raise Forbidden(f"a request signed in with a cookie must carry the {CSRF_HEADER} header of its session")
-        if session.role == "viewer" and not getattr(request.match_info.handler, _OWN_SESSION, False):
-            raise Forbidden("a viewer of this organization may only read")
+    if request.method not in SAFE_METHODS and not hmac.compare_digest(
+        request.headers.get(CSRF_HEADER, "").encode(), csrf_for(token).encode()
+    ):
+        raise Forbidden(f"a request signed in with a cookie must carry the {CSRF_HEADER} header of its session")
     request[SESSION] = session
     return session_key(session)
 
