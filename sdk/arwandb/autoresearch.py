@@ -135,9 +135,20 @@ def _resolve() -> _Settings:
     base = _overrides.get("base_url") or (s.base_url if s else None) or env("BASE_URL") or DEFAULT_BASE_URL
     key = _overrides.get("api_key") or (s.api_key if s else None) or env("API_KEY")
     mode = normalize_mode(_overrides.get("mode") or (s.mode if s else None) or env("MODE"))
-    root = spool_root(_overrides["dir"]) if "dir" in _overrides else (s.root if s else spool_root(None))
+    root = spool_root(_overrides["dir"]) if "dir" in _overrides else (s.root if s else _default_root())
     timeout = float(_overrides.get("timeout") or env_float("CALL_TIMEOUT", DEFAULT_TIMEOUT))
     return _Settings(base.rstrip("/"), key, mode, root, max(0.1, timeout))
+
+
+_first_root: list[str] = []
+
+
+def _default_root() -> str:
+    """``$ARWANDB_DIR``/cwd as it was at the first call: a later ``chdir`` must not split the
+    journal in two (the calls' order lives in one journal)."""
+    if not _first_root:
+        _first_root.append(spool_root(None))
+    return _first_root[0]
 
 
 def _project(project: str | None) -> str:
