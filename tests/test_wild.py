@@ -111,6 +111,9 @@ def test_the_seeds_canonical_flow(server: ServerProcess, wild: WildApi, workdir:
             # An arwx run like any other: in the sweep's project, its receipt intact, its history complete.
             arwx_run = wild.ok("GET", f"/v1/runs/{run_id}")
             assert arwx_run["project"] == "mnist-mlp-cpu-grid" and arwx_run["status"] == "finished"
+            # The script's own config (arwandb.init(config=...)) beside what the sweep recorded.
+            assert arwx_run["config"]["lr"] == float(lr) and arwx_run["config"]["seed"] == seed
+            assert arwx_run["config"]["wild"]["sweep_id"] == sweep_id
             receipt = wild.wait_intact(run_id, 40)
             assert receipt["points_stored"] == 40 and receipt["lost"] == 0
             rows = wild.ok("GET", f"/v1/runs/{run_id}/metrics", params={"keys": "loss"})["rows"]

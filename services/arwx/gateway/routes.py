@@ -29,6 +29,10 @@ async def create_run(request: web.Request) -> web.Response:
     run, created = await request.app[RUNS].create(
         request[API_KEY].org, req.id, req.project, req.name, req.config, req.writer_ids, fingerprint, req.resume
     )
+    if bound is not None and not created and req.config:
+        # The run was made for the command before it started (a Wild run): the config its
+        # ``arwandb.init(config=...)`` sends is still the run's config, merged by top-level key.
+        run = await request.app[RUNS].merge_config(request[API_KEY].org, bound, req.config) or run
     return web.json_response(run.public(), status=201 if created else 200)
 
 
