@@ -209,3 +209,31 @@ def test_operations_doc_commands_parse() -> None:
     assert cmds
     for cmd in cmds:
         _check_cli(shlex.split(cmd))
+
+
+def test_every_role_is_deployed_with_the_shared_parts_it_needs(compose: dict) -> None:
+    """From the roles registry, so a new role or a new shared part fails here until the
+    files carry it: every role runs in compose and in Kubernetes, and each of its
+    processes is given every setting it refuses to start without (``Role.alone_needs``),
+    the settings tests/test_topology.py starts the same processes with."""
+    from arwx.roles import ROLES
+
+    env_name = {o.name: o.env for o in OPTIONS}
+    need = {role: {env_name[s] for shared in r.alone_needs for s in shared.settings} for role, r in ROLES.items()}
+    services = {n: s for n, s in compose["services"].items() if n in ARWX_SERVICES}
+    assert {s["command"][0] for s in services.values()} == set(ROLES)
+    for name, svc in services.items():
+        missing = need[svc["command"][0]] - {k for k, v in svc["environment"].items() if v}
+        assert not missing, (name, missing)
+    docs = _k8s_docs()
+    data = {(d["kind"], d["metadata"]["name"]): d.get("data") or d.get("stringData") or {} for d in docs}
+    deployments = [d for d in docs if d["kind"] == "Deployment"]
+    assert {d["spec"]["template"]["spec"]["containers"][0]["args"][0] for d in deployments} == set(ROLES)
+    for d in deployments:
+        (c,) = d["spec"]["template"]["spec"]["containers"]
+        given = {e["name"] for e in c.get("env", [])}
+        for ref in c.get("envFrom", []):
+            kind, src = ("ConfigMap", ref["configMapRef"]) if "configMapRef" in ref else ("Secret", ref["secretRef"])
+            given |= set(data[(kind, src["name"])])
+        missing = need[c["args"][0]] - given
+        assert not missing, (d["metadata"]["name"], missing)
