@@ -112,10 +112,21 @@ CREATE TABLE IF NOT EXISTS runs
     fingerprint   String,
     created_at    DateTime64(3, 'UTC'),
     finished_at   Nullable(DateTime64(3, 'UTC')),
-    version       UInt64
+    version       UInt64,
+    tags          Array(String),
+    notes         String,
+    deleted_at    Nullable(DateTime64(3, 'UTC'))
 )
 ENGINE = ReplacingMergeTree(version)
 ORDER BY (org, run_id)
+;
+-- Run lifecycle columns, for a store made before them (the mirror is then
+-- re-synced from the catalog at start: Runs.sync_mirror).
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS tags Array(String)
+;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS notes String
+;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS deleted_at Nullable(DateTime64(3, 'UTC'))
 ;
 -- Organizations, API keys and writer totals live in the catalog; a store
 -- written before it still has those tables, which the first start imports

@@ -24,10 +24,10 @@ from arwx.compat.wild.wire import STRUCTS as WILD_STRUCTS  # noqa: E402
 from arwx.compat.workbench.wire import STRUCTS as WORKBENCH_STRUCTS  # noqa: E402
 from arwx.control.artifact_wire import ArtifactLog, FileRegister, RefMove  # noqa: E402
 from arwx.control.wire import STRUCTS as CONTROL_STRUCTS  # noqa: E402
-from arwx.wire import BlobsMissing, IngestBatch, KeyCreate, Point, RunCreate, RunFinish  # noqa: E402
+from arwx.wire import BlobsMissing, IngestBatch, KeyCreate, Point, RunCreate, RunFinish, RunUpdate  # noqa: E402
 
 STRUCTS = (
-    Point, IngestBatch, RunCreate, RunFinish, KeyCreate, BlobsMissing, FileRegister, ArtifactLog, RefMove,
+    Point, IngestBatch, RunCreate, RunFinish, RunUpdate, KeyCreate, BlobsMissing, FileRegister, ArtifactLog, RefMove,
     *CONTROL_STRUCTS, *ACCOUNT_STRUCTS, *WORKBENCH_STRUCTS, *WILD_STRUCTS,
 )
 
@@ -663,7 +663,58 @@ def openapi() -> dict:
             }
         },
         "/v1/runs/{run_id}": {
-            "get": {"summary": "One run", "parameters": _RUN_PARAM, "responses": {"200": _RUN, "404": _ERR, **_AUTH}}
+            "get": {"summary": "One run", "parameters": _RUN_PARAM, "responses": {"200": _RUN, "404": _ERR, **_AUTH}},
+            "patch": {
+                "summary": "Edit a run: name, tags and notes replace; config is merged key by key (null removes a key)",
+                "parameters": _RUN_PARAM,
+                "requestBody": _body("RunUpdate"),
+                "responses": {"200": _RUN, "400": _ERR, "404": _ERR, "413": _ERR, **_AUTH},
+            },
+            "delete": {
+                "summary": "Soft-delete a run: hidden from lists and charts, points kept, new points refused (409); "
+                "POST /v1/runs/{run_id}/restore undoes it",
+                "parameters": _RUN_PARAM,
+                "responses": {"200": _RUN, "404": _ERR, **_AUTH},
+            },
+        },
+        "/v1/runs/{run_id}/restore": {
+            "post": {
+                "summary": "Restore a soft-deleted run",
+                "parameters": _RUN_PARAM,
+                "responses": {"200": _RUN, "404": _ERR, **_AUTH},
+            }
+        },
+        "/v1/runs/{run_id}/purge": {
+            "post": {
+                "summary": "Purge a run (admin scope): its points, rollups, ledger rows and mirror row removed from "
+                "ClickHouse and its catalog rows deleted, for good; blobs are left to garbage collection",
+                "parameters": _RUN_PARAM
+                + [
+                    {
+                        "name": "confirm", "in": "query", "required": True, "schema": {"type": "string"},
+                        "description": "the run's id, repeated: the confirmation",
+                    }
+                ],
+                "responses": {
+                    "200": _obj("Rows removed per ClickHouse table", {"purged": {"type": "boolean"}, "removed": {"type": "object"}}),
+                    "400": _ERR,
+                    "403": _ERR,
+                    "404": _ERR,
+                    "503": _UNAVAILABLE,
+                    **_AUTH,
+                },
+            }
+        },
+        "/v1/runs/{run_id}/heartbeat": {
+            "post": {
+                "summary": "A writer of the run is alive (no body); a run judged crashed is running again",
+                "parameters": _RUN_PARAM,
+                "responses": {
+                    "200": _obj("The run's status", {"id": {"type": "string"}, "status": {"type": "string"}}),
+                    "404": _ERR,
+                    **_AUTH,
+                },
+            }
         },
         "/v1/runs/{run_id}/finish": {
             "post": {
@@ -728,6 +779,10 @@ def openapi() -> dict:
                 + [
                     {"name": "status", "in": "query", "schema": {"enum": ["running", "finished", "failed", "crashed", "killed"]}},
                     {"name": "name_prefix", "in": "query", "schema": {"type": "string"}},
+                    {
+                        "name": "deleted", "in": "query", "schema": {"enum": ["false", "true"]},
+                        "description": "true: the soft-deleted runs only (default: the others)",
+                    },
                     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
                     {"name": "cursor", "in": "query", "schema": {"type": "string"}},
                 ],

@@ -112,13 +112,23 @@ CREATE TABLE IF NOT EXISTS runs_local ON CLUSTER arwx
     fingerprint   String,
     created_at    DateTime64(3, 'UTC'),
     finished_at   Nullable(DateTime64(3, 'UTC')),
-    version       UInt64
+    version       UInt64,
+    tags          Array(String),
+    notes         String,
+    deleted_at    Nullable(DateTime64(3, 'UTC'))
 )
 ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/runs_local', '{replica}', version)
 ORDER BY (org, run_id)
 ;
 CREATE TABLE IF NOT EXISTS runs ON CLUSTER arwx AS runs_local
 ENGINE = Distributed(arwx, currentDatabase(), runs_local, cityHash64(org, run_id))
+;
+-- Run lifecycle columns, for a cluster made before them.
+ALTER TABLE runs_local ON CLUSTER arwx ADD COLUMN IF NOT EXISTS tags Array(String),
+    ADD COLUMN IF NOT EXISTS notes String, ADD COLUMN IF NOT EXISTS deleted_at Nullable(DateTime64(3, 'UTC'))
+;
+ALTER TABLE runs ON CLUSTER arwx ADD COLUMN IF NOT EXISTS tags Array(String),
+    ADD COLUMN IF NOT EXISTS notes String, ADD COLUMN IF NOT EXISTS deleted_at Nullable(DateTime64(3, 'UTC'))
 ;
 CREATE TABLE IF NOT EXISTS point_rollups_local ON CLUSTER arwx
 (

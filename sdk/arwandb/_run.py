@@ -122,6 +122,7 @@ class Run:
                 batch_size=settings.batch_size,
                 stream_threshold=settings.stream_threshold,
                 flush_interval=settings.flush_interval,
+                heartbeat_interval=settings.heartbeat_interval,
             )
             self.uploader.run_created = resumed  # resume_run created or re-opened it
             self._upload_thread = threading.Thread(

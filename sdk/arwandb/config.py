@@ -108,6 +108,7 @@ class Settings:
     request_timeout: float = 15.0
     resume: str | None = None  # allow | must | never: see normalize_resume
     resume_timeout: float = 60.0  # how long init() waits to learn where the writers ended
+    heartbeat_interval: float = 30.0  # seconds between heartbeats (the server's crash bound is longer)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -162,6 +163,7 @@ def resolve(
         flush_interval=max(0.01, float(flush_interval)),
         finish_timeout=max(0.0, float(finish_timeout)),
         resume=normalize_resume(resume if resume is not None else env("RESUME")),
+        heartbeat_interval=max(0.05, env_float("HEARTBEAT_INTERVAL", 30.0)),
         resume_timeout=max(
             0.1, float(resume_timeout if resume_timeout is not None else env_float("RESUME_TIMEOUT", 60.0))
         ),

@@ -161,7 +161,9 @@ class Uploader:
         batch_size: int = 500,
         stream_threshold: int = 5000,
         flush_interval: float = 1.0,
+        heartbeat_interval: float | None = None,
     ) -> None:
+        """``heartbeat_interval``: seconds between heartbeats while live (None: none, as in ``sync``)."""
         self.t = transport
         self.meta = run_meta
         self.run_id: str = run_meta["id"]
@@ -181,6 +183,8 @@ class Uploader:
         self._recreated = False
         self._last_flush: dict[str, float] = {}
         self._cap: dict[str, int] = {}  # per-writer batch cap after a 413
+        self.heartbeat_interval = heartbeat_interval
+        self._last_beat = float("-inf")
 
     # -- driving it ------------------------------------------------------------------------------
     def start_draining(self, deadline: float) -> None:
@@ -317,6 +321,12 @@ class Uploader:
             self._sleep(self._transient(resp))
         return False
 
+    def heartbeat(self, now: float) -> None:
+        """Tell the server this run's writers are alive (one small request; its answer does not
+        matter: a missed heartbeat is retried at the next interval, and points go on regardless)."""
+        self._last_beat = now
+        self._req("POST", f"/v1/runs/{urllib.parse.quote(self.run_id, safe='')}/heartbeat", b"")
+
     # -- points ----------------------------------------------------------------------------------
     def pending(self) -> int:
         return sum(sp.next_seq - sp.acked for sp in self.spools)
@@ -329,6 +339,8 @@ class Uploader:
                 self._sleep(delay)
                 return False
         now = time.monotonic()
+        if self.heartbeat_interval is not None and not self.draining and now - self._last_beat >= self.heartbeat_interval:
+            self.heartbeat(now)
         progressed = False
         for sp in self.spools:
             pend = sp.next_seq - sp.acked

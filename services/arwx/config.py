@@ -75,6 +75,10 @@ OPTIONS: list[Option] = [
     Option("login_address_failures", int, 50, "failed sign-ins from one client address within login_window_s before 429"),
     Option("wild_lost_after_s", float, 60.0, "Wild V2: a runner silent this long has its running runs marked lost"),
     Option("wild_log_cap_bytes", int, 8 << 20, "Wild V2: bytes of a run's stdout, and of its stderr, the server keeps (the rest is dropped)"),
+    Option(
+        "run_crash_after_s", float, 300.0,
+        "a running run whose writers sent no heartbeat for this long becomes crashed (a heartbeat brings it back)",
+    ),
     # `arwx runner` only (RUNNER_OPTIONS): the process that executes Wild V2 runs (docs/runner.md).
     Option("runner_server", str, "http://127.0.0.1:8090", "arwx runner: the arwx server it takes runs from"),
     Option("runner_key", str, "", "arwx runner: its API key, holding the launch scope (prefer the variable to the flag)"),
@@ -129,6 +133,7 @@ class Settings:
     login_window_s: float
     login_account_failures: int
     login_address_failures: int
+    run_crash_after_s: float
     wild_lost_after_s: float
     wild_log_cap_bytes: int
     runner_server: str
@@ -153,6 +158,8 @@ class Settings:
             raise ConfigError("max_body_bytes and max_line_bytes must be at least 1024")
         if self.key_refresh_s <= 0 or self.send_timeout_s <= 0:
             raise ConfigError("key_refresh_s and send_timeout_s must be positive")
+        if self.run_crash_after_s <= 0:
+            raise ConfigError("run_crash_after_s must be positive")
         if self.log_retention_s < 0:
             raise ConfigError("log_retention_s must not be negative")
         if self.body_timeout_s <= 0 or self.body_idle_s <= 0:

@@ -30,6 +30,7 @@ from arwx.config import Settings
 from arwx.consumer.runner import Consumer
 from arwx.control import artifact_routes
 from arwx.control import routes as control_routes
+from arwx.crashwatch import CrashWatch
 from arwx.gateway import routes as gateway_routes
 from arwx.query import routes as query_routes
 from arwx.web import routes as web_routes
@@ -95,6 +96,13 @@ async def _start_consumer(c: Components, on_fatal: OnFatal) -> Background:
     return consumer
 
 
+async def _start_crashwatch(c: Components, on_fatal: OnFatal) -> Background:
+    assert c.runs is not None  # the query role needs the catalog
+    watch = CrashWatch(c.runs, c.settings.run_crash_after_s)
+    await watch.start()
+    return watch
+
+
 ROLES: dict[str, Role] = {
     "gateway": Role(
         "run the ingest gateway (HTTP → log), the MLflow tracking API (docs/mlflow.md), ml-workbench's "
@@ -116,7 +124,9 @@ ROLES: dict[str, Role] = {
         pause_means="the store takes no writes",
     ),
     "query": Role(
-        "run the query service (history, receipts) and the dashboard at /",
+        "run the query service (history, receipts), crash detection (runs whose writers went silent) and the "
+        "dashboard at /",
+        start=_start_crashwatch,
         routes=(
             query_routes.add_routes, blob_routes.add_read_routes, artifact_routes.add_read_routes,
             control_routes.add_read_routes, web_routes.add_routes, chachaml_routes.add_read_routes,

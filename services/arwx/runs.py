@@ -54,6 +54,10 @@ class Run:
     writer_totals: dict[str, int] = field(default_factory=dict)
     version: int = 0
     config_bytes: int = 0  # the config's size as JSON: its weight in the cache
+    tags: list[str] = field(default_factory=list)
+    notes: str = ""
+    heartbeat_at_ms: int | None = None
+    deleted_at_ms: int | None = None
 
     def public(self) -> dict:
         return {
@@ -62,22 +66,35 @@ class Run:
             "name": self.name,
             "status": self.status,
             "config": self.config,
+            "tags": self.tags,
+            "notes": self.notes,
             "writer_ids": self.writer_ids,
             "writer_totals": self.writer_totals,
             "fingerprint": self.fingerprint or None,
             "created_at": self.created_at_ms / 1000,
-            "finished_at": None if self.finished_at_ms is None else self.finished_at_ms / 1000,
+            "finished_at": _s(self.finished_at_ms),
+            "heartbeat_at": _s(self.heartbeat_at_ms),
+            "deleted": self.deleted_at_ms is not None,
+            "deleted_at": _s(self.deleted_at_ms),
         }
+
+
+def _s(ms: int | None) -> float | None:
+    return None if ms is None else ms / 1000
 
 
 _COLUMNS = (
     runs.c.org, runs.c.run_id, runs.c.project, runs.c.name, runs.c.status, runs.c.config, runs.c.writer_ids,
     runs.c.created_at, runs.c.finished_at, runs.c.fingerprint, runs.c.version,
+    runs.c.tags, runs.c.notes, runs.c.heartbeat_at, runs.c.deleted_at,
 )
 
 
 def _run(row: tuple) -> Run:
-    return Run(*row[:10], version=row[10], config_bytes=len(msgspec.json.encode(row[5])))
+    return Run(
+        *row[:10], version=row[10], config_bytes=len(msgspec.json.encode(row[5])),
+        tags=list(row[11] or []), notes=row[12] or "", heartbeat_at_ms=row[13], deleted_at_ms=row[14],
+    )
 
 
 CACHE_RUNS = 10_000
@@ -152,6 +169,8 @@ class Runs:
         if run_id:
             existing = await self.get(org, run_id, fresh=True)
             if existing is not None:
+                if existing.deleted_at_ms is not None:
+                    raise Conflict(f"run {run_id!r} is deleted; restore it first (POST /v1/runs/{run_id}/restore)")
                 if resume == "never":
                     raise Conflict(f"run {run_id!r} exists and resume is 'never'")
                 if resume in ("allow", "must"):
@@ -200,7 +219,7 @@ class Runs:
         async with self.catalog.begin() as conn:
             # FOR UPDATE (PostgreSQL; SQLite's write transaction locks the whole file):
             # finishes of one run from any process run one after the other.
-            row = (await conn.execute(select(runs.c.status).where(where).with_for_update())).first()
+            row = (await conn.execute(select(runs.c.status, runs.c.finished_at).where(where).with_for_update())).first()
             if row is None:
                 return None
             w_where = (run_writers.c.org == org) & (run_writers.c.run_id == run_id)
@@ -220,7 +239,8 @@ class Runs:
             ]
             if new:
                 await conn.execute(run_writers.insert(), new)
-            finished_now = row[0] == "running"
+            # A crash the server detected (no finished_at) ends when a writer finishes after all.
+            finished_now = row[0] == "running" or (row[0] == "crashed" and row[1] is None)
             if finished_now:
                 await conn.execute(
                     update(runs).where(where).values(
@@ -295,6 +315,111 @@ class Runs:
                 return await self.get(org, run_id)
             check_config(config)
             await conn.execute(update(runs).where(where).values(config=config, version=next_version(time.time_ns())))
+        run = await self.get(org, run_id, fresh=True)
+        if run is not None:
+            await self._mirror(run)
+        return run
+
+    async def heartbeat(self, org: str, run_id: str) -> Run | None:
+        """A writer of the run is alive: record the time, and a run the server had judged
+        ``crashed`` (``mark_crashed``) is ``running`` again. None if there is no such run."""
+        now = int(time.time() * 1000)
+        where = (runs.c.org == org) & (runs.c.run_id == run_id)
+        async with self.catalog.begin() as conn:
+            row = (await conn.execute(select(runs.c.status, runs.c.finished_at).where(where))).first()
+            if row is None:
+                return None
+            back = row[0] == "crashed" and row[1] is None  # detected, not reported, crash
+            values: dict = {"heartbeat_at": now}
+            if back:
+                values.update(status="running", version=next_version(time.time_ns()))
+            # The status condition makes a racing finish win: it is never undone here.
+            await conn.execute(update(runs).where(where & (runs.c.status == row[0])).values(**values))
+        run = await self.get(org, run_id, fresh=True)
+        if run is not None and back:
+            await self._mirror(run)
+        return run
+
+    async def mark_crashed(self, silent_ms: int) -> list[Run]:
+        """Running runs whose writers all went silent (no heartbeat for ``silent_ms``) become
+        ``crashed``; runs that never sent a heartbeat are never judged. Returns those changed."""
+        cutoff = int(time.time() * 1000) - silent_ms
+        silent = (
+            (runs.c.status == "running") & runs.c.heartbeat_at.is_not(None) & (runs.c.heartbeat_at < cutoff)
+            & runs.c.deleted_at.is_(None)
+        )
+        changed = []
+        async with self.catalog.begin() as conn:
+            found = (await conn.execute(select(runs.c.org, runs.c.run_id).where(silent))).all()
+            for org, run_id in found:
+                # One by one, each re-checked: a heartbeat or finish since the read wins.
+                res = await conn.execute(
+                    update(runs).where(silent & (runs.c.org == org) & (runs.c.run_id == run_id))
+                    .values(status="crashed", version=next_version(time.time_ns()))
+                )
+                if res.rowcount:
+                    changed.append((org, run_id))
+        out = []
+        for org, run_id in changed:
+            run = await self.get(org, run_id, fresh=True)
+            if run is not None:
+                await self._mirror(run)
+                out.append(run)
+        return out
+
+    async def update(
+        self, org: str, run_id: str, *, name: str | None = None, tags: list[str] | None = None,
+        notes: str | None = None, config: dict | None = None,
+    ) -> Run | None:
+        """Edit a run: ``name``, ``tags`` and ``notes`` replace; ``config`` is merged into the
+        run's config key by key (a key set to None is removed: JSON merge patch at the top
+        level). None if there is no such run; ``BadInput``/``PayloadTooLarge`` for a config
+        past the contract's bounds."""
+        where = (runs.c.org == org) & (runs.c.run_id == run_id)
+        async with self.catalog.begin() as conn:
+            row = (await conn.execute(select(runs.c.config).where(where).with_for_update())).first()
+            if row is None:
+                return None
+            values: dict = {}
+            if config is not None:
+                merged = {**(row[0] or {}), **config}
+                merged = {k: v for k, v in merged.items() if v is not None}
+                if merged != row[0]:
+                    check_config(merged)
+                    values["config"] = merged
+            if name is not None:
+                values["name"] = name
+            if tags is not None:
+                values["tags"] = list(dict.fromkeys(tags))
+            if notes is not None:
+                values["notes"] = notes
+            if not values:  # nothing changes (an adapter re-setting a param): no new version to mirror
+                return await self.get(org, run_id)
+            await conn.execute(update(runs).where(where).values(**values, version=next_version(time.time_ns())))
+        return await self._changed(org, run_id)
+
+    async def set_deleted(self, org: str, run_id: str, deleted: bool) -> Run | None:
+        """Soft-delete (or restore) a run: hidden from lists and charts, its points kept,
+        new points refused until it is restored. None if there is no such run."""
+        where = (runs.c.org == org) & (runs.c.run_id == run_id)
+        async with self.catalog.begin() as conn:
+            res = await conn.execute(
+                update(runs).where(where).values(
+                    deleted_at=int(time.time() * 1000) if deleted else None, version=next_version(time.time_ns())
+                )
+            )
+            if not res.rowcount:
+                return None
+        return await self._changed(org, run_id)
+
+    async def forget(self, org: str, run_id: str) -> None:
+        """Remove the run's catalog rows (after its data was purged from ClickHouse)."""
+        async with self.catalog.begin() as conn:
+            await conn.execute(delete(run_writers).where((run_writers.c.org == org) & (run_writers.c.run_id == run_id)))
+            await conn.execute(delete(runs).where((runs.c.org == org) & (runs.c.run_id == run_id)))
+        self._cache.pop((org, run_id))
+
+    async def _changed(self, org: str, run_id: str) -> Run | None:
         run = await self.get(org, run_id, fresh=True)
         if run is not None:
             await self._mirror(run)

@@ -389,6 +389,21 @@ class RunCreate(msgspec.Struct, forbid_unknown_fields=True):
     resume: Literal["allow", "must", "never"] | None = None
 
 
+MAX_TAGS = 100
+MAX_NOTES_BYTES = 64 << 10
+RunTag = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+
+
+class RunUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of ``PATCH /v1/runs/:id``: only the fields given change. ``config`` is merged
+    into the run's config key by key; a key set to null is removed."""
+
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None
+    tags: Annotated[list[RunTag], msgspec.Meta(max_length=MAX_TAGS)] | None = None
+    notes: Annotated[str, msgspec.Meta(max_length=MAX_NOTES_BYTES)] | None = None
+    config: dict[str, Any] | None = None
+
+
 RunStatus = Annotated[str, msgspec.Meta(pattern=r"^(finished|failed|crashed|killed)$")]
 
 

@@ -55,6 +55,9 @@ class RunMirror:
                     "created_at": _ts([r.created_at_ms for r in batch]),
                     "finished_at": _ts([r.finished_at_ms for r in batch]),
                     "version": pa.array([r.version for r in batch], pa.uint64()),
+                    "tags": pa.array([r.tags for r in batch], pa.list_(pa.string())),
+                    "notes": [r.notes for r in batch],
+                    "deleted_at": _ts([r.deleted_at_ms for r in batch]),
                 }
             ),
         )

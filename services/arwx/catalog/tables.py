@@ -94,7 +94,14 @@ runs = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("finished_at", BigInteger, nullable=True),
     Column("version", BigInteger, nullable=False),
+    # Run lifecycle (migration 0009): edits, the last heartbeat of any writer
+    # (NULL: its writers never sent one, so it is never judged crashed), soft delete.
+    Column("tags", JSON, nullable=True),
+    Column("notes", Text, nullable=True),
+    Column("heartbeat_at", BigInteger, nullable=True),
+    Column("deleted_at", BigInteger, nullable=True),
     Index(None, "org", "project", "created_at"),
+    Index(None, "status", "heartbeat_at"),
 )
 
 # What each writer says it sent, reported at finish: a row per writer, so

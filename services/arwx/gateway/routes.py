@@ -1,4 +1,4 @@
-"""Write-side routes: runs (create, finish), ingest, API keys.
+"""Write-side routes: runs (create, finish, edit, delete, restore, purge, heartbeat), ingest, API keys.
 
 Handlers decode, call a service and answer; every refusal is an
 ``arwx.errors`` exception rendered by the app's middleware.
@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from arwx.appkeys import API_KEY, RUNS, TENANCY
+from arwx.appkeys import API_KEY, LOG, RUNS, STORE, TENANCY
 from arwx.errors import BadRequest, Forbidden, NotFound
 from arwx.gateway.auth import requires, run_bound
 from arwx.gateway.body import read_body
 from arwx.gateway.ingest import ingest_batch, ingest_stream
+from arwx.purge import purge_run
 from arwx.tenancy import DEFAULT_SCOPES, SCOPES, BadScopes, parse_scopes
-from arwx.wire import MAX_ID_LEN, KeyCreate, RunCreate, RunFinish, decode_body
+from arwx.wire import MAX_ID_LEN, KeyCreate, RunCreate, RunFinish, RunUpdate, decode_body
 
 MAX_SMALL_BODY = 1 << 20
 
@@ -44,6 +45,59 @@ async def finish_run(request: web.Request) -> web.Response:
     if run is None:
         raise NotFound(f"unknown run {run_id!r}")
     return web.json_response(run.public())
+
+
+async def update_run(request: web.Request) -> web.Response:
+    """``PATCH /v1/runs/:id``: name, tags, notes; config merged key by key."""
+    run_id = request.match_info["run_id"]
+    req = decode_body(await read_body(request, MAX_SMALL_BODY), RunUpdate)
+    run = await request.app[RUNS].update(
+        request[API_KEY].org, run_id, name=req.name, tags=req.tags, notes=req.notes, config=req.config
+    )
+    if run is None:
+        raise NotFound(f"unknown run {run_id!r}")
+    return web.json_response(run.public())
+
+
+async def delete_run(request: web.Request) -> web.Response:
+    """``DELETE /v1/runs/:id``: soft delete (hidden, points kept, no new points; restorable)."""
+    run_id = request.match_info["run_id"]
+    run = await request.app[RUNS].set_deleted(request[API_KEY].org, run_id, True)
+    if run is None:
+        raise NotFound(f"unknown run {run_id!r}")
+    return web.json_response(run.public())
+
+
+@requires("admin")
+async def purge_run_route(request: web.Request) -> web.Response:
+    """``POST /v1/runs/:id/purge?confirm=<run id>`` (admin): every row of the run removed from
+    ClickHouse and the catalog, for good."""
+    run_id, org = request.match_info["run_id"], request[API_KEY].org
+    run = await request.app[RUNS].get(org, run_id, fresh=True)
+    if run is None:
+        raise NotFound(f"unknown run {run_id!r}")
+    if request.query.get("confirm") != run_id:
+        raise BadRequest(f"purging deletes every point of the run for good: confirm with confirm={run_id}")
+    removed = await purge_run(request.app[STORE], request.app[LOG], request.app[RUNS], run)
+    return web.json_response({"id": run_id, "purged": True, "removed": removed})
+
+
+async def restore_run(request: web.Request) -> web.Response:
+    """``POST /v1/runs/:id/restore``: undo a soft delete."""
+    run_id = request.match_info["run_id"]
+    run = await request.app[RUNS].set_deleted(request[API_KEY].org, run_id, False)
+    if run is None:
+        raise NotFound(f"unknown run {run_id!r}")
+    return web.json_response(run.public())
+
+
+async def heartbeat(request: web.Request) -> web.Response:
+    """``POST /v1/runs/:id/heartbeat``: a writer is alive (no body needed)."""
+    run_id = request.match_info["run_id"]
+    run = await request.app[RUNS].heartbeat(request[API_KEY].org, run_id)
+    if run is None:
+        raise NotFound(f"unknown run {run_id!r}")
+    return web.json_response({"id": run.run_id, "status": run.status})
 
 
 @requires("admin")
@@ -80,6 +134,11 @@ async def revoke_key(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/runs", create_run)
     app.router.add_post("/v1/runs/{run_id}/finish", finish_run)
+    app.router.add_patch("/v1/runs/{run_id}", update_run)
+    app.router.add_delete("/v1/runs/{run_id}", delete_run)
+    app.router.add_post("/v1/runs/{run_id}/restore", restore_run)
+    app.router.add_post("/v1/runs/{run_id}/purge", purge_run_route)
+    app.router.add_post("/v1/runs/{run_id}/heartbeat", heartbeat)
     app.router.add_post("/v1/ingest", ingest_batch)
     app.router.add_post("/v1/ingest/stream", ingest_stream)
     app.router.add_post("/v1/keys", create_key)

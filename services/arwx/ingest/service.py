@@ -110,9 +110,13 @@ class Chunker:
         run = await self.runs.get(self.org, run_id)
         if run is None:
             raise NotFound(f"unknown run {run_id!r}")
-        if run.status != "running" and run.writer_totals.get(writer_id, seq + 1) <= seq:
-            # Resumed through another process since it was cached? Refuse on the truth only.
-            run = await self.runs.get(self.org, run_id, fresh=True) or run
+        if run.deleted_at_ms is not None or (run.status != "running" and run.writer_totals.get(writer_id, seq + 1) <= seq):
+            # Resumed or restored through another process since it was cached? Refuse on the truth only.
+            run = await self.runs.get(self.org, run_id, fresh=True)
+            if run is None:
+                raise NotFound(f"unknown run {run_id!r}")
+        if run.deleted_at_ms is not None:
+            raise Conflict(f"run {run_id!r} is deleted; restore it (POST /v1/runs/{run_id}/restore) to log to it")
         if run.status != "running":
             # Ranks finish one by one: a writer that has not reported its
             # total yet is still running and keeps writing.

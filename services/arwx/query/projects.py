@@ -29,9 +29,14 @@ async def project_runs(
     limit: int,
     after: tuple[int, str] | None,
     with_latest: bool = True,
+    deleted: bool = False,
 ) -> dict:
-    """Runs of a project, newest first, with each run's latest value per key."""
-    cond = "org = {org:String} AND project = {project:String} AND startsWith(name, {prefix:String})"
+    """Runs of a project, newest first, with each run's latest value per key; soft-deleted
+    runs only with ``deleted`` (then only those)."""
+    cond = (
+        "org = {org:String} AND project = {project:String} AND startsWith(name, {prefix:String})"
+        f" AND {'isNotNull' if deleted else 'isNull'}(deleted_at)"
+    )
     params: dict = {"org": org, "project": project, "prefix": prefix, "limit": limit + 1}
     if status:
         cond += " AND status = {status:String}"
@@ -41,7 +46,7 @@ async def project_runs(
         params.update(a_ms=after[0], a_run=after[1])
     rows = await store.rows(
         "SELECT run_id, name, status, config, writer_ids, toUnixTimestamp64Milli(created_at),"
-        " if(isNull(finished_at), NULL, toUnixTimestamp64Milli(assumeNotNull(finished_at)))"
+        " if(isNull(finished_at), NULL, toUnixTimestamp64Milli(assumeNotNull(finished_at))), tags, notes"
         f" FROM runs FINAL WHERE {cond}"
         " ORDER BY created_at DESC, run_id DESC LIMIT {limit:UInt32}",
         params,
@@ -52,7 +57,8 @@ async def project_runs(
         {
             "id": r[0], "name": r[1], "status": r[2], "config": msgspec.json.decode(r[3] or "{}"),
             "writer_ids": list(r[4]), "created_at": r[5] / 1000,
-            "finished_at": None if r[6] is None else r[6] / 1000, "latest": {},
+            "finished_at": None if r[6] is None else r[6] / 1000, "tags": list(r[7]), "notes": r[8],
+            "deleted": deleted, "latest": {},
         }
         for r in rows
     ]
@@ -65,9 +71,9 @@ async def project_runs(
 
 
 async def project_run_ids(store: Store, org: str, project: str, cap: int) -> list[str]:
-    """Ids of a project's runs (newest first, at most ``cap``)."""
+    """Ids of a project's runs that are not deleted (newest first, at most ``cap``)."""
     rows = await store.rows(
-        "SELECT run_id FROM runs FINAL WHERE org = {org:String} AND project = {project:String}"
+        "SELECT run_id FROM runs FINAL WHERE org = {org:String} AND project = {project:String} AND isNull(deleted_at)"
         " ORDER BY created_at DESC, run_id DESC LIMIT {cap:UInt32}",
         {"org": org, "project": project, "cap": cap},
     )

@@ -139,8 +139,12 @@ async def get_project_runs(request: web.Request) -> web.Response:
             after = projects_mod.parse_run_cursor(request.query["cursor"])
         except ValueError:
             raise BadRequest("cursor is not one this service gave out") from None
+    deleted = request.query.get("deleted", "false")
+    if deleted not in ("true", "false"):
+        raise BadRequest("deleted must be true (the deleted runs) or false (the others)")
     page = await projects_mod.project_runs(
-        request.app[STORE], request[API_KEY].org, name, status, request.query.get("name_prefix", ""), limit, after
+        request.app[STORE], request[API_KEY].org, name, status, request.query.get("name_prefix", ""), limit, after,
+        deleted=deleted == "true",
     )
     if not page["runs"] and after is None and not await request.app[CONTROL].projects.exists(request[API_KEY].org, name):
         raise NotFound(f"unknown project {name!r}")
