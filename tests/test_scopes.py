@@ -34,11 +34,13 @@ READ_POSTS |= {"/api/v1/experiments/runs/compare"}  # ml-service's compare
 
 
 def _needs(method: str, path: str) -> str:
-    # Admin: managing keys, and adding or removing members (listing them is a read).
+    # Admin: managing keys, adding or removing members (listing them is a read), purging runs.
     if path.startswith("/v1/keys") or (path.startswith("/v1/users") and method != "GET"):
         return "admin"
     if (method, path) in LAUNCH:
         return "launch"
+    if path.startswith("/v1/runs/") and path.endswith("/purge"):  # deleting a run's data for good
+        return "admin"
     return "read" if method in ("GET", "HEAD") or path in READ_POSTS else "write"
 
 
