@@ -185,6 +185,9 @@ def test_purge_needs_an_admin_key_and_a_confirmation_then_removes_every_row(embe
     assert api.request("GET", "/v1/runs/gone")[0] == 404
     assert api.receipt("stays")["points_stored"] == 50  # the other run is untouched
     assert [r["id"] for r in api.ok("GET", "/v1/projects/purges/runs")["runs"]] == ["stays"]
-    # The id is free again.
+    # The id is free again, its seqs too (nothing remembers the purged points as stored).
     api.ok("POST", "/v1/runs", {"id": "gone", "project": "purges"})
     assert api.receipt("gone")["points_stored"] == 0
+    api.ok("POST", "/v1/ingest", {"points": points("gone", "w0", range(10))})
+    rec = api.wait_intact("gone", 10)
+    assert (rec["points_stored"], rec["duplicates_collapsed"], rec["conflicts"]) == (10, 0, 0), rec
