@@ -4,7 +4,7 @@ All columns are nullable, so existing runs need no backfill: no tags, no
 notes, never heartbeated (never judged crashed), not deleted.
 
 Revision ID: 0009
-Revises: 0006
+Revises: 0010
 Create Date: 2026-11-25
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0006"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
