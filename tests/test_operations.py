@@ -88,7 +88,9 @@ def test_ops_listener_answers_without_a_key_and_the_api_port_has_no_metrics(ops_
     assert _get(ops_server.metrics_port, "/health")[0] == 200
     status, _, body = _get(ops_server.metrics_port, "/ready")
     assert status == 200, body
-    assert json.loads(body) == {"status": "ready", "checks": {"store": "ok", "catalog": "ok", "log": "ok", "consumer": "ok"}}
+    # Every background role reports too: the consumer, and the query role's crash detection.
+    assert json.loads(body) == {"status": "ready", "checks": {"store": "ok", "catalog": "ok", "log": "ok", "consumer": "ok",
+                                                             "query": "ok"}}
     text = _scrape(ops_server)
     assert "# TYPE arwx_http_requests_total counter" in text
     assert "# TYPE arwx_log_append_duration_seconds histogram" in text
