@@ -265,6 +265,10 @@ async def _runner(settings: Settings) -> int:
         print("arwx runner: needs its own API key with the launch scope: ARWX_RUNNER_KEY (or --runner-key)",
               file=sys.stderr)
         return 2
+    # Commands inherit this thread's signal mask: start them with nothing blocked, whatever the
+    # runner inherited (a parent that loaded ClickHouse's engine blocks SIGPIPE in its threads; a
+    # command's `yes | head` then printed "Broken pipe" instead of ending quietly).
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
     runner = Runner(RunnerSettings(
         server=settings.runner_server, key=settings.runner_key, root=Path(settings.runner_root).expanduser(),
         runner_id=settings.runner_id or f"{socket.gethostname()[:40]}-{secrets.token_hex(3)}",

@@ -23,9 +23,9 @@ from arwx.runs import RUN_STATUSES, Run
 from arwx.wire import ID_PATTERN, MAX_ID_LEN, MAX_SEQ
 
 
-async def _run(request: web.Request) -> Run | None:
+async def _run(request: web.Request, fresh: bool = False) -> Run | None:
     # 404 for a run of another org too: existence must not leak.
-    return await request.app[RUNS].get(request[API_KEY].org, request.match_info["run_id"])
+    return await request.app[RUNS].get(request[API_KEY].org, request.match_info["run_id"], fresh=fresh)
 
 
 async def get_run(request: web.Request) -> web.Response:
@@ -106,7 +106,9 @@ async def get_metrics_stream(request: web.Request) -> web.StreamResponse:
 
 
 async def get_integrity(request: web.Request) -> web.Response:
-    run = await _run(request)
+    # Fresh from the catalog: a writer's total reported through another process (a gateway)
+    # must count at once, or a cached run could call a receipt intact without it.
+    run = await _run(request, fresh=True)
     if run is None:
         raise NotFound(f"unknown run {request.match_info['run_id']!r}")
     return web.json_response(await receipt(request.app[STORE], request.app[LOG], run))
