@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -288,3 +288,39 @@ def send_until_acked(api: Api, path: str, body: Any = None, raw: bytes | None = 
         if time.monotonic() > deadline:
             raise AssertionError(f"POST {path} not acknowledged within {timeout}s")
         time.sleep(0.05)
+
+
+async def new_org_key_in(catalog_url: str, name: str) -> str:
+    """A new organization and a key for it, made straight in a catalog (as another process would)."""
+    from arwx.catalog import Catalog
+    from arwx.tenancy import Tenancy
+
+    catalog = Catalog.open(catalog_url, Path("/nonexistent"))
+    await catalog.start()
+    try:
+        tenancy = Tenancy(catalog)
+        org = await tenancy.create_org(name)
+        return (await tenancy.create_key(org, name))[1]
+    finally:
+        await catalog.stop()
+
+
+def two_org_server(request: Any, tmp_path_factory: Any, label: str, probe: str) -> Iterator[tuple[Api, Api]]:
+    """(a, b): clients of two organizations on one real server whose catalog is ``request.param``
+    ("sqlite" or "postgresql"); ``probe`` is a GET that answers 200 once b's key has reached it."""
+
+    data = tmp_path_factory.mktemp(f"arwx-{label}-{request.param}")
+    if request.param == "sqlite":
+        url = f"sqlite:///{data / 'catalog.sqlite'}"
+    else:
+        url = request.getfixturevalue("postgres").new_database()
+    srv = ServerProcess(Path(data), catalog=url).start()
+    try:
+        assert srv.key, srv.output
+        other = asyncio.run(new_org_key_in(url, "other"))
+        a, b = Api(srv.url, srv.key), Api(srv.url, other)
+        # Keys made outside the process reach it within its refresh period.
+        wait_for(lambda: b.get(probe)[0] == 200, 10, 0.05, "the second org's key")
+        yield a, b
+    finally:
+        srv.terminate()

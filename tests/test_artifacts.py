@@ -9,7 +9,6 @@ kept apart (404), and the seed's cURL example run verbatim through ``curl``.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import http.client
 import os
@@ -20,40 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from arwx.catalog import Catalog
-from arwx.tenancy import Tenancy
-from tests.helpers import Api, ServerProcess, wait_for
-
-
-async def _new_org_key(catalog_url: str, name: str) -> str:
-    catalog = Catalog.open(catalog_url, Path("/nonexistent"))
-    await catalog.start()
-    try:
-        tenancy = Tenancy(catalog)
-        org = await tenancy.create_org(name)
-        return (await tenancy.create_key(org, name))[1]
-    finally:
-        await catalog.stop()
+from tests.helpers import Api, two_org_server
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def orgs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     """(a, b): clients of two organizations on one real server with the given catalog."""
-    data = tmp_path_factory.mktemp(f"arwx-artifacts-{request.param}")
-    if request.param == "sqlite":
-        url = f"sqlite:///{data / 'catalog.sqlite'}"
-    else:
-        url = request.getfixturevalue("postgres").new_database()
-    srv = ServerProcess(Path(data), catalog=url).start()
-    try:
-        assert srv.key, srv.output
-        other = asyncio.run(_new_org_key(url, "other"))
-        a, b = Api(srv.url, srv.key), Api(srv.url, other)
-        # Keys made outside the process reach it within its refresh period.
-        wait_for(lambda: b.get("/v1/artifacts")[0] == 200, 10, 0.05, "the second org's key")
-        yield a, b
-    finally:
-        srv.terminate()
+    yield from two_org_server(request, tmp_path_factory, "artifacts", "/v1/artifacts")
 
 
 def _name() -> str:
