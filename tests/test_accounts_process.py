@@ -88,6 +88,38 @@ def test_secrets_never_reach_the_servers_output(first: ServerProcess) -> None:
         assert secret not in logged, secret
 
 
+OTHER_PROCESS = """
+import asyncio, sys
+from pathlib import Path
+from arwx.accounts.ratelimit import AttemptLimiter
+from arwx.catalog import Catalog
+
+async def main():
+    catalog = Catalog.open(sys.argv[1], Path("/nonexistent"))
+    await catalog.start()
+    try:
+        for _ in range(3):
+            await AttemptLimiter(catalog, 3, 900.0).failed("email:" + sys.argv[2])
+    finally:
+        await catalog.stop()
+
+asyncio.run(main())
+"""
+
+
+def test_the_limit_holds_across_processes(first: ServerProcess) -> None:
+    """Failures another process records (a second gateway, here a bare process on the same
+    catalog) refuse a sign-in at this server: the budget is not per process."""
+    first.api().ok("POST", "/v1/users", {"email": "elsewhere@example.com", "password": PASSWORD})
+    url = first.catalog or f"sqlite:///{first.data_dir / 'catalog.sqlite'}"
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "services"))
+    done = subprocess.run([sys.executable, "-c", OTHER_PROCESS, url, "elsewhere@example.com"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    refused = _login(first.url, "Elsewhere@Example.com")  # the right password, refused here
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0, refused.text
+
+
 def test_sign_in_is_limited_per_account_and_per_address(first: ServerProcess) -> None:
     """Runs last on this server: it leaves 127.0.0.1 over its limit."""
     api = first.api()

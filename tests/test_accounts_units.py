@@ -1,11 +1,10 @@
-"""The pure parts of accounts: password hashes and the sign-in attempt window."""
+"""The pure parts of accounts: password hashes, emails, CSRF tokens."""
 
 from __future__ import annotations
 
 import pytest
 
 from arwx.accounts.passwords import WeakPassword, check_strength, hash_password, verify_password
-from arwx.accounts.ratelimit import AttemptLimiter
 from arwx.accounts.service import AccountError, csrf_for, normalize_email
 
 
@@ -21,28 +20,6 @@ def test_password_hashes_are_salted_scrypt_with_their_parameters() -> None:
         with pytest.raises(WeakPassword):
             check_strength(weak)
     check_strength("eight888")
-
-
-def test_failures_slide_out_of_the_window() -> None:
-    lim = AttemptLimiter(max_failures=3, window_s=10.0)
-    for t in (0.0, 1.0, 2.0):
-        assert lim.retry_after("email:a", now=t) == 0
-        lim.failed("email:a", now=t)
-    assert lim.retry_after("email:a", now=2.0) == pytest.approx(8.0)  # until the failure at 0 s leaves
-    assert lim.retry_after("email:b", now=2.0) == 0  # another key is not affected
-    assert lim.retry_after("email:a", now=10.5) == 0  # the first failure left the window
-    lim.failed("email:a", now=10.5)
-    assert lim.retry_after("email:a", now=10.6) == pytest.approx(0.4)
-    lim.clear("email:a")
-    assert lim.retry_after("email:a", now=10.6) == 0
-
-
-def test_the_limiter_tracks_a_bounded_number_of_keys() -> None:
-    lim = AttemptLimiter(max_failures=1, window_s=100.0, max_keys=10)
-    for i in range(50):
-        lim.failed(f"addr:{i}", now=1.0)
-    assert len(lim._failures) == 10
-    assert lim.retry_after("addr:49", now=2.0) > 0 and lim.retry_after("addr:0", now=2.0) == 0
 
 
 def test_emails_and_csrf_tokens() -> None:

@@ -66,8 +66,8 @@ async def _signed_in(request: web.Request, session: LoginSession, token: str) ->
     return resp
 
 
-def _refuse_if_limited(request: web.Request, *keys: tuple[web.AppKey, str]) -> None:
-    wait = max(request.app[limiter].retry_after(key) for limiter, key in keys)
+async def _refuse_if_limited(request: web.Request, *keys: tuple[web.AppKey, str]) -> None:
+    wait = max([await request.app[limiter].retry_after(key) for limiter, key in keys])
     if wait > 0:
         log.warning("sign-in refused: too many failures", extra={"remote": request.remote})
         raise TooManyRequests(
@@ -80,16 +80,16 @@ def _refuse_if_limited(request: web.Request, *keys: tuple[web.AppKey, str]) -> N
 async def login(request: web.Request) -> web.Response:
     req = decode_body(await read_body(request, MAX_BODY), Login)
     limits = ((ACCOUNT_LIMITER, "email:" + req.email.strip().lower()), (ADDRESS_LIMITER, f"addr:{request.remote}"))
-    _refuse_if_limited(request, *limits)
+    await _refuse_if_limited(request, *limits)
     accounts = request.app[ACCOUNTS]
     user = await accounts.check_password(req.email, req.password)
     started = await accounts.start_session(user) if user is not None else None
     if started is None:
         for limiter, key in limits:
-            request.app[limiter].failed(key)
+            await request.app[limiter].failed(key)
         log.info("sign-in failed", extra={"remote": request.remote})
         raise Unauthorized(WRONG)
-    request.app[ACCOUNT_LIMITER].clear(limits[0][1])
+    await request.app[ACCOUNT_LIMITER].clear(limits[0][1])
     token, session = started
     log.info("signed in", extra={"user": session.user.user_id, "org": session.org, "remote": request.remote})
     return await _signed_in(request, session, token)
@@ -100,14 +100,14 @@ async def setup_password(request: web.Request) -> web.Response:
     """Redeem a one-time token (first start, or an account made without a password) and sign in."""
     req = decode_body(await read_body(request, MAX_BODY), PasswordSetup)
     limit = (ADDRESS_LIMITER, f"addr:{request.remote}")
-    _refuse_if_limited(request, limit)
+    await _refuse_if_limited(request, limit)
     accounts = request.app[ACCOUNTS]
     try:
         user = await accounts.redeem(req.token, req.password, req.email)
     except (AccountError, WeakPassword) as e:
         raise BadRequest(str(e)) from None
     if user is None:
-        request.app[ADDRESS_LIMITER].failed(limit[1])
+        await request.app[ADDRESS_LIMITER].failed(limit[1])
         raise NotFound("unknown, used or expired set-password token")
     started = await accounts.start_session(user)
     if started is None:  # its organization is gone
@@ -179,8 +179,10 @@ async def remove_user(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     cfg = app[CONFIG]
-    app[ACCOUNT_LIMITER] = AttemptLimiter(cfg.login_account_failures, cfg.login_window_s)
-    app[ADDRESS_LIMITER] = AttemptLimiter(cfg.login_address_failures, cfg.login_window_s)
+    # Both share the window (one setting): each prunes the other's expired rows too.
+    catalog = app[ACCOUNTS].catalog
+    app[ACCOUNT_LIMITER] = AttemptLimiter(catalog, cfg.login_account_failures, cfg.login_window_s)
+    app[ADDRESS_LIMITER] = AttemptLimiter(catalog, cfg.login_address_failures, cfg.login_window_s)
     app.router.add_post("/v1/auth/login", login)
     app.router.add_post("/v1/auth/setup", setup_password)
     app.router.add_get("/v1/auth/me", me)

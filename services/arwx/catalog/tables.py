@@ -489,6 +489,20 @@ password_tokens = Table(
     Column("used_at", BigInteger, nullable=True),
 )
 
+# Failed sign-ins, one row each, shared by every process of the server so a limit
+# holds however many gateways there are (``arwx/accounts/ratelimit.py``). ``key_hash``
+# is the SHA-256 of ``"email:…"`` or ``"addr:…"`` (people type passwords into the
+# email field: it is never stored as typed). Rows older than the window are deleted.
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key_hash", String(64), nullable=False),
+    Column("at", BigInteger, nullable=False),
+    Index(None, "key_hash", "at"),
+    Index(None, "at"),
+)
+
 # --- The ml-workbench adapter (migration 0006, arwx/compat/workbench/state.py).
 # An experiment is an arwx project (``project``, unique in the org); ``run_id``
 # its current run (where metrics sent to the experiment's id go); ``extra`` the
