@@ -16,18 +16,18 @@ from typing import Annotated, Any
 import msgspec
 from aiohttp import ClientPayloadError, web
 
-from arwx.appkeys import API_KEY, BLOBS, INGEST, RUNS, STORE
+from arwx.appkeys import API_KEY, BLOBS, RUNS
 from arwx.backpressure import budgeted
 from arwx.compat.chachaml.models import STAGES, Models
 from arwx.compat.chachaml.service import END_STATUSES, ChachamlService, StartRun, run_json
+from arwx.compat.common import add_adapter_routes, json_object, org_of
 from arwx.compat.runfiles import RunFiles
 from arwx.control.artifact_wire import NAME_PATTERN
 from arwx.control.artifacts import Artifacts
 from arwx.control.files import Files
-from arwx.control.http import body, idempotent
+from arwx.control.http import idempotent
 from arwx.errors import BadRequest
 from arwx.gateway.body import body_chunks
-from arwx.ingest.reserved_seqs import ReservedSeqs
 from arwx.params import query_int
 from arwx.wire import ID_PATTERN, ProjectName, decode_body
 
@@ -68,10 +68,6 @@ def _svc(request: web.Request) -> ChachamlService:
     return request.config_dict[SERVICE]
 
 
-def _org(request: web.Request) -> str:
-    return request[API_KEY].org
-
-
 def _run_id(request: web.Request) -> str:
     return request.match_info["run_id"]
 
@@ -86,21 +82,19 @@ async def _json(request: web.Request) -> dict:
     if ct and ct != "application/json" and not ct.endswith("+json"):
         raise BadRequest(f"this endpoint expects JSON (Content-Type: application/json), not {ct!r}; "
                          "artifact uploads take application/octet-stream")
-    raw = await body(request, MAX_JSON)
-    if not raw.strip():
-        return {}
+    return await json_object(request, MAX_JSON, _decode)
+
+
+def _decode(raw: bytes) -> Any:
     try:
-        out = msgspec.json.decode(raw)
+        return msgspec.json.decode(raw)
     except msgspec.DecodeError as e:
         try:
             # The document's own loop sends bc's output, `{"loss":.500,"step":1}`: a number
             # without its leading zero. Read it as the number it means; nothing else is relaxed.
-            out = msgspec.json.decode(leading_zeros(raw))
+            return msgspec.json.decode(leading_zeros(raw))
         except msgspec.DecodeError:
-            raise BadRequest(f"malformed JSON body: {e}") from None
-    if not isinstance(out, dict):
-        raise BadRequest("the JSON body must be an object")
-    return out
+            raise e from None
 
 
 def leading_zeros(raw: bytes) -> bytes:
@@ -131,28 +125,28 @@ def _ok(data: Any = None) -> web.Response:
 @idempotent(MAX_JSON)
 async def start_run(request: web.Request) -> web.Response:
     b = decode_body(msgspec.json.encode(await _json(request)), StartRunBody)
-    run = await _svc(request).start_run(_org(request), StartRun(b.experiment, b.name, b.tags or {}, b.parent_run_id,
+    run = await _svc(request).start_run(org_of(request), StartRun(b.experiment, b.name, b.tags or {}, b.parent_run_id,
                                                                 b.created_by))
     return _ok(run_json(run))
 
 
 @idempotent(MAX_JSON)
 async def log_params(request: web.Request) -> web.Response:
-    await _svc(request).log_params(_org(request), _run_id(request), await _json(request))
+    await _svc(request).log_params(org_of(request), _run_id(request), await _json(request))
     return _ok()
 
 
 @idempotent(MAX_JSON)
 @budgeted("body")
 async def log_metrics(request: web.Request) -> web.Response:
-    await _svc(request).log_metrics(_org(request), _run_id(request), await _json(request),
+    await _svc(request).log_metrics(org_of(request), _run_id(request), await _json(request),
                                     request.headers.get("Idempotency-Key"))
     return _ok()
 
 
 @budgeted("stream")
 async def log_artifact(request: web.Request) -> web.Response:
-    await _svc(request).run(_org(request), _run_id(request))  # another org's run is unknown whatever the body
+    await _svc(request).run(org_of(request), _run_id(request))  # another org's run is unknown whatever the body
     ct = _content_type(request)
     if ct and ct != "application/octet-stream":
         raise BadRequest(f"artifact uploads take the raw bytes as application/octet-stream, not {ct!r}; "
@@ -161,7 +155,7 @@ async def log_artifact(request: web.Request) -> web.Response:
     if not name or len(name) > 512 or any(ord(c) < 0x20 or c == "\x7f" for c in name):
         raise BadRequest("name: give the artifact's name as ?name=… (1 to 512 characters, no control characters)")
     try:
-        f = await _svc(request).log_artifact(_org(request), _run_id(request), name, body_chunks(request, whole=False),
+        f = await _svc(request).log_artifact(org_of(request), _run_id(request), name, body_chunks(request, whole=False),
                                              "application/octet-stream")
     except (ClientPayloadError, ConnectionResetError):
         raise BadRequest("the upload was cut off before its end; nothing was stored") from None
@@ -173,7 +167,7 @@ async def end_run(request: web.Request) -> web.Response:
     b = decode_body(msgspec.json.encode(await _json(request)), EndBody)
     if b.status not in END_STATUSES:
         raise BadRequest(f"status must be one of {', '.join(map(repr, END_STATUSES))}, not {b.status!r}")
-    await _svc(request).end_run(_org(request), _run_id(request), b.status, b.error)
+    await _svc(request).end_run(org_of(request), _run_id(request), b.status, b.error)
     return _ok()
 
 
@@ -191,25 +185,25 @@ async def register_model(request: web.Request) -> web.Response:
 # -- the read API ------------------------------------------------------------------------------
 async def list_runs(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", 100, 1, MAX_LIST)
-    runs = await _svc(request).list_runs(_org(request), request.query.get("experiment"), request.query.get("status"),
+    runs = await _svc(request).list_runs(org_of(request), request.query.get("experiment"), request.query.get("status"),
                                          limit)
     return _ok([run_json(r) for r in runs])
 
 
 async def get_run(request: web.Request) -> web.Response:
-    return _ok(await _svc(request).run_detail(_org(request), _run_id(request)))
+    return _ok(await _svc(request).run_detail(org_of(request), _run_id(request)))
 
 
 async def list_experiments(request: web.Request) -> web.Response:
-    return _ok(await _svc(request).experiments(_org(request)))
+    return _ok(await _svc(request).experiments(org_of(request)))
 
 
 async def list_models(request: web.Request) -> web.Response:
-    return _ok(await request.config_dict[MODELS].list(_org(request)))
+    return _ok(await request.config_dict[MODELS].list(org_of(request)))
 
 
 async def get_model(request: web.Request) -> web.Response:
-    return _ok(await request.config_dict[MODELS].get(_org(request), request.match_info["name"]))
+    return _ok(await request.config_dict[MODELS].get(org_of(request), request.match_info["name"]))
 
 
 WRITE_ROUTES = [
@@ -229,27 +223,20 @@ READ_ROUTES = [
 ]
 
 
-async def _start(app: web.Application) -> None:
-    if SERVICE in app:
-        return
+def _models(app: web.Application) -> Models:
     catalog = app[RUNS].catalog
-    files = RunFiles(catalog, app[BLOBS])
-    app[SERVICE] = ChachamlService(app[RUNS], app[INGEST], app[STORE], files, ReservedSeqs(catalog))
-    app[MODELS] = Models(catalog, Artifacts(catalog, app[BLOBS], Files(catalog, app[BLOBS])), app[RUNS], files)
+    return Models(catalog, Artifacts(catalog, app[BLOBS], Files(catalog, app[BLOBS])), app[RUNS],
+                  RunFiles(catalog, app[BLOBS]))
 
 
-def _add(app: web.Application, routes: list) -> None:
-    for method, path, handler in routes:
-        app.router.add_route(method, path, handler)
-    if _start not in app.on_startup:
-        app.on_startup.append(_start)
+_SERVICES = {SERVICE: ChachamlService.from_app, MODELS: _models}
 
 
 def add_write_routes(app: web.Application) -> None:
     """chachaml's write API (the gateway's part)."""
-    _add(app, WRITE_ROUTES)
+    add_adapter_routes(app, WRITE_ROUTES, _SERVICES)
 
 
 def add_read_routes(app: web.Application) -> None:
     """chachaml's read API (the query service's part)."""
-    _add(app, READ_ROUTES)
+    add_adapter_routes(app, READ_ROUTES, _SERVICES)

@@ -21,9 +21,6 @@ A run that does not exist, is another org's, or has ended answers
 
 from __future__ import annotations
 
-import asyncio
-import math
-import re
 import time
 import uuid
 from collections.abc import AsyncIterable
@@ -33,21 +30,17 @@ from typing import Any
 from sqlalchemy import select
 
 from arwx.catalog.tables import projects
-from arwx.compat.runfiles import RunFile, RunFiles
+from arwx.compat.common import AdapterRuns, fresh_digest, metric_value, section
+from arwx.compat.runfiles import RunFile
 from arwx.errors import BadRequest, Conflict, NotFound
-from arwx.ingest.reserved_seqs import ReservedSeqs, request_digest
-from arwx.ingest.service import IngestService
-from arwx.runs import Run, Runs
-from arwx.store.base import Store
-from arwx.wire import KEY_PATTERN, MAX_KEY_LEN, MAX_SEQ, Point
+from arwx.runs import Run
+from arwx.wire import MAX_KEY_LEN, MAX_SEQ
 
 WRITER = "chachaml"
 END_STATUSES = {"completed": "finished", "failed": "failed"}
 STATUS_OF = {"running": "running", "finished": "completed", "failed": "failed", "crashed": "failed", "killed": "failed"}
 MAX_METRICS = 10_000  # metrics in one request
 MAX_DETAIL_POINTS = 100_000  # metric points in one run detail (the rest: /v1/runs/:id/metrics)
-READ_WAIT_S = 10.0  # how long a read waits for the run's acknowledged points to be stored
-_KEY_RE = re.compile(KEY_PATTERN)
 
 
 class NoSuchRun(NotFound):
@@ -66,13 +59,9 @@ class StartRun:
     created_by: str | None
 
 
-def _ms(seconds: float | None) -> int | None:
-    return None if seconds is None else int(round(seconds * 1000))
-
-
 def _section(run: Run, name: str) -> dict:
-    value = run.config.get(name) if WRITER in run.writer_ids else None
-    return dict(value) if isinstance(value, dict) else {}
+    """A section of a chachaml run's config; {} for a run chachaml did not make."""
+    return section(run, name) if WRITER in run.writer_ids else {}
 
 
 def run_json(run: Run) -> dict:
@@ -115,31 +104,13 @@ def check_metrics(body: dict) -> tuple[dict[str, float], int]:
     metrics = body["metrics"] if isinstance(body.get("metrics"), dict) else {k: v for k, v in body.items() if k != "step"}
     if len(metrics) > MAX_METRICS:
         raise BadRequest(f"{len(metrics)} metrics in one request; the limit is {MAX_METRICS}")
-    out: dict[str, float] = {}
-    for k, v in metrics.items():
-        if not k or len(k) > MAX_KEY_LEN or not _KEY_RE.search(k):
-            raise BadRequest(f"metric key {k[:80]!r} is not a metric name (1 to {MAX_KEY_LEN} characters, "
-                             "no comma or control character)")
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise BadRequest(f"metric {k!r}: value {v!r} is not a number")
-        try:
-            out[k] = float(v)
-        except OverflowError:
-            raise BadRequest(f"metric {k!r}: value is out of the range of a double") from None
-        if not math.isfinite(out[k]):
-            raise BadRequest(f"metric {k!r}: value {v!r} is not finite")
-    return out, step
+    return dict(metric_value(k, v, "metric") for k, v in metrics.items()), step
 
 
-class ChachamlService:
+class ChachamlService(AdapterRuns):
     """chachaml's operations; every call names the caller's org first."""
 
-    def __init__(self, runs: Runs, ingest: IngestService, store: Store, files: RunFiles, seqs: ReservedSeqs) -> None:
-        self.runs = runs
-        self.ingest = ingest
-        self.store = store
-        self.files = files
-        self.seqs = seqs
+    writer = WRITER
 
     async def _running(self, org: str, run_id: str) -> Run:
         run = await self.runs.get(org, run_id, fresh=True)
@@ -184,19 +155,15 @@ class ChachamlService:
         metrics, step = check_metrics(body)
         if not metrics:
             return 0
-        # Without a key, each request is its own (chachaml sends no time: two equal bodies are two logs).
-        digest = request_digest(idempotency_key, b"") if idempotency_key else f"r:{uuid.uuid4().hex}"
         now = time.time()
-        async with self.seqs.reserved(org, run_id, WRITER, digest, len(metrics)) as first:
-            points = [Point(seq=first + i, step=step, key=k, value=v, ts=now)
-                      for i, (k, v) in enumerate(metrics.items())]
-            await self.ingest.ingest(org, points, run_id, WRITER)
+        await self.log_points(org, run_id, [(k, v, step, now) for k, v in metrics.items()],
+                              fresh_digest(idempotency_key))
         return len(metrics)
 
     async def log_artifact(self, org: str, run_id: str, name: str, chunks: AsyncIterable[bytes],
                            content_type: str) -> RunFile:
         await self.run(org, run_id)  # chachaml takes artifacts of an ended run too (a model saved after the end)
-        return await self.files.put(org, run_id, name, chunks, content_type)
+        return await self.put_file(org, run_id, name, chunks, content_type)
 
     async def end_run(self, org: str, run_id: str, status: str, error: str | None) -> Run:
         """Finish the run with the writer's total; ending an ended run again changes nothing."""
@@ -206,32 +173,17 @@ class ChachamlService:
         if error is not None:
             await self.runs.update_config(org, run_id, lambda c: {
                 **c, "chachaml": {**(c.get("chachaml") or {}), "error": error}})
-        total = await self.seqs.total(org, run_id, WRITER)
-        out = await self.runs.finish(org, run_id, END_STATUSES[status], {WRITER: total})
+        out = await self.finish(org, run_id, END_STATUSES[status])
         if out is None:
             raise NoSuchRun()
         return out
 
     # -- reads -----------------------------------------------------------------------------------
-    async def _settled(self, org: str, run: Run) -> None:
-        """Wait (bounded) until the store holds every point acknowledged to this writer:
-        a script reads right after it logs, and the log is consumed asynchronously."""
-        want = await self.seqs.total(org, run.run_id, WRITER)
-        deadline = time.monotonic() + READ_WAIT_S
-        delay = 0.01
-        while want:
-            ((n,),) = await self.store.rows(
-                "SELECT count() FROM points FINAL WHERE org = {org:String} AND run_id = {run:String}"
-                " AND writer_id = {w:String}", {"org": org, "run": run.run_id, "w": WRITER})
-            if int(n) >= want or time.monotonic() > deadline:
-                return
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.2)
 
     async def run_detail(self, org: str, run_id: str) -> dict:
         """The run with params, metrics (every point, by key, step, time) and artifacts."""
         run = await self.run(org, run_id)
-        await self._settled(org, run)
+        await self.settled(org, run.run_id)
         rows = await self.store.rows(
             "SELECT key, value, step, toUnixTimestamp64Milli(ts) FROM points FINAL"
             " WHERE org = {org:String} AND run_id = {run:String} AND isFinite(value)"

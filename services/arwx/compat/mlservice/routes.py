@@ -17,11 +17,11 @@ import posixpath
 from collections.abc import AsyncIterator
 from typing import Any
 
-import msgspec
 from aiohttp import BodyPartReader, ClientPayloadError, web
 
-from arwx.appkeys import API_KEY, BLOBS, CONFIG, INGEST, RUNS, STORE
+from arwx.appkeys import CONFIG, RUNS
 from arwx.backpressure import budgeted
+from arwx.compat.common import add_adapter_routes, json_object, org_of
 from arwx.compat.mlservice.service import (
     END_STATUSES,
     MlServiceRuns,
@@ -30,15 +30,13 @@ from arwx.compat.mlservice.service import (
     metrics_of_list,
     metrics_of_map,
 )
-from arwx.compat.runfiles import RunFiles
 from arwx.compat.workbench import wire as workbench_wire
 from arwx.compat.workbench.routes import SERVICE as WORKBENCH
 from arwx.compat.workbench.state import WorkbenchState
-from arwx.control.http import body, idempotent
+from arwx.control.http import idempotent
 from arwx.errors import BadRequest, NotFound, RequestTimeout
 from arwx.gateway.auth import requires
 from arwx.gateway.body import read_body
-from arwx.ingest.reserved_seqs import ReservedSeqs
 from arwx.params import query_int
 from arwx.wire import decode_body
 
@@ -54,23 +52,12 @@ def _svc(request: web.Request) -> MlServiceRuns:
     return request.config_dict[SERVICE]
 
 
-def _org(request: web.Request) -> str:
-    return request[API_KEY].org
-
-
 def _run_id(request: web.Request) -> str:
     return request.match_info["run_id"]
 
 
 async def _json(request: web.Request) -> dict:
-    raw = await body(request, MAX_JSON)
-    try:
-        out = msgspec.json.decode(raw) if raw.strip() else {}
-    except msgspec.DecodeError as e:
-        raise BadRequest(f"malformed JSON body: {e}") from None
-    if not isinstance(out, dict):
-        raise BadRequest("the JSON body must be an object")
-    return out
+    return await json_object(request, MAX_JSON)
 
 
 def _text(b: dict, field: str, limit: int, required: bool = False) -> str | None:
@@ -91,7 +78,7 @@ def _tags(v: Any) -> dict:
 
 
 async def _json_answer(request: web.Request, run_id: str, status: int = 200) -> web.Response:
-    svc, org = _svc(request), _org(request)
+    svc, org = _svc(request), org_of(request)
     return web.json_response(await svc.run_json(org, await svc.run(org, run_id)), status=status)
 
 
@@ -100,10 +87,10 @@ async def _json_answer(request: web.Request, run_id: str, status: int = 200) -> 
 async def create_run(request: web.Request) -> web.Response:
     b = await _json(request)
     exp_id = _text(b, "experiment_id", 64, required=True)
-    e = await request.config_dict[EXPERIMENTS].get(_org(request), exp_id)
+    e = await request.config_dict[EXPERIMENTS].get(org_of(request), exp_id)
     if e is None:
         raise NotFound(f"Experiment {exp_id} not found")
-    run = await _svc(request).create(_org(request), e.id, e.project, _text(b, "name", 256), _text(b, "description", 1000),
+    run = await _svc(request).create(org_of(request), e.id, e.project, _text(b, "name", 256), _text(b, "description", 1000),
                                      _tags(b.get("tags")))
     return await _json_answer(request, run.run_id, 201)
 
@@ -114,11 +101,11 @@ async def list_runs(request: web.Request) -> web.Response:
     exp_id = request.query.get("experiment_id")
     project = None
     if exp_id:
-        e = await request.config_dict[EXPERIMENTS].get(_org(request), exp_id[:64], deleted=True)
+        e = await request.config_dict[EXPERIMENTS].get(org_of(request), exp_id[:64], deleted=True)
         if e is None:
             raise NotFound(f"Experiment {exp_id[:64]} not found")
         project = e.project
-    svc, org = _svc(request), _org(request)
+    svc, org = _svc(request), org_of(request)
     runs = await svc.list(org, project, request.query.get("status"), limit, offset)
     return web.json_response({"runs": [await svc.run_json(org, r) for r in runs], "count": len(runs),
                               "limit": limit, "offset": offset})
@@ -131,31 +118,31 @@ async def get_run(request: web.Request) -> web.Response:
 @idempotent(MAX_JSON)
 @budgeted("body")
 async def log_metrics(request: web.Request) -> web.Response:
-    await _svc(request).run(_org(request), _run_id(request))  # another org's run is 404 whatever the body
+    await _svc(request).run(org_of(request), _run_id(request))  # another org's run is 404 whatever the body
     metrics = metrics_of_map(await _json(request))
-    await _svc(request).log(_org(request), _run_id(request), metrics, {}, {}, request.headers.get("Idempotency-Key"))
+    await _svc(request).log(org_of(request), _run_id(request), metrics, {}, {}, request.headers.get("Idempotency-Key"))
     return web.json_response({"run_id": _run_id(request), "logged": len(metrics)})
 
 
 @idempotent(MAX_JSON)
 async def log_params(request: web.Request) -> web.Response:
-    await _svc(request).run(_org(request), _run_id(request))
+    await _svc(request).run(org_of(request), _run_id(request))
     b = await _json(request)
     params = check_params(b["params"] if isinstance(b.get("params"), dict) and len(b) == 1 else b)
-    await _svc(request).log(_org(request), _run_id(request), [], params, {}, None)
+    await _svc(request).log(org_of(request), _run_id(request), [], params, {}, None)
     return web.json_response({"run_id": _run_id(request), "logged": len(params)})
 
 
 @idempotent(MAX_JSON)
 @budgeted("body")
 async def log_batch(request: web.Request) -> web.Response:
-    await _svc(request).run(_org(request), _run_id(request))
+    await _svc(request).run(org_of(request), _run_id(request))
     b = await _json(request)
     # Everything is checked before anything is written: a refused batch writes nothing.
     metrics = metrics_of_list(b.get("metrics") or [])
     params = key_values(b.get("params") or [], "params")
     tags = key_values(b.get("tags") or [], "tags")
-    await _svc(request).log(_org(request), _run_id(request), metrics, params, tags,
+    await _svc(request).log(org_of(request), _run_id(request), metrics, params, tags,
                             request.headers.get("Idempotency-Key"))
     return web.json_response({"run_id": _run_id(request), "metrics": len(metrics), "params": len(params),
                               "tags": len(tags)})
@@ -179,7 +166,7 @@ async def log_artifact(request: web.Request) -> web.Response:
     sub = request.query.get("artifact_path", "").strip("/")
     if len(sub) > 512 or any(ord(c) < 0x20 for c in sub) or ".." in sub.split("/"):
         raise BadRequest("artifact_path must be a relative path without '..' (at most 512 characters)")
-    await _svc(request).run(_org(request), _run_id(request))
+    await _svc(request).run(org_of(request), _run_id(request))
     try:
         reader = await request.multipart()
     except (ValueError, AssertionError, KeyError):
@@ -196,7 +183,7 @@ async def log_artifact(request: web.Request) -> web.Response:
             raise BadRequest("the file's name must be at most 255 characters, without control characters")
         path = f"{sub}/{filename}" if sub else filename
         content_type = (part.headers.get("Content-Type") or "application/octet-stream")[:256]
-        f = await _svc(request).log_artifact(_org(request), _run_id(request), path, _part_chunks(request, part),
+        f = await _svc(request).log_artifact(org_of(request), _run_id(request), path, _part_chunks(request, part),
                                              content_type)
     except (ClientPayloadError, ConnectionResetError, ValueError):
         raise BadRequest("the upload was cut off or malformed; nothing was stored") from None
@@ -206,26 +193,26 @@ async def log_artifact(request: web.Request) -> web.Response:
 
 @idempotent(MAX_JSON)
 async def end_run(request: web.Request) -> web.Response:
-    await _svc(request).run(_org(request), _run_id(request))
+    await _svc(request).run(org_of(request), _run_id(request))
     b = await _json(request)
     status = b.get("status") or "completed"
     if not isinstance(status, str) or status not in END_STATUSES:
         raise BadRequest(f"status must be one of {', '.join(END_STATUSES)}, not {str(status)[:40]!r}")
-    await _svc(request).end(_org(request), _run_id(request), status)
+    await _svc(request).end(org_of(request), _run_id(request), status)
     return await _json_answer(request, _run_id(request))
 
 
 @requires("read")  # a POST that only reads: a write-only key cannot read through it
 async def compare_runs(request: web.Request) -> web.Response:
     b = await _json(request)
-    return web.json_response(await _svc(request).compare(_org(request), b.get("run_ids"), b.get("metrics")))
+    return web.json_response(await _svc(request).compare(org_of(request), b.get("run_ids"), b.get("metrics")))
 
 
 async def patch_experiment(request: web.Request) -> web.Response:
     """ml-service's ``PATCH /:id``: ml-workbench's update (the same experiment, the same fields)."""
     req = decode_body(await read_body(request, MAX_JSON), workbench_wire.WorkbenchExperimentUpdate)
     wb = request.config_dict[WORKBENCH]
-    return web.json_response(await wb.update(_org(request), request.match_info["id"][:256], req))
+    return web.json_response(await wb.update(org_of(request), request.match_info["id"][:256], req))
 
 
 #: (method, path, handler), static paths first.
@@ -243,15 +230,7 @@ ROUTES = [
 ]
 
 
-async def _start(app: web.Application) -> None:
-    catalog = app[RUNS].catalog
-    app[SERVICE] = MlServiceRuns(app[RUNS], app[INGEST], app[STORE], RunFiles(catalog, app[BLOBS]),
-                                 ReservedSeqs(catalog))
-    app[EXPERIMENTS] = WorkbenchState(catalog)
-
-
 def add_routes(app: web.Application) -> None:
     """ml-service's own paths under ``/api/v1/experiments`` (the gateway's part, like ml-workbench's)."""
-    for method, path, handler in ROUTES:
-        app.router.add_route(method, path, handler)
-    app.on_startup.append(_start)
+    add_adapter_routes(app, ROUTES, {SERVICE: MlServiceRuns.from_app,
+                                     EXPERIMENTS: lambda app: WorkbenchState(app[RUNS].catalog)})

@@ -19,22 +19,17 @@ written, so a refused batch writes nothing.
 
 from __future__ import annotations
 
-import asyncio
-import math
-import re
 import time
 import uuid
 from collections.abc import AsyncIterable
 from dataclasses import dataclass
 from typing import Any
 
-from arwx.compat.runfiles import RunFile, RunFiles
+from arwx.compat.common import AdapterRuns, fresh_digest, metric_value, section
+from arwx.compat.runfiles import RunFile
 from arwx.errors import BadRequest, NotFound
-from arwx.ingest.reserved_seqs import ReservedSeqs, request_digest
-from arwx.ingest.service import IngestService
-from arwx.runs import Run, Runs
-from arwx.store.base import Store
-from arwx.wire import KEY_PATTERN, MAX_KEY_LEN, MAX_SEQ, MAX_TS, Point
+from arwx.runs import Run
+from arwx.wire import MAX_KEY_LEN, MAX_SEQ, MAX_TS
 
 WRITER = "mlservice"
 END_STATUSES = {"completed": "finished", "failed": "failed", "killed": "killed"}
@@ -43,9 +38,7 @@ STATUS_OF = {"running": "running", "finished": "completed", "failed": "failed", 
 MAX_METRICS = 10_000
 MAX_PARAMS = 10_000
 COMPARE_MIN, COMPARE_MAX = 2, 10
-READ_WAIT_S = 10.0
 MAX_LISTED = 10_000
-_KEY_RE = re.compile(KEY_PATTERN)
 
 
 class RunNotFound(NotFound):
@@ -77,18 +70,8 @@ def _ts(v: Any, what: str, now: float) -> float:
 
 
 def _metric(key: Any, value: Any, step: int, ts: float, what: str) -> MetricIn:
-    if not isinstance(key, str) or not key or len(key) > MAX_KEY_LEN or not _KEY_RE.search(key):
-        raise BadRequest(f"{what}: {str(key)[:80]!r} is not a metric name (1 to {MAX_KEY_LEN} characters, no comma "
-                         "or control character)")
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise BadRequest(f"{what} ({key!r}): value {str(value)[:80]!r} is not a number")
-    try:
-        f = float(value)
-    except OverflowError:
-        raise BadRequest(f"{what} ({key!r}): value is out of the range of a double") from None
-    if not math.isfinite(f):
-        raise BadRequest(f"{what} ({key!r}): value is not finite")
-    return MetricIn(key, f, step, ts)
+    k, v = metric_value(key, value, what)
+    return MetricIn(k, v, step, ts)
 
 
 def metrics_of_map(body: dict) -> list[MetricIn]:
@@ -144,20 +127,10 @@ def check_params(params: Any, what: str = "params") -> dict[str, Any]:
     return params
 
 
-def _section(run: Run, name: str) -> dict:
-    v = run.config.get(name)
-    return dict(v) if isinstance(v, dict) else {}
-
-
-class MlServiceRuns:
+class MlServiceRuns(AdapterRuns):
     """Runs of ml-service experiments; every call names the caller's org first."""
 
-    def __init__(self, runs: Runs, ingest: IngestService, store: Store, files: RunFiles, seqs: ReservedSeqs) -> None:
-        self.runs = runs
-        self.ingest = ingest
-        self.store = store
-        self.files = files
-        self.seqs = seqs
+    writer = WRITER
 
     async def run(self, org: str, run_id: str) -> Run:
         run = await self.runs.get(org, run_id, fresh=True)
@@ -183,12 +156,8 @@ class MlServiceRuns:
                   idempotency_key: str | None) -> None:
         """Everything was checked by the caller; the run must still be running."""
         await self._active(org, run_id)
-        if metrics:
-            digest = request_digest(idempotency_key, b"") if idempotency_key else f"r:{uuid.uuid4().hex}"
-            async with self.seqs.reserved(org, run_id, WRITER, digest, len(metrics)) as first:
-                points = [Point(seq=first + i, step=m.step, key=m.key, value=m.value, ts=m.ts)
-                          for i, m in enumerate(metrics)]
-                await self.ingest.ingest(org, points, run_id, WRITER)
+        await self.log_points(org, run_id, [(m.key, m.value, m.step, m.ts) for m in metrics],
+                              fresh_digest(idempotency_key))
         if params or tags:
             await self.runs.update_config(org, run_id, lambda c: {
                 **c, "params": {**(c.get("params") or {}), **params}, "tags": {**(c.get("tags") or {}), **tags}})
@@ -196,14 +165,13 @@ class MlServiceRuns:
     async def log_artifact(self, org: str, run_id: str, name: str, chunks: AsyncIterable[bytes],
                            content_type: str) -> RunFile:
         await self.run(org, run_id)
-        return await self.files.put(org, run_id, name, chunks, content_type)
+        return await self.put_file(org, run_id, name, chunks, content_type)
 
     async def end(self, org: str, run_id: str, status: str) -> Run:
         run = await self.run(org, run_id)
         if run.status != "running":
             return run
-        total = await self.seqs.total(org, run_id, WRITER)
-        out = await self.runs.finish(org, run_id, END_STATUSES[status], {WRITER: total})
+        out = await self.finish(org, run_id, END_STATUSES[status])
         if out is None:
             raise RunNotFound(run_id)
         return out
@@ -219,36 +187,19 @@ class MlServiceRuns:
         runs = await self.runs.list(org, project, statuses, MAX_LISTED)
         return [r for r in runs if WRITER in r.writer_ids][offset:offset + limit]
 
-    async def _settled(self, org: str, run: Run) -> None:
-        want = await self.seqs.total(org, run.run_id, WRITER)
-        deadline, delay = time.monotonic() + READ_WAIT_S, 0.01
-        while want:
-            ((n,),) = await self.store.rows(
-                "SELECT count() FROM points FINAL WHERE org = {org:String} AND run_id = {run:String}"
-                " AND writer_id = {w:String}", {"org": org, "run": run.run_id, "w": WRITER})
-            if int(n) >= want or time.monotonic() > deadline:
-                return
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.2)
-
-    async def latest(self, org: str, run: Run) -> dict[str, float]:
+    async def latest_of(self, org: str, run: Run) -> dict[str, float]:
         """Each metric's latest value (highest step, then time) once the run's points are stored."""
-        await self._settled(org, run)
-        rows = await self.store.rows(
-            "SELECT key, argMax(value, (step, ts, seq)) FROM points FINAL WHERE org = {org:String}"
-            " AND run_id = {run:String} AND isFinite(value) GROUP BY key ORDER BY key",
-            {"org": org, "run": run.run_id})
-        return {k: v for k, v in rows}
+        return (await self.latest(org, [run.run_id])).get(run.run_id, {})
 
     async def run_json(self, org: str, run: Run) -> dict:
         """ml-service's RunResponse (docs/compat.md)."""
-        extra = _section(run, "mlservice")
+        extra = section(run, "mlservice")
         return {
             "id": run.run_id, "run_id": run.run_id, "experiment_id": extra.get("experiment_id"),
             "name": run.name, "description": extra.get("description", ""),
             "status": STATUS_OF.get(run.status, run.status), "start_time": run.created_at_ms,
-            "end_time": run.finished_at_ms, "params": _section(run, "params"), "tags": _section(run, "tags"),
-            "metrics": await self.latest(org, run),
+            "end_time": run.finished_at_ms, "params": section(run, "params"), "tags": section(run, "tags"),
+            "metrics": await self.latest_of(org, run),
             "artifacts": [{"path": f.name, "size": f.size, "sha256": f.sha256, "content_type": f.content_type}
                           for f in await self.files.list(org, run.run_id)],
         }
@@ -263,12 +214,12 @@ class MlServiceRuns:
         runs = [await self.run(org, r) for r in run_ids]
         out = []
         for run in runs:
-            latest = await self.latest(org, run)
+            latest = await self.latest_of(org, run)
             if metrics is not None:
                 latest = {m: latest.get(m) for m in metrics}
             out.append({"run_id": run.run_id, "name": run.name,
-                        "experiment_id": _section(run, "mlservice").get("experiment_id"),
-                        "status": STATUS_OF.get(run.status, run.status), "params": _section(run, "params"),
+                        "experiment_id": section(run, "mlservice").get("experiment_id"),
+                        "status": STATUS_OF.get(run.status, run.status), "params": section(run, "params"),
                         "metrics": latest})
         names = metrics if metrics is not None else sorted({k for r in out for k in r["metrics"]})
         keys = sorted({k for r in out for k in r["params"]})

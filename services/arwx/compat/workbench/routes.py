@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from arwx.appkeys import API_KEY, BLOBS, CATALOG, CONFIG, INGEST, RUNS, STORE
+from arwx.appkeys import API_KEY, CONFIG
 from arwx.backpressure import budgeted
+from arwx.compat.common import add_adapter_routes, org_of
 from arwx.compat.workbench import wire
 from arwx.compat.workbench.service import WorkbenchService
 from arwx.errors import BadRequest
@@ -28,10 +29,6 @@ MAX_LIST = 1000
 
 def _svc(request: web.Request) -> WorkbenchService:
     return request.config_dict[SERVICE]
-
-
-def _org(request: web.Request) -> str:
-    return request[API_KEY].org
 
 
 def _id(request: web.Request) -> str:
@@ -57,7 +54,7 @@ async def list_experiments(request: web.Request) -> web.Response:
     if lifecycle not in ("active", "deleted"):
         raise BadRequest("lifecycle_stage must be active or deleted")
     out = await _svc(request).list(
-        _org(request), search=q.get("search") or None, status=q.get("status") or None, tag=q.get("tag") or None,
+        org_of(request), search=q.get("search") or None, status=q.get("status") or None, tag=q.get("tag") or None,
         pinned=_bool(request, "pinned"), limit=query_int(request, "limit", 20, 1, MAX_LIST),
         offset=query_int(request, "offset", 0, 0, 1 << 31), sort=q.get("sort") or None,
         deleted=lifecycle == "deleted",
@@ -67,68 +64,68 @@ async def list_experiments(request: web.Request) -> web.Response:
 
 async def create_experiment(request: web.Request) -> web.Response:
     req = await _body(request, wire.WorkbenchExperimentCreate)
-    out = await _svc(request).create(_org(request), request[API_KEY].key_id, req)
+    out = await _svc(request).create(org_of(request), request[API_KEY].key_id, req)
     return web.json_response(out, status=201)
 
 
 async def get_experiment(request: web.Request) -> web.Response:
-    return web.json_response(await _svc(request).get(_org(request), _id(request)))
+    return web.json_response(await _svc(request).get(org_of(request), _id(request)))
 
 
 async def update_experiment(request: web.Request) -> web.Response:
     req = await _body(request, wire.WorkbenchExperimentUpdate)
-    return web.json_response(await _svc(request).update(_org(request), _id(request), req))
+    return web.json_response(await _svc(request).update(org_of(request), _id(request), req))
 
 
 async def delete_experiment(request: web.Request) -> web.Response:
-    await _svc(request).delete(_org(request), _id(request))
+    await _svc(request).delete(org_of(request), _id(request))
     return web.Response(status=204)
 
 
 async def restore_experiment(request: web.Request) -> web.Response:
-    return web.json_response(await _svc(request).restore(_org(request), _id(request)))
+    return web.json_response(await _svc(request).restore(org_of(request), _id(request)))
 
 
 async def pin(request: web.Request) -> web.Response:
-    return web.json_response(await _svc(request).pin(_org(request), _id(request)))
+    return web.json_response(await _svc(request).pin(org_of(request), _id(request)))
 
 
 async def replace_tags(request: web.Request) -> web.Response:
     req = await _body(request, wire.WorkbenchTagsReplace)
-    return web.json_response(await _svc(request).replace_tags(_org(request), _id(request), req.tags))
+    return web.json_response(await _svc(request).replace_tags(org_of(request), _id(request), req.tags))
 
 
 async def compare(request: web.Request) -> web.Response:
     ids = [i.strip() for i in request.query.get("ids", "").split(",") if i.strip()]
-    return web.json_response(await _svc(request).compare(_org(request), ids))
+    return web.json_response(await _svc(request).compare(org_of(request), ids))
 
 
 async def stats(request: web.Request) -> web.Response:
-    return web.json_response(await _svc(request).stats(_org(request)))
+    return web.json_response(await _svc(request).stats(org_of(request)))
 
 
 async def register(request: web.Request) -> web.Response:
     req = await _body(request, wire.WorkbenchRegister)
-    out, created = await _svc(request).register(_org(request), request[API_KEY].key_id, req)
+    out, created = await _svc(request).register(org_of(request), request[API_KEY].key_id, req)
     return web.json_response(out, status=201 if created else 200)
 
 
 @budgeted("body")
 async def log_metrics(request: web.Request) -> web.Response:
     raw = await read_body(request, request.config_dict[CONFIG].max_body_bytes)
-    out = await _svc(request).log_metrics(_org(request), _id(request), raw, request.headers.get("Idempotency-Key"))
+    out = await _svc(request).log_metrics(org_of(request), _id(request), raw, request.headers.get("Idempotency-Key"))
     return web.json_response(out)
 
 
 async def log_params(request: web.Request) -> web.Response:
     req = await _body(request, wire.WorkbenchParams)
-    return web.json_response(await _svc(request).log_params(_org(request), _id(request), req.params))
+    return web.json_response(await _svc(request).log_params(org_of(request), _id(request), req.params))
 
 
 @budgeted("body")
 async def log_artifact(request: web.Request) -> web.Response:
     req = await _body(request, wire.WorkbenchArtifact, request.config_dict[CONFIG].max_body_bytes)
-    return web.json_response(await _svc(request).log_artifact(_org(request), _id(request), req))
+    return web.json_response(await _svc(request).log_artifact(org_of(request), _id(request), req))
 
 
 #: (method, path, handler): the static paths before ``{id}`` so ``stats`` is never an id.
@@ -150,12 +147,6 @@ ROUTES = [
 ]
 
 
-async def _start(app: web.Application) -> None:
-    app[SERVICE] = WorkbenchService(app[CATALOG], app[RUNS], app[INGEST], app[STORE], app.get(BLOBS))
-
-
 def add_routes(app: web.Application) -> None:
     """ml-workbench's experiments API (docs/compat.md)."""
-    for method, path, handler in ROUTES:
-        app.router.add_route(method, path, handler)
-    app.on_startup.append(_start)
+    add_adapter_routes(app, ROUTES, {SERVICE: WorkbenchService.from_app})

@@ -17,7 +17,6 @@ Artifact bytes go into the blob store. Deleting hides an experiment
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import math
@@ -29,9 +28,9 @@ from typing import Any
 import msgspec
 from sqlalchemy import func, select
 
-from arwx.blobs.base import BlobStore
-from arwx.catalog import Catalog
 from arwx.catalog.tables import runs as runs_table
+from arwx.compat.common import AdapterRuns
+from arwx.compat.runfiles import RunFiles
 from arwx.compat.workbench import wire
 from arwx.compat.workbench.state import ArtifactRow, Experiment, NameTaken, WorkbenchState, now_ms
 from arwx.errors import BadRequest, Conflict, NotFound
@@ -39,7 +38,7 @@ from arwx.ingest.reserved_seqs import ReservedSeqs, request_digest
 from arwx.ingest.service import IngestService
 from arwx.runs import Runs
 from arwx.store.base import Store
-from arwx.wire import MAX_TS, Point, decode_body
+from arwx.wire import MAX_TS, decode_body
 
 WRITER = "workbench"
 STATUSES = ("draft", "pending", "running", "completed", "failed")
@@ -49,7 +48,6 @@ ARTIFACT_TYPES = ("file", "model", "dataset", "image")
 SORT_FIELDS = {"createdAt": "created_at", "updatedAt": "updated_at", "name": "name", "status": "status",
                "runCount": "run_count"}
 MAX_COMPARE = 50
-READ_WAIT_S = 10.0
 NOT_FOUND = "Experiment not found"
 
 
@@ -92,18 +90,16 @@ def _status(s: str | None, field: str = "status") -> str | None:
     return s
 
 
-class WorkbenchService:
+class WorkbenchService(AdapterRuns):
     """The operations of ml-workbench's experiments API, per org."""
 
-    def __init__(self, catalog: Catalog, runs: Runs, ingest: IngestService, store: Store,
-                 blobs: BlobStore | None) -> None:
-        self.catalog = catalog
-        self.state = WorkbenchState(catalog)
-        self.seqs = ReservedSeqs(catalog)
-        self.runs = runs
-        self.ingest = ingest
-        self.store = store
-        self.blobs = blobs
+    writer = WRITER
+
+    def __init__(self, runs: Runs, ingest: IngestService, store: Store, files: RunFiles, seqs: ReservedSeqs) -> None:
+        super().__init__(runs, ingest, store, files, seqs)
+        self.catalog = runs.catalog
+        self.state = WorkbenchState(runs.catalog)
+        self.blobs = files.blobs
 
     # -- experiments ---------------------------------------------------------------------------
     async def experiment(self, org: str, exp_id: str) -> Experiment:
@@ -217,7 +213,7 @@ class WorkbenchService:
             await self.runs.merge_config(org, run_id, {"workbench": {**(run.config.get("workbench") or {}), **workbench}})
 
     async def _finish(self, org: str, run_id: str, status: str) -> None:
-        await self.runs.finish(org, run_id, _FINISHED[status], {WRITER: await self.seqs.total(org, run_id, WRITER)})
+        await self.finish(org, run_id, _FINISHED[status])
 
     async def delete(self, org: str, exp_id: str) -> None:
         """Hide the experiment (its runs and points stay; ``restore`` brings it back)."""
@@ -324,35 +320,13 @@ class WorkbenchService:
         counts = await self._run_counts(org, [e.project for e in es])
         out = []
         for e in es:
-            best = await self._latest(org, e.run_id) if e.run_id else {}
+            best = (await self.latest(org, [e.run_id])).get(e.run_id, {}) if e.run_id else {}
             for m in e.extra.get("final_metrics") or []:  # what the client called final wins
                 if isinstance(m.get("value"), (int, float)) and not isinstance(m.get("value"), bool):
                     best[m["key"]] = m["value"]
             out.append({"id": e.id, "name": e.name, "status": e.status, "runCount": counts.get(e.project, 0),
                         "bestRunId": e.run_id, "bestMetrics": best, "tags": e.tags, "createdAt": iso(e.created_at)})
         return {"experiments": out}
-
-    async def _latest(self, org: str, run_id: str) -> dict[str, float]:
-        """Each metric's value at its highest step (then its last seq) in the run."""
-        await self._settled(org, run_id)
-        rows = await self.store.rows(
-            "SELECT key, argMax(value, (step, seq)) FROM points FINAL WHERE org = {org:String}"
-            " AND run_id = {run:String} GROUP BY key ORDER BY key", {"org": org, "run": run_id})
-        return {k: (None if math.isnan(v) else v) for k, v in rows}
-
-    async def _settled(self, org: str, run_id: str) -> None:
-        """Wait (bounded) until the store holds what this adapter acknowledged for the run:
-        clients compare right after they log, and the log is consumed asynchronously."""
-        want = await self.seqs.total(org, run_id, WRITER)
-        deadline, delay = time.monotonic() + READ_WAIT_S, 0.01
-        while want:
-            ((n,),) = await self.store.rows(
-                "SELECT count() FROM points FINAL WHERE org = {org:String} AND run_id = {run:String}"
-                " AND writer_id = {w:String}", {"org": org, "run": run_id, "w": WRITER})
-            if int(n) >= want or time.monotonic() > deadline:
-                return
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.2)
 
     # -- run tracking ----------------------------------------------------------------------------
     async def target(self, org: str, id_: str) -> tuple[Experiment, str]:
@@ -387,11 +361,7 @@ class WorkbenchService:
                 raise BadRequest(f"metrics[{i}].value must be a finite number")
         # The request's name: its key, else its metrics as sent (a byte-identical retry is the same request).
         digest = request_digest(idempotency_key, msgspec.json.encode(ms))
-        async with self.seqs.reserved(org, run_id, WRITER, digest, len(ms)) as first:
-            points = [Point(seq=first + i, step=m.step, key=m.key, value=m.value, ts=stamps[i])
-                      for i, m in enumerate(ms)]
-            if points:
-                await self.ingest.ingest(org, points, run_id, WRITER)
+        await self.log_points(org, run_id, [(m.key, m.value, m.step, stamps[i]) for i, m in enumerate(ms)], digest)
         return {"logged": len(ms)}
 
     async def log_params(self, org: str, id_: str, params: dict[str, Any]) -> dict:
@@ -422,9 +392,6 @@ class WorkbenchService:
                 data = base64.b64decode(req.content_base64, validate=True)
             except (binascii.Error, ValueError):
                 raise BadRequest("content_base64 is not valid base64") from None
-            if self.blobs is None:
-                raise BadRequest("this server keeps no blobs")  # pragma: no cover - the gateway opens them
-
             async def one() -> Any:
                 yield data
 
