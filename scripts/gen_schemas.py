@@ -147,6 +147,29 @@ def _chachaml_paths() -> dict:
         "/api/runs/{run_id}": {"get": {
             "summary": "chachaml: one run with params, metrics and artifacts", "parameters": run,
             "responses": {"200": _obj("The run"), "404": _ERR, **_AUTH}}},
+        "/api/compare": {"get": {
+            "summary": "chachaml: compare runs (?ids=a,b): {runs, params: {same, differ, partial}, metrics: {same, differ, partial}}",
+            "parameters": [{"name": "ids", "in": "query", "required": True, "schema": {"type": "string"},
+                            "description": "2 to 100 comma-separated run ids"}],
+            "responses": {"200": _obj("The comparison", {"runs": {"type": "array"}, "params": {"type": "object"},
+                                                         "metrics": {"type": "object"}}), "400": _ERR, "404": _ERR, **_AUTH}}},
+        "/api/search": {"get": {
+            "summary": "chachaml: runs whose latest value of metric_key satisfies op metric_value (op: > >= < <= =)",
+            "parameters": [{"name": n, "in": "query", "schema": {"type": "string"}}
+                           for n in ("metric_key", "op", "metric_value", "experiment")]
+            + [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 10000}}],
+            "responses": {"200": {"description": "Runs", "content": {"application/json": {"schema": {"type": "array"}}}}, "400": _ERR, **_AUTH}}},
+        "/api/export": {"get": {
+            "summary": "chachaml: runs as CSV (one line per run: its fields, params and latest metrics)",
+            "parameters": [{"name": "experiment", "in": "query", "schema": {"type": "string"}},
+                           {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 10000}}],
+            "responses": {"200": {"description": "runs.csv", "content": {"text/csv": {"schema": {"type": "string"}}}}, "400": _ERR, **_AUTH}}},
+        "/api/artifacts/{id}/download": {"get": {
+            "summary": "chachaml: an artifact's bytes by its id (<run id>/<name>, as GET /api/runs/:id lists it)",
+            "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"},
+                            "description": "<run id>/<artifact name>"}],
+            "responses": {"200": {"description": "The bytes", "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+                          "404": _ERR, **_AUTH}}},
         "/api/experiments": {"get": {
             "summary": "chachaml: experiment names (the org's arwx projects)",
             "responses": {"200": {"description": "Names", "content": {"application/json": {"schema": {"type": "array"}}}}, **_AUTH}}},

@@ -136,4 +136,8 @@ def test_adapters_answer_another_orgs_things_as_missing(two_orgs: tuple[Api, Api
     assert b.get("/api/models/private-model")[0] == 404
     assert b.get("/api/models") == (200, []) and b.get("/api/runs") == (200, [])
     assert "private" not in b.ok("GET", "/api/experiments")
+    assert b.get("/api/compare", ids=f"{run_id},{run_id}") == (404, {"error": "no such run"})
+    assert b.get(f"/api/artifacts/{run_id}/m.pkl/download") == (404, {"error": "Artifact not found"})
+    assert b.get("/api/search") == (200, []) and run_id not in b.ok("GET", "/api/export")
+    assert a.request("GET", f"/api/artifacts/{run_id}/m.pkl/download") == (200, "weights")
     assert a.ok("GET", f"/api/runs/{run_id}")["experiment"] == "private"

@@ -13,6 +13,8 @@ with only the host and an API key header changed (``docs/compat.md``), on a real
 
 from __future__ import annotations
 
+import csv
+import hashlib
 import json
 import math
 import subprocess
@@ -298,3 +300,111 @@ def test_metrics_body_forms(api: Api, body: dict) -> None:
     n = len(body.get("metrics", {}))
     r = api.wait_intact(run_id, n)
     assert r["points_stored"] == n
+
+
+# chachaml's Web UI JSON API (its doc/WEB_UI.md, "The JSON API"): the read examples as written,
+# with the run ids and artifact id of runs logged through the write API above.
+READ_EXAMPLES = r"""
+curl -s "$HOST/api/compare?ids=$A,$B" -H "$KEY_HEADER"; echo
+curl -s "$HOST/api/search?metric_key=accuracy&op=>&metric_value=0.9" -H "$KEY_HEADER"; echo
+curl -s "$HOST/api/export?experiment=iris-read" -H "$KEY_HEADER"; echo '<<end>>'
+curl -s -D headers.txt -o downloaded.bin "$HOST/api/artifacts/$ARTIFACT_ID/download" -H "$KEY_HEADER"
+"""
+
+
+def _log_run(api: Api, experiment: str, name: str, params: dict, losses: list[float], accuracy: float) -> str:
+    run_id = api.ok("POST", "/api/w/runs", {"experiment": experiment, "name": name})["id"]
+    api.ok("POST", f"/api/w/runs/{run_id}/params", params)
+    for step, loss in enumerate(losses):
+        api.ok("POST", f"/api/w/runs/{run_id}/metrics", {"loss": loss, "step": step})
+    api.ok("POST", f"/api/w/runs/{run_id}/metrics", {"accuracy": accuracy})
+    return run_id
+
+
+def test_the_read_apis_compare_search_export_and_download_examples(api: Api, embedded, tmp_path: Path) -> None:
+    a = _log_run(api, "iris-read", "a", {"lr": 0.01, "epochs": 100, "opt": "adam"}, [1.0, 0.5, 0.25], 0.94)
+    b = _log_run(api, "iris-read", "b", {"lr": 0.1, "epochs": 100}, [0.9, 0.7], 0.85)
+    api.ok("POST", f"/api/w/runs/{b}/end", {"status": "failed", "error": "diverged"})
+    other = _log_run(api, "elsewhere", "c", {}, [], 0.99)
+    _upload(api, a, "model.pkl", MODEL_BYTES)
+    art_id = api.ok("GET", f"/api/runs/{a}")["artifacts"][0]["id"]
+    assert art_id == f"{a}/model.pkl"
+    for run_id, n in ((a, 4), (b, 3), (other, 1)):
+        api.wait_intact(run_id, n)  # search and export read what is stored
+
+    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", READ_EXAMPLES], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin:/usr/local/bin", "HOST": api.url, "A": a, "B": b,
+                               "ARTIFACT_ID": art_id, "KEY_HEADER": f"Authorization: Bearer {api.key}"})
+    assert proc.returncode == 0, proc.stderr
+    compared_line, searched_line, rest = proc.stdout.split("\n", 2)
+    exported = rest.split("<<end>>")[0]
+
+    # Compare: params and each metric's latest value, as chachaml's compare-runs sorts them.
+    compared = json.loads(compared_line)
+    assert compared["runs"] == [a, b]
+    assert compared["params"]["same"] == {"epochs": 100}
+    assert compared["params"]["differ"] == {"lr": [0.01, 0.1]}
+    assert compared["params"]["partial"] == {"opt": ["adam", None]}
+    assert compared["metrics"]["same"] == {}
+    assert compared["metrics"]["differ"] == {"accuracy": [0.94, 0.85], "loss": [0.25, 0.7]}
+    assert compared["metrics"]["partial"] == {}
+    assert set(compared) == {"runs", "params", "metrics"}
+    # ... the same latest values arwx's own history holds.
+    for run_id, want in ((a, {"loss": 0.25, "accuracy": 0.94}), (b, {"loss": 0.7, "accuracy": 0.85})):
+        rows = api.ok("GET", f"/v1/runs/{run_id}/metrics", params={"keys": "loss,accuracy"})["rows"]
+        for key, value in want.items():
+            assert [r[key] for r in rows if r.get(key) is not None][-1] == value
+
+    # Search: the runs whose latest accuracy is over 0.9, newest first, in /api/runs's shape.
+    searched = json.loads(searched_line)
+    assert [r["id"] for r in searched] == [other, a]
+    hit = searched[1]
+    assert (hit["experiment"], hit["name"], hit["status"]) == ("iris-read", "a", "running")
+    assert hit == api.ok("GET", "/api/runs", params={"experiment": "iris-read", "status": "running"})[0]
+    assert [r["id"] for r in api.ok("GET", "/api/search", params={
+        "metric_key": "loss", "op": ">=", "metric_value": "0.7", "experiment": "iris-read"})] == [b]
+    assert [r["id"] for r in api.ok("GET", "/api/search", params={
+        "metric_key": "loss", "op": "=", "metric_value": "0.25"})] == [a]
+    assert api.ok("GET", "/api/search", params={"metric_key": "nope", "op": "<", "metric_value": "1"}) == []
+    assert [r["id"] for r in api.ok("GET", "/api/search", params={"experiment": "iris-read"})] == [b, a]
+
+    # Export: one CSV line per run of the experiment, every column sorted, every cell quoted.
+    header, *lines = exported.rstrip("\n").split("\n")
+    assert header == ",".join(f'"{c}"' for c in sorted(
+        ["id", "experiment", "name", "status", "start-time", "end-time", "duration", "lr", "epochs", "opt", "loss",
+         "accuracy"]))
+    rows = [dict(zip(next(csv.reader([header])), cells, strict=True)) for cells in csv.reader(lines)]
+    assert [r["id"] for r in rows] == [b, a]
+    rb, ra = rows
+    run_b = api.ok("GET", f"/v1/runs/{b}")
+    assert (rb["experiment"], rb["name"], rb["status"], rb["lr"], rb["epochs"], rb["opt"]) == (
+        "iris-read", "b", "failed", "0.1", "100", "")
+    assert (rb["loss"], rb["accuracy"]) == ("0.7", "0.85")
+    assert int(rb["end-time"]) - int(rb["start-time"]) == int(rb["duration"]) >= 0
+    assert int(rb["start-time"]) == round(run_b["created_at"] * 1000)
+    assert int(rb["end-time"]) == round(run_b["finished_at"] * 1000)
+    assert (ra["status"], ra["end-time"], ra["duration"], ra["opt"], ra["loss"], ra["accuracy"]) == (
+        "running", "", "", "adam", "0.25", "0.94")
+
+    # Download: the bytes uploaded, the same as arwx's blob of that hash.
+    assert (tmp_path / "downloaded.bin").read_bytes() == MODEL_BYTES
+    headers = (tmp_path / "headers.txt").read_text().lower()
+    assert "200" in headers.splitlines()[0]
+    assert "content-type: application/octet-stream" in headers
+    assert 'content-disposition: inline; filename="model.pkl"' in headers
+    sha = hashlib.sha256(MODEL_BYTES).hexdigest()
+    assert api.request("GET", f"/v1/blobs/{sha}")[0] == 200
+
+    # Errors in chachaml's shape; another org sees none of it.
+    assert api.get("/api/compare", ids=a) == (400, {"error": "Provide at least 2 comma-separated ids (?ids=a,b)"})
+    assert api.get("/api/compare", ids=f"{a},nope") == (404, {"error": "no such run"})
+    assert api.get("/api/search", metric_key="loss", op="~", metric_value="1")[0] == 400
+    assert api.get("/api/search", metric_key="loss", op=">", metric_value="high")[0] == 400
+    assert api.get("/api/search", metric_key="loss")[0] == 400
+    assert api.get(f"/api/artifacts/{a}/nope/download") == (404, {"error": "Artifact not found"})
+    outsider = Api(embedded.url, embedded.new_org_key("read-other"))
+    assert outsider.get("/api/compare", ids=f"{a},{b}") == (404, {"error": "no such run"})
+    assert outsider.get(f"/api/artifacts/{art_id}/download") == (404, {"error": "Artifact not found"})
+    assert outsider.get("/api/search", metric_key="accuracy", op=">", metric_value="0") == (200, [])
+    assert outsider.get("/api/export")[1].strip() == ""

@@ -69,10 +69,16 @@ def test_chachaml_fuzzed_run_holds_exactly_what_was_accepted(fuzz_api: Api, chac
 
 
 @HS
-@given(path=st.sampled_from(["/api/runs", "/api/runs/x", "/api/models", "/api/models/x", "/api/experiments"]),
-       params=st.dictionaries(st.sampled_from(["experiment", "status", "limit"]), st.text(max_size=20), max_size=3))
-def test_chachaml_queries_never_5xx(fuzz_api: Api, path: str, params: dict) -> None:
-    status, out = fuzz_api.get(path, **params)
+@given(path=st.sampled_from(["/api/runs", "/api/runs/x", "/api/models", "/api/models/x", "/api/experiments",
+                              "/api/compare", "/api/search", "/api/export", "/api/artifacts/{run}/x/download",
+                              "/api/artifacts/x/download"]),
+       params=st.dictionaries(st.sampled_from(["experiment", "status", "limit", "ids", "metric_key", "op",
+                                               "metric_value"]),
+                              st.text(max_size=20) | st.sampled_from([">", "<=", "=", "0.5", "loss"]), max_size=5))
+def test_chachaml_queries_never_5xx(fuzz_api: Api, chachaml_run: dict, path: str, params: dict) -> None:
+    if "ids" in params:
+        params["ids"] = f"{chachaml_run['id']},{params['ids']}"
+    status, out = fuzz_api.get(path.replace("{run}", chachaml_run["id"]), **params)
     assert status < 500, (path, params, status, out)
     if status >= 400:
         assert set(out) == {"error"}, out

@@ -11,7 +11,7 @@ from __future__ import annotations
 from aiohttp import ClientPayloadError, web
 
 from arwx.appkeys import API_KEY, BLOBS
-from arwx.blobs.base import BadSha, check_sha
+from arwx.blobs.base import BadSha, Blob, check_sha
 from arwx.errors import BadRequest, NotFound
 from arwx.gateway.body import body_chunks, read_body
 from arwx.wire import BadInput, BlobsMissing, decode_body
@@ -69,6 +69,11 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
     blob = await blobs.open(org, sha)
     if blob is None:
         raise NotFound(f"unknown blob {sha}")
+    return await send_blob(request, blob, headers)
+
+
+async def send_blob(request: web.Request, blob: Blob, headers: dict[str, str]) -> web.StreamResponse:
+    """Stream an opened blob as the answer (and close it), one chunk in memory at a time."""
     try:
         resp = web.StreamResponse(headers=headers)
         resp.content_length = blob.size  # a short body is then a broken download, never a silent one

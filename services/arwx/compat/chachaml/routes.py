@@ -18,6 +18,8 @@ from aiohttp import ClientPayloadError, web
 
 from arwx.appkeys import API_KEY, BLOBS, RUNS
 from arwx.backpressure import budgeted
+from arwx.blobs.routes import send_blob
+from arwx.compat.chachaml import across_runs
 from arwx.compat.chachaml.models import STAGES, Models
 from arwx.compat.chachaml.service import END_STATUSES, ChachamlService, StartRun, run_json
 from arwx.compat.common import add_adapter_routes, json_object, org_of
@@ -26,7 +28,7 @@ from arwx.control.artifact_wire import NAME_PATTERN
 from arwx.control.artifacts import Artifacts
 from arwx.control.files import Files
 from arwx.control.http import idempotent
-from arwx.errors import BadRequest
+from arwx.errors import BadRequest, NotFound
 from arwx.gateway.body import body_chunks
 from arwx.params import query_int
 from arwx.wire import ID_PATTERN, ProjectName, decode_body
@@ -198,6 +200,39 @@ async def list_experiments(request: web.Request) -> web.Response:
     return _ok(await _svc(request).experiments(org_of(request)))
 
 
+def _ids(request: web.Request) -> list[str]:
+    return [i for i in request.query.get("ids", "").split(",") if i.strip()]
+
+
+async def compare_runs(request: web.Request) -> web.Response:
+    return _ok(await across_runs.compare(_svc(request), org_of(request), _ids(request)))
+
+
+async def search_runs(request: web.Request) -> web.Response:
+    q = request.query
+    return _ok(await across_runs.search(_svc(request), org_of(request), q.get("experiment"), q.get("metric_key"),
+                                        q.get("op"), q.get("metric_value"), query_int(request, "limit", 100, 1, MAX_LIST)))
+
+
+async def export_runs(request: web.Request) -> web.Response:
+    csv = await across_runs.export_csv(_svc(request), org_of(request), request.query.get("experiment"),
+                                       query_int(request, "limit", 100, 1, MAX_LIST))
+    return web.Response(text=csv, content_type="text/csv", charset="utf-8",
+                        headers={"Content-Disposition": 'attachment; filename="runs.csv"'})
+
+
+async def download_artifact(request: web.Request) -> web.StreamResponse:
+    """An artifact's bytes by its id (``<run id>/<name>``, as ``GET /api/runs/:id`` lists it)."""
+    org = org_of(request)
+    f = await _svc(request).artifact(org, request.match_info["id"])
+    blob = await request.config_dict[BLOBS].open(org, f.sha256) if f else None
+    if f is None or blob is None:
+        raise NotFound("Artifact not found")
+    filename = f.name.rsplit("/", 1)[-1].replace("\\", "_").replace('"', "_")
+    return await send_blob(request, blob, {"Content-Type": f.content_type,
+                                           "Content-Disposition": f'inline; filename="{filename}"'})
+
+
 async def list_models(request: web.Request) -> web.Response:
     return _ok(await request.config_dict[MODELS].list(org_of(request)))
 
@@ -217,6 +252,10 @@ WRITE_ROUTES = [
 READ_ROUTES = [
     ("GET", "/api/runs", list_runs),
     ("GET", "/api/runs/{run_id}", get_run),
+    ("GET", "/api/compare", compare_runs),
+    ("GET", "/api/search", search_runs),
+    ("GET", "/api/export", export_runs),
+    ("GET", "/api/artifacts/{id:.+}/download", download_artifact),
     ("GET", "/api/experiments", list_experiments),
     ("GET", "/api/models", list_models),
     ("GET", "/api/models/{name}", get_model),

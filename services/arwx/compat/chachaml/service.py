@@ -21,12 +21,14 @@ A run that does not exist, is another org's, or has ended answers
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import AsyncIterable
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from sqlalchemy import select
 
 from arwx.catalog.tables import projects
@@ -34,13 +36,15 @@ from arwx.compat.common import AdapterRuns, fresh_digest, metric_value, section
 from arwx.compat.runfiles import RunFile
 from arwx.errors import BadRequest, Conflict, NotFound
 from arwx.runs import Run
-from arwx.wire import MAX_KEY_LEN, MAX_SEQ
+from arwx.wire import ID_PATTERN, MAX_ID_LEN, MAX_KEY_LEN, MAX_SEQ, ProjectName
 
 WRITER = "chachaml"
 END_STATUSES = {"completed": "finished", "failed": "failed"}
 STATUS_OF = {"running": "running", "finished": "completed", "failed": "failed", "crashed": "failed", "killed": "failed"}
 MAX_METRICS = 10_000  # metrics in one request
 MAX_DETAIL_POINTS = 100_000  # metric points in one run detail (the rest: /v1/runs/:id/metrics)
+_ID_RE = re.compile(ID_PATTERN)
+_NAME_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,512}$(?!\n)")  # an artifact name, as the upload checks it
 
 
 class NoSuchRun(NotFound):
@@ -93,6 +97,17 @@ def file_json(f: RunFile) -> dict:
             "content-type": f.content_type, "size": f.size, "hash": f.sha256, "created-at": f.created_at_ms}
 
 
+def experiment_filter(experiment: str | None) -> str | None:
+    """A read's ``?experiment=``: None for all, else a name an arwx project can have (400 otherwise)."""
+    if not experiment:
+        return None
+    try:
+        return msgspec.convert(experiment, ProjectName)
+    except msgspec.ValidationError:
+        raise BadRequest(f"experiment {experiment[:80]!r} is not an experiment name (1 to 128 characters, "
+                         "no '/' or control character)") from None
+
+
 def check_metrics(body: dict) -> tuple[dict[str, float], int]:
     """``{key: value, ..., step?}`` (or chachaml's ``{"metrics": {...}, "step": n}``) → (metrics, step).
     Every key and value is checked before anything is written: a refused request writes nothing."""
@@ -119,6 +134,8 @@ class ChachamlService(AdapterRuns):
         return run
 
     async def run(self, org: str, run_id: str) -> Run:
+        if len(run_id) > MAX_ID_LEN or not _ID_RE.search(run_id):
+            raise NoSuchRun()  # no run could have this id
         run = await self.runs.get(org, run_id, fresh=True)
         if run is None:
             raise NoSuchRun()
@@ -202,6 +219,13 @@ class ChachamlService(AdapterRuns):
             out["metrics-truncated"] = True
         return out
 
+    async def artifact(self, org: str, artifact_id: str) -> RunFile | None:
+        """The run file an artifact id (``<run id>/<name>``, ``file_json``'s ``id``) names, if the org has it."""
+        run_id, _, name = artifact_id.partition("/")
+        if not name or len(run_id) > MAX_ID_LEN or not _ID_RE.search(run_id) or not _NAME_RE.search(name):
+            return None  # no file could have this id
+        return await self.files.get(org, run_id, name)
+
     async def list_runs(self, org: str, experiment: str | None, status: str | None, limit: int) -> list[Run]:
         """Runs newest first, of one experiment and in one chachaml status if given."""
         statuses: tuple[str, ...] = ()
@@ -209,7 +233,7 @@ class ChachamlService(AdapterRuns):
             statuses = tuple(s for s, c in STATUS_OF.items() if c == status)
             if not statuses:
                 raise BadRequest(f"status must be one of running, completed, failed, not {status!r}")
-        return await self.runs.list(org, experiment or None, statuses, limit)
+        return await self.runs.list(org, experiment_filter(experiment), statuses, limit)
 
     async def experiments(self, org: str) -> list[str]:
         """Experiment names (the org's arwx projects), sorted."""
