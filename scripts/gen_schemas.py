@@ -170,6 +170,21 @@ def _chachaml_paths() -> dict:
                             "description": "<run id>/<artifact name>"}],
             "responses": {"200": {"description": "The bytes", "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
                           "404": _ERR, **_AUTH}}},
+        "/api/diff/{name}/{v1}/{v2}": {"get": {
+            "summary": "chachaml: compare the runs that produced two versions of a model (the shape of /api/compare)",
+            "parameters": [_path("name"), _path("v1"), _path("v2")],
+            "responses": {"200": _obj("The comparison"), "404": _ERR, **_AUTH}}},
+        "/api/tags/{id}": {
+            "get": {"summary": "chachaml: the run's tags (those it started with and those set since)",
+                    "parameters": [_path("id")], "responses": {"200": _obj("Tags"), "404": _ERR, **_AUTH}},
+            "post": {"summary": "chachaml: set one tag {key, value} on the run (ended runs too)",
+                     "parameters": [_path("id")] + key, "requestBody": json_obj, "responses": {"200": ok, **errs}}},
+        "/api/note/{id}": {"post": {
+            "summary": "chachaml: set the run's note {note} (its tag note)",
+            "parameters": [_path("id")] + key, "requestBody": json_obj, "responses": {"200": ok, **errs}}},
+        "/api/datasets/{id}": {"get": {
+            "summary": "chachaml: the run's datasets (always []: the write API logs none)", "parameters": [_path("id")],
+            "responses": {"200": {"description": "Datasets", "content": {"application/json": {"schema": {"type": "array"}}}}, "404": _ERR, **_AUTH}}},
         "/api/experiments": {"get": {
             "summary": "chachaml: experiment names (the org's arwx projects)",
             "responses": {"200": {"description": "Names", "content": {"application/json": {"schema": {"type": "array"}}}}, **_AUTH}}},

@@ -408,3 +408,51 @@ def test_the_read_apis_compare_search_export_and_download_examples(api: Api, emb
     assert outsider.get(f"/api/artifacts/{art_id}/download") == (404, {"error": "Artifact not found"})
     assert outsider.get("/api/search", metric_key="accuracy", op=">", metric_value="0") == (200, [])
     assert outsider.get("/api/export")[1].strip() == ""
+
+
+def test_tags_notes_datasets_and_version_diffs(api: Api, embedded) -> None:
+    # The write document's table and notes: parent_run_id on start; several metrics at one step.
+    parent = _run(api, "tags")
+    child = api.ok("POST", "/api/w/runs", {"experiment": "tags", "name": "child", "tags": {"author": "maria"},
+                                          "parent_run_id": parent})
+    assert (child["experiment"], child["name"], child["parent-run-id"], child["tags"]) == (
+        "tags", "child", parent, {"author": "maria"})
+    run_id = child["id"]
+    assert api.ok("POST", f"/api/w/runs/{run_id}/metrics", {"loss": 0.4, "accuracy": 0.9, "step": 12}) == {"ok": True}
+    api.ok("POST", f"/api/w/runs/{run_id}/end", {"status": "completed"})
+    api.wait_intact(run_id, 2)
+    rows = api.ok("GET", f"/v1/runs/{run_id}/metrics", params={"keys": "loss,accuracy"})["rows"]
+    assert [(r["step"], r["loss"], r["accuracy"]) for r in rows] == [(12, 0.4, 0.9)]  # both at step 12
+
+    # Tags and notes (its Web UI's JSON API: POST /api/tags/:id {key, value}, POST /api/note/:id {note}),
+    # on an ended run too; they are the run's tags in arwx's config.
+    assert api.ok("POST", f"/api/tags/{run_id}", {"key": "reviewed", "value": "yes"}) == {"ok": True}
+    assert api.ok("POST", f"/api/note/{run_id}", {"note": "lr too hot"}) == {"ok": True}
+    want = {"author": "maria", "reviewed": "yes", "note": "lr too hot"}
+    assert api.ok("GET", f"/api/tags/{run_id}") == want
+    assert api.ok("GET", f"/api/runs/{run_id}")["tags"] == want
+    assert api.ok("GET", f"/v1/runs/{run_id}")["config"]["tags"] == want
+    assert api.ok("GET", f"/api/datasets/{run_id}") == []
+    assert api.post(f"/api/tags/{run_id}", {"value": "no key"})[0] == 400
+    assert api.post("/api/tags/nope", {"key": "k", "value": "v"}) == (404, {"error": "no such run"})
+
+    # Version diff: the comparison of the runs behind two versions of a model.
+    for i, (lr, acc) in enumerate(((0.1, 0.8), (0.01, 0.9))):
+        r = _run(api, "tags")
+        api.ok("POST", f"/api/w/runs/{r}/params", {"lr": lr})
+        api.ok("POST", f"/api/w/runs/{r}/metrics", {"acc": acc})
+        _upload(api, r, "m.bin", f"weights {i}".encode())
+        api.ok("POST", "/api/w/models", {"name": "tagged", "run_id": r, "artifact": "m.bin"})
+    diff = api.ok("GET", "/api/diff/tagged/1/2")
+    assert diff["params"] == {"same": {}, "differ": {"lr": [0.1, 0.01]}, "partial": {}}
+    assert diff["metrics"] == {"same": {}, "differ": {"acc": [0.8, 0.9]}, "partial": {}}
+    assert diff["runs"] == [v["run-id"] for v in api.ok("GET", "/api/models/tagged")["versions"]]
+    assert api.get("/api/diff/tagged/1/3") == (404, {"error": "Versions not found"})
+    assert api.get("/api/diff/tagged/1/x") == (404, {"error": "Versions not found"})
+
+    outsider = Api(embedded.url, embedded.new_org_key("tags-other"))
+    assert outsider.get(f"/api/tags/{run_id}") == (404, {"error": "no such run"})
+    assert outsider.post(f"/api/note/{run_id}", {"note": "mine"}) == (404, {"error": "no such run"})
+    assert outsider.get(f"/api/datasets/{run_id}") == (404, {"error": "no such run"})
+    assert outsider.get("/api/diff/tagged/1/2") == (404, {"error": "Versions not found"})
+    assert api.ok("GET", f"/api/tags/{run_id}") == want

@@ -19,7 +19,8 @@ _scalar = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**70), ma
 _json = st.recursive(_scalar, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c, max_size=3),
                      max_leaves=8)
 _keys = st.sampled_from(["loss", "step", "metrics", "a,b", "", "x" * 300, "é", "\x01", "experiment", "name", "tags",
-                         "status", "error", "run_id", "artifact", "stage", "description", "parent_run_id"])
+                         "status", "error", "run_id", "artifact", "stage", "description", "parent_run_id", "key",
+                         "value", "note"])
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,7 @@ def chachaml_run(fuzz_api: Api) -> dict:
 
 
 @HS
-@given(path=st.sampled_from(["params", "metrics", "end?", "runs", "models"]),
+@given(path=st.sampled_from(["params", "metrics", "end?", "runs", "models", "tags", "note"]),
        body=st.dictionaries(_keys, _json, max_size=5) | _json,
        content_type=st.sampled_from(["application/json", "text/plain", "", "application/x-www-form-urlencoded"]))
 def test_chachaml_bodies_never_5xx_and_a_refused_request_writes_nothing(fuzz_api: Api, chachaml_run: dict, path: str,
@@ -44,6 +45,8 @@ def test_chachaml_bodies_never_5xx_and_a_refused_request_writes_nothing(fuzz_api
         target = f"/api/w/runs/{fuzz_api.ok('POST', '/api/w/runs', {})['id']}/end"
     elif path in ("runs", "models"):
         target = f"/api/w/{path}"
+    elif path in ("tags", "note"):  # chachaml's two writes outside /api/w
+        target = f"/api/{path}/{run_id}"
     else:
         target = f"/api/w/runs/{run_id}/{path}"
     before = fuzz_api.ok("GET", f"/v1/runs/{run_id}")["config"]
@@ -71,7 +74,7 @@ def test_chachaml_fuzzed_run_holds_exactly_what_was_accepted(fuzz_api: Api, chac
 @HS
 @given(path=st.sampled_from(["/api/runs", "/api/runs/x", "/api/models", "/api/models/x", "/api/experiments",
                               "/api/compare", "/api/search", "/api/export", "/api/artifacts/{run}/x/download",
-                              "/api/artifacts/x/download"]),
+                              "/api/artifacts/x/download", "/api/tags/{run}", "/api/datasets/x", "/api/diff/x/1/2"]),
        params=st.dictionaries(st.sampled_from(["experiment", "status", "limit", "ids", "metric_key", "op",
                                                "metric_value"]),
                               st.text(max_size=20) | st.sampled_from([">", "<=", "=", "0.5", "loss"]), max_size=5))

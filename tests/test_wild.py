@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -443,3 +444,79 @@ def test_another_org_sees_nothing(embedded, wild_embedded: WildApi) -> None:
     assert a.ok("GET", f"/runs/{run['id']}")["status"] == "queued"
     assert json.dumps(b.ok("GET", "/wild/v2/system-health")).count(run["id"]) == 0
     a.ok("POST", f"/runs/{run['id']}/stop", {})  # nothing of this org's queue is left for other tests
+
+
+# The seed's three steps as written (its curl commands, which already send X-Auth-Token); only
+# the placeholder /path/to/workdir is the test's work directory. Step 3's three commands stand on
+# one line in the seed's flattened text: here each on its own line.
+SEED_STEP_1 = r"""
+curl -X POST "$SERVER_URL/sweeps/wild" \
+-H "Content-Type: application/json" \
+-H "X-Auth-Token: $AUTH_TOKEN" \
+-d '{
+"name": "mnist-mlp-cpu-grid",
+"goal": "one-layer MLP grid search on MNIST CPU",
+"chat_session_id": "$CHAT_SESSION_ID"
+}'
+"""
+SEED_STEP_2 = r"""
+curl -X POST "$SERVER_URL/runs" \
+-H "Content-Type: application/json" \
+-H "X-Auth-Token: $AUTH_TOKEN" \
+-d "{
+\"name\": \"mnist-mlp-lr1e-2-bs128-seed1\",
+\"command\": \"cd /path/to/workdir && python scripts/train_mnist_mlp.py --lr 1e-2 --batch-size 128 --seed 1 --device cpu --log-dir exp/logs --out-dir exp/outputs\",
+\"sweep_id\": \"${SWEEP_ID}\",
+\"chat_session_id\": \"$CHAT_SESSION_ID\",
+\"auto_start\": true
+}"
+"""
+SEED_STEP_3 = r"""
+curl -X GET "$SERVER_URL/runs" -H "X-Auth-Token: $AUTH_TOKEN"; echo
+curl -X GET "$SERVER_URL/sweeps/$SWEEP_ID" -H "X-Auth-Token: $AUTH_TOKEN"; echo
+curl -X GET "$SERVER_URL/wild/v2/system-health" -H "X-Auth-Token: $AUTH_TOKEN"; echo
+"""
+
+
+def test_the_seeds_curl_commands_as_written(tmp_path: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    srv, admin = start_server(tmp_path / "data", [])
+    bin_dir = tmp_path / "bin"  # the seed's command says `python`: the runner's PATH has one
+    bin_dir.mkdir()
+    (bin_dir / "python").symlink_to(sys.executable)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    runner = RunnerProcess(srv.url, runner_key(admin, "seed-runner"), tmp_path / "runner", "seed-runner")
+    env = {"PATH": "/usr/bin:/bin:/usr/local/bin", "SERVER_URL": srv.url, "AUTH_TOKEN": launch_key(admin),
+           "CHAT_SESSION_ID": "chat-seed"}
+
+    def sh(script: str, **more: str) -> list[dict]:
+        proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script.replace("/path/to/workdir", str(workdir))],
+                              capture_output=True, text=True, timeout=60, env={**env, **more})
+        assert proc.returncode == 0, proc.stderr
+        return [json.loads(line) for line in proc.stdout.replace("}{", "}\n{").splitlines() if line.strip()]
+
+    try:
+        (sweep,) = sh(SEED_STEP_1)
+        assert (sweep["name"], sweep["goal"], sweep["chat_session_id"]) == (
+            "mnist-mlp-cpu-grid", "one-layer MLP grid search on MNIST CPU", "$CHAT_SESSION_ID")  # single quotes
+        sweep_id = sweep["id"]  # "Extract id from response as SWEEP_ID."
+        (run,) = sh(SEED_STEP_2, SWEEP_ID=sweep_id)
+        assert (run["name"], run["sweep_id"], run["chat_session_id"], run["status"]) == (
+            "mnist-mlp-lr1e-2-bs128-seed1", sweep_id, "chat-seed", "queued"), run
+        assert run["command"].startswith(f"cd {workdir} && python scripts/train_mnist_mlp.py --lr 1e-2")
+
+        def ended() -> list[dict] | None:
+            out = sh(SEED_STEP_3, SWEEP_ID=sweep_id)
+            return out if out[0]["runs"][0]["status"] in FINAL else None
+
+        runs, got, health = wait_for(ended, 120, 0.3, "the seed's run to end")
+        (listed,) = runs["runs"]
+        assert (listed["id"], listed["status"], listed["exit_code"]) == (run["id"], "finished", 0), listed
+        assert got["id"] == sweep_id and got["counts"]["finished"] == 1 and [r["id"] for r in got["runs"]] == [run["id"]]
+        assert health["status"] == "ok" and [r["id"] for r in health["runners"]] == ["seed-runner"]
+        # Visible through arwx's own API: the run in the sweep's project, every point stored.
+        arwx_run = admin.ok("GET", f"/v1/runs/{run['id']}")
+        assert arwx_run["project"] == "mnist-mlp-cpu-grid" and arwx_run["config"]["lr"] == 0.01
+        assert admin.wait_intact(run["id"], 40)["points_stored"] == 40
+    finally:
+        runner.stop()
+        srv.terminate()

@@ -69,10 +69,15 @@ def metric_value(key: Any, value: Any, what: str) -> tuple[str, float]:
     return key, f
 
 
+def section_of(config: dict, name: str) -> dict:
+    """A dict-valued key of a config (a copy), or {}."""
+    v = config.get(name)
+    return dict(v) if isinstance(v, dict) else {}
+
+
 def section(run: Run, name: str) -> dict:
     """A dict-valued key of the run's config (a copy), or {}."""
-    v = run.config.get(name)
-    return dict(v) if isinstance(v, dict) else {}
+    return section_of(run.config, name)
 
 
 class AdapterRuns:

@@ -1,4 +1,4 @@
-"""chachaml's reads across runs (its Web UI's JSON API): compare, metric search, CSV export.
+"""chachaml's reads across runs (its Web UI's JSON API): compare, version diff, metric search, CSV export.
 
 Invariants:
 
@@ -21,8 +21,9 @@ from typing import Any
 
 import msgspec
 
+from arwx.compat.chachaml.models import Models
 from arwx.compat.chachaml.service import STATUS_OF, ChachamlService, experiment_filter, params_of, run_json
-from arwx.errors import BadRequest
+from arwx.errors import BadRequest, NotFound
 from arwx.runs import Run
 
 MAX_COMPARE = 100  # runs in one comparison
@@ -57,6 +58,15 @@ async def compare(svc: ChachamlService, org: str, ids: list[str]) -> dict:
     latest = await svc.latest(org, ids)
     return {"runs": ids, "params": diff_maps([params_of(r) for r in runs]),
             "metrics": diff_maps([latest.get(r.run_id, {}) for r in runs])}
+
+
+async def diff_versions(svc: ChachamlService, models: Models, org: str, name: str, v1: str, v2: str) -> dict:
+    """``GET /api/diff/:name/:v1/:v2``: ``compare`` of the runs that produced the two versions."""
+    try:
+        runs = [(await models.version(org, name, int(v)))["run-id"] for v in (v1, v2)]
+    except (ValueError, NotFound):
+        raise NotFound("Versions not found") from None
+    return await compare(svc, org, runs)
 
 
 async def search(svc: ChachamlService, org: str, experiment: str | None, key: str | None, op: str | None,

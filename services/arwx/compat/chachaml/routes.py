@@ -233,6 +233,46 @@ async def download_artifact(request: web.Request) -> web.StreamResponse:
                                            "Content-Disposition": f'inline; filename="{filename}"'})
 
 
+class TagBody(msgspec.Struct):
+    key: str
+    value: Any = None
+
+
+class NoteBody(msgspec.Struct):
+    note: Annotated[str, msgspec.Meta(max_length=100_000)] | None = None
+
+
+@idempotent(MAX_JSON)
+async def add_tag(request: web.Request) -> web.Response:
+    b = decode_body(msgspec.json.encode(await _json(request)), TagBody)
+    await _svc(request).set_tag(org_of(request), request.match_info["id"], b.key, b.value)
+    return _ok()
+
+
+@idempotent(MAX_JSON)
+async def set_note(request: web.Request) -> web.Response:
+    """chachaml's note is the run's tag ``note``."""
+    b = decode_body(msgspec.json.encode(await _json(request)), NoteBody)
+    await _svc(request).set_tag(org_of(request), request.match_info["id"], "note", b.note)
+    return _ok()
+
+
+async def get_tags(request: web.Request) -> web.Response:
+    return _ok(await _svc(request).tags(org_of(request), request.match_info["id"]))
+
+
+async def get_datasets(request: web.Request) -> web.Response:
+    """Always ``[]`` for a run of the org: chachaml's write API has no way to log a dataset."""
+    await _svc(request).run(org_of(request), request.match_info["id"])
+    return _ok([])
+
+
+async def diff_versions(request: web.Request) -> web.Response:
+    m = request.match_info
+    return _ok(await across_runs.diff_versions(_svc(request), request.config_dict[MODELS], org_of(request), m["name"],
+                                               m["v1"], m["v2"]))
+
+
 async def list_models(request: web.Request) -> web.Response:
     return _ok(await request.config_dict[MODELS].list(org_of(request)))
 
@@ -248,6 +288,9 @@ WRITE_ROUTES = [
     ("POST", f"{PREFIX_W}/runs/{{run_id}}/artifacts", log_artifact),
     ("POST", f"{PREFIX_W}/runs/{{run_id}}/end", end_run),
     ("POST", f"{PREFIX_W}/models", register_model),
+    # chachaml's two writes outside /api/w (its Web UI's JSON API): served where writes are.
+    ("POST", "/api/tags/{id}", add_tag),
+    ("POST", "/api/note/{id}", set_note),
 ]
 READ_ROUTES = [
     ("GET", "/api/runs", list_runs),
@@ -256,6 +299,9 @@ READ_ROUTES = [
     ("GET", "/api/search", search_runs),
     ("GET", "/api/export", export_runs),
     ("GET", "/api/artifacts/{id:.+}/download", download_artifact),
+    ("GET", "/api/diff/{name}/{v1}/{v2}", diff_versions),
+    ("GET", "/api/tags/{id}", get_tags),
+    ("GET", "/api/datasets/{id}", get_datasets),
     ("GET", "/api/experiments", list_experiments),
     ("GET", "/api/models", list_models),
     ("GET", "/api/models/{name}", get_model),

@@ -32,7 +32,7 @@ import msgspec
 from sqlalchemy import select
 
 from arwx.catalog.tables import projects
-from arwx.compat.common import AdapterRuns, fresh_digest, metric_value, section
+from arwx.compat.common import AdapterRuns, fresh_digest, metric_value, section, section_of
 from arwx.compat.runfiles import RunFile
 from arwx.errors import BadRequest, Conflict, NotFound
 from arwx.runs import Run
@@ -194,6 +194,19 @@ class ChachamlService(AdapterRuns):
         if out is None:
             raise NoSuchRun()
         return out
+
+    async def set_tag(self, org: str, run_id: str, key: str, value: Any) -> None:
+        """Set one of the run's tags (``config.tags``); any run of the org, ended ones too (chachaml's
+        tags are for annotating after the fact)."""
+        if not isinstance(key, str) or not 0 < len(key) <= MAX_KEY_LEN:
+            raise BadRequest(f"key must be a string of 1 to {MAX_KEY_LEN} characters")
+        await self.run(org, run_id)
+        if await self.runs.update_config(org, run_id, lambda c: {**c, "tags": {**section_of(c, "tags"), key: value}}) is None:
+            raise NoSuchRun()
+
+    async def tags(self, org: str, run_id: str) -> dict:
+        """The run's tags: those it started with and those set since."""
+        return section(await self.run(org, run_id), "tags")
 
     # -- reads -----------------------------------------------------------------------------------
 
