@@ -13,6 +13,10 @@ import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+# Twice the blob store's REFRESH_S (arwx.blobs.base): a client has at least that much again
+# between being told a blob is present and registering it.
+MIN_GC_GRACE_S = 1200.0
+
 
 class ConfigError(ValueError):
     """A setting has a value that cannot work."""
@@ -79,6 +83,14 @@ OPTIONS: list[Option] = [
         "run_crash_after_s", float, 300.0,
         "a running run whose writers sent no heartbeat for this long becomes crashed (a heartbeat brings it back)",
     ),
+    Option(
+        "blob_gc_interval_s", float, 0.0,
+        "seconds between blob garbage collections in each query service (0: never; `arwx blobs gc` runs one)",
+    ),
+    Option(
+        "blob_gc_grace_s", float, 86400.0,
+        "blob garbage collection keeps anything used more recently than this (at least 1200)",
+    ),
     # `arwx runner` only (RUNNER_OPTIONS): the process that executes Wild V2 runs (docs/runner.md).
     Option("runner_server", str, "http://127.0.0.1:8090", "arwx runner: the arwx server it takes runs from"),
     Option("runner_key", str, "", "arwx runner: its API key, holding the launch scope (prefer the variable to the flag)"),
@@ -134,6 +146,8 @@ class Settings:
     login_account_failures: int
     login_address_failures: int
     run_crash_after_s: float
+    blob_gc_interval_s: float
+    blob_gc_grace_s: float
     wild_lost_after_s: float
     wild_log_cap_bytes: int
     runner_server: str
@@ -160,6 +174,13 @@ class Settings:
             raise ConfigError("key_refresh_s and send_timeout_s must be positive")
         if self.run_crash_after_s <= 0:
             raise ConfigError("run_crash_after_s must be positive")
+        if self.blob_gc_interval_s < 0:
+            raise ConfigError("blob_gc_interval_s must not be negative (0: no periodic collection)")
+        if self.blob_gc_grace_s < MIN_GC_GRACE_S:
+            raise ConfigError(
+                f"blob_gc_grace_s must be at least {MIN_GC_GRACE_S:g}: a blob a client was told is present "
+                "must outlive the time it takes to name it"
+            )
         if self.log_retention_s < 0:
             raise ConfigError("log_retention_s must not be negative")
         if self.body_timeout_s <= 0 or self.body_idle_s <= 0:

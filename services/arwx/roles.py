@@ -20,6 +20,7 @@ from typing import Protocol
 from aiohttp import web
 
 from arwx.blobs import routes as blob_routes
+from arwx.blobs.gc import PeriodicGc
 from arwx.compat.chachaml import routes as chachaml_routes
 from arwx.compat.mlflow import routes as mlflow_routes
 from arwx.compat.mlservice import routes as mlservice_routes
@@ -100,7 +101,26 @@ async def _start_crashwatch(c: Components, on_fatal: OnFatal) -> Background:
     assert c.runs is not None  # the query role needs the catalog
     watch = CrashWatch(c.runs, c.settings.run_crash_after_s)
     await watch.start()
-    return watch
+    if c.settings.blob_gc_interval_s <= 0 or c.blobs is None or c.catalog is None:
+        return watch
+    gc = PeriodicGc(c.blobs, c.catalog, c.settings.blob_gc_interval_s, c.settings.blob_gc_grace_s)
+    await gc.start()
+    return _Together((watch, gc))
+
+
+class _Together:
+    """Several pieces of background work as one role's: paused when any is, stopped together."""
+
+    def __init__(self, parts: tuple[Background, ...]) -> None:
+        self.parts = parts
+
+    @property
+    def paused(self) -> str | None:
+        return next((p.paused for p in self.parts if p.paused), None)
+
+    async def stop(self) -> None:
+        for p in self.parts:
+            await p.stop()
 
 
 ROLES: dict[str, Role] = {
@@ -124,8 +144,8 @@ ROLES: dict[str, Role] = {
         pause_means="the store takes no writes",
     ),
     "query": Role(
-        "run the query service (history, receipts), crash detection (runs whose writers went silent) and the "
-        "dashboard at /",
+        "run the query service (history, receipts), crash detection (runs whose writers went silent), blob "
+        "garbage collection (when ARWX_BLOB_GC_INTERVAL_S is set) and the dashboard at /",
         start=_start_crashwatch,
         routes=(
             query_routes.add_routes, blob_routes.add_read_routes, artifact_routes.add_read_routes,

@@ -17,6 +17,12 @@ Invariants, for every implementation:
   removed while a reference names them: a reference alone answers "present"
   (one request per SHA against an object store, not two).
 - Memory stays bounded: bytes move in chunks, never whole.
+- Garbage collection (``arwx.blobs.gc``) removes only what is older than its
+  grace period, so every use refreshes a blob's age: ``put`` refreshes the
+  reference and the bytes, and ``missing`` refreshes the references it
+  answers "present" for when they are older than ``REFRESH_S`` (a client that
+  skips an upload because the blob is present registers it within the grace
+  period, and it is not collected in between).
 
 Subclasses provide the storage primitives (``_put_content`` … ``_has_ref``);
 this class adds the tenancy rule on top, once.
@@ -27,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -39,6 +46,9 @@ SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _ORG_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")
 # Concurrent reference checks for one ``missing`` call (object stores answer each by a request).
 MISSING_CONCURRENCY = 32
+# A reference or blob touched less than this long ago is not touched again when used (an
+# object store pays a request per touch). Garbage collection's grace period must exceed it.
+REFRESH_S = 600.0
 
 
 class BadSha(BadInput):
@@ -158,10 +168,16 @@ class BlobStore(ABC):
         check_org(org)
         wanted = list(dict.fromkeys(check_sha(s) for s in shas))
         gate = asyncio.Semaphore(MISSING_CONCURRENCY)
+        stale = time.time() - REFRESH_S
 
         async def present(sha: str) -> bool:
             async with gate:
-                return await self._has_ref(org, sha)
+                mtime = await self._ref_mtime(org, sha)
+                if mtime is None:
+                    return False
+                if mtime < stale:  # the caller is about to name it: young again for the collector
+                    await self._add_ref(org, sha)
+                return True
 
         found = await asyncio.gather(*(present(s) for s in wanted))
         return [s for s, ok in zip(wanted, found) if not ok]
@@ -180,10 +196,41 @@ class BlobStore(ABC):
 
     @abstractmethod
     async def _add_ref(self, org: str, sha: str) -> None:
-        """Record, durably, that ``org`` may read ``sha`` (after the bytes are stored)."""
+        """Record, durably, that ``org`` may read ``sha`` (after the bytes are stored); an
+        existing reference gets a new modification time."""
 
     @abstractmethod
     async def _has_ref(self, org: str, sha: str) -> bool: ...
+
+    # Garbage collection's primitives (``arwx.blobs.gc``): list, age, delete. Listing streams
+    # in bounded batches; times are seconds since the epoch; deleting what is gone is a no-op.
+
+    @abstractmethod
+    def _list_refs(self) -> AsyncIterator[list[tuple[str, str, float]]]:
+        """Every reference as (org, sha, modified), in batches."""
+
+    @abstractmethod
+    def _list_contents(self) -> AsyncIterator[list[tuple[str, float, int]]]:
+        """Every stored blob as (sha, modified, size), in batches."""
+
+    @abstractmethod
+    def _list_temporaries(self) -> AsyncIterator[list[tuple[str, float]]]:
+        """Every temporary upload left in the store as (key, modified), in batches."""
+
+    @abstractmethod
+    async def _ref_mtime(self, org: str, sha: str) -> float | None: ...
+
+    @abstractmethod
+    async def _content_mtime(self, sha: str) -> float | None: ...
+
+    @abstractmethod
+    async def _delete_ref(self, org: str, sha: str) -> None: ...
+
+    @abstractmethod
+    async def _delete_content(self, sha: str) -> None: ...
+
+    @abstractmethod
+    async def _delete_temporary(self, key: str) -> None: ...
 
 
 def content_key(sha: str) -> str:

@@ -15,7 +15,10 @@ How an upload stays invisible until it is whole and checked:
   ``tmp/<uuid>``, then are copied server-side to their address and the
   temporary object is deleted (S3 copies up to 5 GiB in one request; clients
   that can should claim the SHA, as the SDK does).
-- Bytes already stored are read and hashed, not uploaded again.
+- Bytes already stored are read and hashed, not uploaded again, unless they
+  were stored more than ``REFRESH_S`` ago: then they are written again, since
+  an object's modification time is its age for garbage collection and S3 has
+  no "touch" (references, empty objects, are simply written again).
 
 Memory stays bounded by ``PART_SIZE`` x ``PART_CONCURRENCY`` per upload and
 ``READ_CHUNK`` per download.
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping
 from datetime import timedelta
@@ -34,11 +38,23 @@ import obstore
 from obstore.exceptions import BaseError
 from obstore.store import S3Store
 
-from arwx.blobs.base import Blob, BlobInfo, BlobStore, BlobStoreUnavailable, Hasher, content_key, ref_key
+from arwx.blobs.base import (
+    REFRESH_S,
+    SHA256_RE,
+    Blob,
+    BlobInfo,
+    BlobStore,
+    BlobStoreUnavailable,
+    Hasher,
+    content_key,
+    ref_key,
+)
 
 PART_SIZE = 8 << 20
 PART_CONCURRENCY = 4
 READ_CHUNK = 1 << 20
+# Keys per listing batch (S3 answers at most 1,000 per request).
+LIST_CHUNK = 1000
 # A whole request may take long (a slow client downloading gigabytes); a stalled read may not.
 CLIENT_OPTIONS = {"timeout": "24h", "read_timeout": "60s", "connect_timeout": "5s"}
 # Retry a failing request briefly, then answer 503: a client waits seconds, not minutes, in an outage.
@@ -100,7 +116,7 @@ class S3BlobStore(BlobStore):
 
     async def _put_content(self, chunks: AsyncIterable[bytes], expected_sha: str | None) -> BlobInfo:
         hasher = Hasher(expected_sha)
-        if expected_sha is not None and await self._content_size(expected_sha) is not None:
+        if expected_sha is not None and await self._fresh(content_key(expected_sha)):
             async for chunk in chunks:  # stored already: only prove the claim
                 hasher.update(chunk)
             return hasher.finish()
@@ -155,7 +171,7 @@ class S3BlobStore(BlobStore):
     async def _publish(self, tmp_key: str, sha: str) -> None:
         with _unavailable():
             try:
-                if await self._content_size(sha) is None:
+                if not await self._fresh(content_key(sha)):  # absent, or old: (re)written, young again
                     await obstore.copy_async(self._store, tmp_key, content_key(sha))
             finally:
                 await obstore.delete_async(self._store, tmp_key)
@@ -172,11 +188,24 @@ class S3BlobStore(BlobStore):
         return await self._head(content_key(sha))
 
     async def _head(self, key: str) -> int | None:
+        meta = await self._meta(key)
+        return None if meta is None else meta["size"]
+
+    async def _meta(self, key: str) -> dict | None:
         with _unavailable():
             try:
-                return (await obstore.head_async(self._store, key))["size"]
+                return await obstore.head_async(self._store, key)
             except FileNotFoundError:  # obstore's "not found"
                 return None
+
+    async def _mtime(self, key: str) -> float | None:
+        meta = await self._meta(key)
+        return None if meta is None else meta["last_modified"].timestamp()
+
+    async def _fresh(self, key: str) -> bool:
+        """The object exists and was written less than ``REFRESH_S`` ago."""
+        mtime = await self._mtime(key)
+        return mtime is not None and mtime >= time.time() - REFRESH_S
 
     async def _add_ref(self, org: str, sha: str) -> None:
         with _unavailable():
@@ -184,3 +213,52 @@ class S3BlobStore(BlobStore):
 
     async def _has_ref(self, org: str, sha: str) -> bool:
         return await self._head(ref_key(org, sha)) is not None
+
+    # Garbage collection: listings stream page by page (1,000 keys per S3 request).
+
+    async def _list(self, prefix: str) -> AsyncIterator[list[tuple[str, float, int]]]:
+        with _unavailable():
+            async for page in obstore.list(self._store, prefix=prefix, chunk_size=LIST_CHUNK):
+                yield [(m["path"], m["last_modified"].timestamp(), m["size"]) for m in page]
+
+    async def _list_refs(self) -> AsyncIterator[list[tuple[str, str, float]]]:
+        async for page in self._list("refs/"):
+            out = []
+            for key, mtime, _ in page:
+                parts = key.split("/")  # refs/<org>/<ab>/<sha>
+                if len(parts) == 4 and SHA256_RE.match(parts[3]):
+                    out.append((parts[1], parts[3], mtime))
+            yield out
+
+    async def _list_contents(self) -> AsyncIterator[list[tuple[str, float, int]]]:
+        async for page in self._list("sha256/"):
+            out = []
+            for key, mtime, size in page:
+                sha = key.rsplit("/", 1)[-1]
+                if SHA256_RE.match(sha) and key == content_key(sha):
+                    out.append((sha, mtime, size))
+            yield out
+
+    async def _list_temporaries(self) -> AsyncIterator[list[tuple[str, float]]]:
+        async for page in self._list("tmp/"):
+            yield [(key, mtime) for key, mtime, _ in page]
+
+    async def _ref_mtime(self, org: str, sha: str) -> float | None:
+        return await self._mtime(ref_key(org, sha))
+
+    async def _content_mtime(self, sha: str) -> float | None:
+        return await self._mtime(content_key(sha))
+
+    async def _delete(self, key: str) -> None:
+        with _unavailable(), contextlib.suppress(FileNotFoundError):
+            await obstore.delete_async(self._store, key)
+
+    async def _delete_ref(self, org: str, sha: str) -> None:
+        await self._delete(ref_key(org, sha))
+
+    async def _delete_content(self, sha: str) -> None:
+        await self._delete(content_key(sha))
+
+    async def _delete_temporary(self, key: str) -> None:
+        if key.startswith("tmp/"):
+            await self._delete(key)
