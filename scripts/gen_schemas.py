@@ -724,8 +724,9 @@ def openapi() -> dict:
         },
         "/v1/runs/{run_id}/purge": {
             "post": {
-                "summary": "Purge a run (admin scope): its points, rollups, ledger rows and mirror row removed from "
-                "ClickHouse and its catalog rows deleted, for good; blobs are left to garbage collection",
+                "summary": "Purge a run (admin scope): every ClickHouse row of it (points, rollups, ledger, mirror; "
+                "every attempt) removed, its catalog rows deleted or detached (adapter records, run files, bound keys "
+                "revoked), for good; blobs are left to garbage collection (`arwx blobs gc`)",
                 "parameters": _RUN_PARAM
                 + [
                     {
@@ -734,10 +735,14 @@ def openapi() -> dict:
                     }
                 ],
                 "responses": {
-                    "200": _obj("Rows removed per ClickHouse table", {"purged": {"type": "boolean"}, "removed": {"type": "object"}}),
+                    "200": _obj("Rows removed per ClickHouse table and catalog column", {
+                        "id": {"type": "string"}, "purged": {"type": "boolean"}, "removed": {"type": "object"},
+                        "catalog": {"type": "object"}, "storage_ids": {"type": "array", "items": {"type": "string"}},
+                    }),
                     "400": _ERR,
                     "403": _ERR,
                     "404": _ERR,
+                    "409": _ERR,
                     "503": _UNAVAILABLE,
                     **_AUTH,
                 },

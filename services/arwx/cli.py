@@ -4,6 +4,7 @@
     arwx gateway|consumer|query  one role each (distributed: Kafka + ClickHouse); see arwx.roles
     arwx keys create|list|revoke API keys, straight on the store
     arwx users create|list|set-password  dashboard accounts, straight on the catalog
+    arwx blobs gc [--dry-run]    delete blobs no catalog row names (docs/operations.md)
     arwx runner                  execute Wild V2 runs (docs/runner.md); a separate process, own key
 """
 
@@ -81,6 +82,18 @@ def _parser() -> argparse.ArgumentParser:
     up = users.add_parser("set-password", help="set an account's password from stdin; its sessions end")
     up.add_argument("--email", required=True)
     add_arguments(up, store_opts)
+    blobs = sub.add_parser("blobs", help="manage the blob store").add_subparsers(dest="blobs_command", required=True)
+    gc = blobs.add_parser(
+        "gc", help="delete blobs that no catalog row names and nothing used within the grace period "
+        "(safe beside running servers and other collectors)",
+    )
+    gc.add_argument("--dry-run", action="store_true", help="only say what would be deleted")
+    gc.add_argument(
+        "--grace", type=_seconds, default=None, metavar="SECONDS",
+        help="keep what was used more recently than this (default: blob_gc_grace_s); under 1200 is unsafe "
+        "beside running servers",
+    )
+    add_arguments(gc, ["data_dir", "catalog_url", "blobs_url", "blob_gc_grace_s", "log_level", "log_format"])
     runner_help = "execute queued Wild V2 runs of this key's organization (remote code execution: docs/runner.md)"
     rn = sub.add_parser("runner", help=runner_help, description=runner_help)
     add_arguments(rn, [*sorted(RUNNER_OPTIONS), "log_level", "log_format"])
@@ -153,6 +166,51 @@ def _scopes(text: str) -> frozenset[str]:
         return parse_scopes(text)
     except BadScopes as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _seconds(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not v >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: seconds must be >= 0")
+    return v
+
+
+async def _blobs_gc(args: argparse.Namespace, settings: Settings) -> int:
+    """``arwx blobs gc``: needs the catalog and the blob store only, not ClickHouse, so it runs
+    beside a server (also an embedded one) and beside other collectors."""
+    import json
+
+    from arwx.blobs.gc import GcRefused, collect
+    from arwx.catalog import Catalog, CatalogError
+    from arwx.components import open_blob_store
+    from arwx.config import MIN_GC_GRACE_S
+    from arwx.store.base import StoreUnavailable
+
+    grace = settings.blob_gc_grace_s if args.grace is None else args.grace
+    if grace < MIN_GC_GRACE_S:
+        print(f"arwx blobs gc: warning: a grace of {grace:g} s may delete a blob a client is naming right now "
+              f"(safe: at least {MIN_GC_GRACE_S:g} s)", file=sys.stderr)
+    catalog = Catalog.open(settings.catalog_url, settings.data_path)
+    if not catalog.exists():
+        print(f"arwx blobs gc: no catalog at {catalog.display} (wrong --data-dir or --catalog?); nothing deleted",
+              file=sys.stderr)
+        return 1
+    blobs = open_blob_store(settings)
+    try:
+        await catalog.start()
+        await blobs.start()
+        report = await collect(blobs, catalog, grace, dry_run=args.dry_run)
+    except (CatalogError, GcRefused, StoreUnavailable, OSError) as e:
+        print(f"arwx blobs gc: {e}", file=sys.stderr)
+        return 1
+    finally:
+        await blobs.stop()
+        await catalog.stop()
+    print(json.dumps(report.as_dict()))
+    return 0
 
 
 async def _offline(args: argparse.Namespace, settings: Settings) -> int:
@@ -296,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(settings.log_level, settings.log_format)
     if args.command in ("keys", "users"):
         return asyncio.run(_offline(args, settings))
+    if args.command == "blobs":
+        return asyncio.run(_blobs_gc(args, settings))
     if args.command == "runner":
         return asyncio.run(_runner(settings))
     roles = SERVER_ROLES if args.command == "server" else frozenset({args.command})

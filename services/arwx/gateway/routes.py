@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from arwx.appkeys import API_KEY, LOG, RUNS, STORE, TENANCY
+from arwx.appkeys import API_KEY, CATALOG, LOG, RUNS, STORE, TENANCY
 from arwx.errors import BadRequest, Forbidden, NotFound
 from arwx.gateway.auth import requires, run_bound
 from arwx.gateway.body import read_body
@@ -71,15 +71,22 @@ async def delete_run(request: web.Request) -> web.Response:
 @requires("admin")
 async def purge_run_route(request: web.Request) -> web.Response:
     """``POST /v1/runs/:id/purge?confirm=<run id>`` (admin): every row of the run removed from
-    ClickHouse and the catalog, for good."""
+    ClickHouse and the catalog, for good (``arwx.purge``)."""
     run_id, org = request.match_info["run_id"], request[API_KEY].org
     run = await request.app[RUNS].get(org, run_id, fresh=True)
     if run is None:
-        raise NotFound(f"unknown run {run_id!r}")
-    if request.query.get("confirm") != run_id:
-        raise BadRequest(f"purging deletes every point of the run for good: confirm with confirm={run_id}")
-    removed = await purge_run(request.app[STORE], request.app[LOG], request.app[RUNS], run)
-    return web.json_response({"id": run_id, "purged": True, "removed": removed})
+        raise NotFound(f"unknown run {run_id!r} (a purged run is unknown: nothing of it is left)")
+    confirm = request.query.get("confirm")
+    if confirm is None:
+        raise BadRequest(
+            f"purging deletes every point, file and record of run {run_id!r} for good: "
+            f"repeat its id to confirm (confirm={run_id})"
+        )
+    if confirm != run_id:
+        raise BadRequest(f"confirm={confirm[:MAX_ID_LEN]!r} is not this run's id: to purge it, confirm={run_id}")
+    app = request.app
+    out = await purge_run(app[STORE], app[LOG], app[RUNS], app[CATALOG], run)
+    return web.json_response({"id": run_id, "purged": True, **out})
 
 
 async def restore_run(request: web.Request) -> web.Response:
