@@ -240,9 +240,10 @@ async def test_gc_deletes_only_what_no_row_names_once_past_the_grace(store: Blob
         dry = await collect(store, catalog, grace_s=3600, dry_run=True, now=later)
         assert (dry.refs_deleted, dry.blobs_deleted, dry.bytes_deleted, dry.refs_foreign) == (2, 1, len(unnamed), 1)
         assert await stored(store) == before
-        # Two collectors at once (two servers): the same result, no error.
+        # Two collectors at once (two servers): no error, and the store ends as with one (each may
+        # count a delete the other also made: deleting twice is a no-op).
         a, b = await asyncio.gather(*(collect(store, catalog, grace_s=3600, now=later) for _ in range(2)))
-        assert a.refs_deleted + b.refs_deleted >= 2 and a.blobs_deleted + b.blobs_deleted == 1
+        assert 2 <= a.refs_deleted + b.refs_deleted <= 4 and 1 <= a.blobs_deleted + b.blobs_deleted <= 2
         after = await stored(store)
         assert content_keys(after) == {k for k in content_keys(before) if not k.endswith(sha(unnamed))}
         assert ref_keys(after) == {
