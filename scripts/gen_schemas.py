@@ -24,10 +24,20 @@ from arwx.compat.wild.wire import STRUCTS as WILD_STRUCTS  # noqa: E402
 from arwx.compat.workbench.wire import STRUCTS as WORKBENCH_STRUCTS  # noqa: E402
 from arwx.control.artifact_wire import ArtifactLog, FileRegister, RefMove  # noqa: E402
 from arwx.control.wire import STRUCTS as CONTROL_STRUCTS  # noqa: E402
-from arwx.wire import BlobsMissing, IngestBatch, KeyCreate, Point, RunCreate, RunFinish, RunUpdate  # noqa: E402
+from arwx.wire import (  # noqa: E402
+    COLUMNS_CONTENT_TYPE,
+    BlobsMissing,
+    IngestBatch,
+    IngestColumns,
+    KeyCreate,
+    Point,
+    RunCreate,
+    RunFinish,
+    RunUpdate,
+)
 
 STRUCTS = (
-    Point, IngestBatch, RunCreate, RunFinish, RunUpdate, KeyCreate, BlobsMissing, FileRegister, ArtifactLog, RefMove,
+    Point, IngestBatch, IngestColumns, RunCreate, RunFinish, RunUpdate, KeyCreate, BlobsMissing, FileRegister, ArtifactLog, RefMove,
     *CONTROL_STRUCTS, *ACCOUNT_STRUCTS, *WORKBENCH_STRUCTS, *WILD_STRUCTS,
 )
 
@@ -904,8 +914,9 @@ def openapi() -> dict:
         },
         "/v1/ingest": {
             "post": {
-                "summary": "Append a JSON batch of points (all or nothing)",
-                "requestBody": _body("IngestBatch"),
+                "summary": "Append a JSON batch of points, or the same in columns (all or nothing)",
+                "requestBody": {"required": True, "content": {
+                    **_body("IngestBatch")["content"], **_body("IngestColumns", COLUMNS_CONTENT_TYPE)["content"]}},
                 "responses": {"200": _INGEST_OK, "400": _ERR, "404": _ERR, "409": _ERR, "413": _ERR, "503": _UNAVAILABLE, **_AUTH},
             }
         },

@@ -328,6 +328,104 @@ def test_json_batch_fuzz_all_or_nothing(embedded, fuzz_api: Api) -> None:
              "exactly the accepted JSON batches stored")
 
 
+COLUMNS = "application/vnd.arwx.columns+json"
+# How a columnar body can be wrong: (what is changed, words the 400 must carry).
+COLUMN_FAULTS = [
+    "short_column", "long_ts", "key_index", "negative_seq", "huge_seq", "float_step", "string_seq", "bad_key",
+    "long_key", "ctrl_key", "bad_run_id", "missing_writer", "unknown_field", "truncated", "bad_ts", "nan_ts",
+]
+
+
+@st.composite
+def column_bodies(draw) -> tuple[list[str], list[tuple[int, object]], str | None]:
+    """(keys, [(key index, value)], a fault or None)."""
+    keys = draw(st.lists(metric_keys, min_size=1, max_size=4))
+    pts = draw(st.lists(st.tuples(st.integers(0, len(keys) - 1), values), max_size=30))
+    fault = draw(st.one_of(st.none(), st.none(), st.sampled_from(COLUMN_FAULTS)))
+    if fault is not None and not pts:
+        pts = [(0, 1.0)]
+    return keys, pts, fault
+
+
+def render_columns(keys: list[str], pts: list[tuple[int, object]], fault: str | None, state: dict,
+                   with_ts: bool) -> bytes:
+    """The body; seqs from ``state``. NaN/Infinity literals and huge ints as Python's json writes them."""
+    n = len(pts)
+    seqs = list(range(state["seq"], state["seq"] + n))
+    state["seq"] += n
+    body: dict = {"run_id": GOOD_RUN, "writer_id": "cols", "keys": keys, "seq": seqs, "step": seqs,
+                  "key": [k for k, _ in pts], "value": [v for _, v in pts]}
+    if with_ts:
+        body["ts"] = [1.7e9 + s for s in seqs]
+    if fault == "short_column":
+        body["step"] = body["step"][:-1]
+    elif fault == "long_ts":
+        body["ts"] = [1.7e9] * (n + 1)
+    elif fault == "key_index":
+        body["key"][-1] = len(keys)
+    elif fault == "negative_seq":
+        body["seq"][0] = -1
+    elif fault == "huge_seq":
+        body["seq"][-1] = 2**63
+    elif fault == "float_step":
+        body["step"][0] = 0.5
+    elif fault == "string_seq":
+        body["seq"][0] = "0"
+    elif fault == "bad_key":
+        body["keys"] = [*keys[:-1], "a,b"]
+    elif fault == "long_key":
+        body["keys"] = [*keys[:-1], "k" * 257]
+    elif fault == "ctrl_key":
+        body["keys"] = [*keys[:-1], "a\x01b"]
+    elif fault == "bad_run_id":
+        body["run_id"] = "a b"
+    elif fault == "missing_writer":
+        del body["writer_id"]
+    elif fault == "unknown_field":
+        body["points"] = []
+    elif fault == "bad_ts":
+        body["ts"] = [5e9] * n
+    elif fault == "nan_ts":
+        body["ts"] = [float("nan")] * n
+    raw = json.dumps(body).encode()
+    return raw[: len(raw) // 2] if fault == "truncated" else raw
+
+
+def test_columns_fuzz_all_or_nothing(embedded, fuzz_api: Api) -> None:
+    """Columnar bodies with odd-but-valid values and one fault or none: a good body is taken
+    whole with every skip counted by reason, a bad one is a 400 with a reason and writes
+    nothing; at the end the store holds exactly the accepted seqs, once each."""
+    api = fuzz_api
+    sentinel = Sentinel(api, GOOD_RUN, "sentinel-cols")
+    state: dict = {"seq": 0}
+    accepted: list[int] = []
+
+    @HS
+    @given(case=column_bodies(), with_ts=st.booleans())
+    def case(case, with_ts) -> None:  # noqa: ANN001
+        keys, pts, fault = case
+        start = state["seq"]
+        raw = render_columns(keys, pts, fault, state, with_ts)
+        CASES["column bodies"] += 1
+        status, out = api.request("POST", "/v1/ingest", raw=raw, headers={"Content-Type": COLUMNS})
+        if fault is None:
+            assert status == 200 and out["points"] == len(pts), (status, out, raw[:500])
+            skipped = Counter(r for r in (_expected_skip(v) for _, v in pts) if r)
+            assert out["skipped_by_reason"] == dict(skipped), (out, pts)
+            accepted.extend(range(start, start + len(pts)))
+        else:
+            assert status == 400 and isinstance(out, dict) and out.get("error"), (fault, status, out, raw[:500])
+        sentinel.check()
+
+    case()
+    org = _org(embedded, api.key)
+    from tests.helpers import wait_for
+
+    wait_for(lambda: _stored_seqs(embedded, org, GOOD_RUN, "cols") == accepted, 60, 0.1,
+             "exactly the accepted columnar bodies stored")
+    sentinel.final()
+
+
 # -- nesting, on every route that takes JSON ------------------------------------------------------
 
 

@@ -90,11 +90,36 @@ class LogBatch(msgspec.Struct, array_like=True):
     value: list[float]
 
 
+COLUMNS_CONTENT_TYPE = "application/vnd.arwx.columns+json"
+KeyIndex = Annotated[int, msgspec.Meta(ge=0)]
+
+
+class IngestColumns(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of ``POST /v1/ingest`` sent as ``application/vnd.arwx.columns+json``:
+    the points of one (run, writer) in columns, each key spelled once.
+
+    Point ``i`` is ``(seq[i], step[i], keys[key[i]], value[i], ts[i])``; the
+    columns have one length. ``ts`` omitted: the server's receive time. The
+    guarantees of ``IngestBatch`` hold: all or nothing, ``value`` untyped (a
+    non-numeric or non-finite value is skipped and counted).
+    """
+
+    run_id: RunId
+    writer_id: WriterId
+    keys: list[MetricKey]
+    seq: list[Seq]
+    step: list[Step]
+    key: list[KeyIndex]
+    value: list[Any]
+    ts: list[Ts] | None = None
+
+
 LOG_FORMAT_VERSION = 1
 _json_decoder = msgspec.json.Decoder(IngestBatch)
 _point_decoder = msgspec.json.Decoder(Point)
 _msgpack_encoder = msgspec.msgpack.Encoder()
 _logbatch_decoder = msgspec.msgpack.Decoder(LogBatch)
+_columns_decoder = msgspec.json.Decoder(IngestColumns)
 
 
 class BadInput(BadRequest, ValueError):
@@ -237,6 +262,24 @@ def decode_batch_fast(body: bytes) -> IngestBatch:
     if not _patterns_ok(batch.points, batch.run_id, batch.writer_id):
         return decode_batch(body)
     return batch  # type: ignore[return-value]  # same fields as IngestBatch
+
+
+def decode_columns(body: bytes) -> IngestColumns:
+    """Decode and validate a columnar ingest body. Every check is a C loop
+    (msgspec's per-element bounds, ``min``/``max``/``len``); patterns run once
+    per key of ``keys`` and once per id, never per point."""
+    cols: IngestColumns = _strict_or_fallback(_columns_decoder.decode, body, IngestColumns)
+    n = len(cols.seq)
+    lengths = {"step": len(cols.step), "key": len(cols.key), "value": len(cols.value)}
+    if cols.ts is not None:
+        lengths["ts"] = len(cols.ts)
+    for name, m in lengths.items():
+        if m != n:
+            raise BadInput(f"column {name!r} has {m} entries, 'seq' has {n}: every column has one entry per point")
+    if n and max(cols.key) >= len(cols.keys):
+        i = cols.key.index(max(cols.key))
+        raise BadInput(f"key[{i}] is {cols.key[i]}, not an index into keys (it has {len(cols.keys)})")
+    return cols
 
 
 def decode_lines_fast(lines: list[bytes]) -> list[Point] | None:

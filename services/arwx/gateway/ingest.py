@@ -1,4 +1,4 @@
-"""``POST /v1/ingest`` (JSON batch) and ``POST /v1/ingest/stream`` (NDJSON).
+"""``POST /v1/ingest`` (JSON batch, or columns by content type) and ``POST /v1/ingest/stream`` (NDJSON).
 
 Thin: read the body with bounds (``body.py``), hand the points to the
 ``IngestService`` (``arwx/ingest/``), answer its receipt. A JSON batch is all
@@ -18,18 +18,20 @@ from arwx.errors import BadRequest, PayloadTooLarge
 from arwx.gateway.auth import run_bound
 from arwx.gateway.body import body_chunks, read_body
 from arwx.ingest.ndjson import split_lines
-from arwx.wire import BadInput, decode_batch_fast
+from arwx.wire import COLUMNS_CONTENT_TYPE, BadInput, decode_batch_fast, decode_columns
 
 
 @run_bound
 @budgeted("body")
 async def ingest_batch(request: web.Request) -> web.Response:
-    """``POST /v1/ingest``: a JSON batch, all or nothing."""
+    """``POST /v1/ingest``: a JSON batch (or, as ``COLUMNS_CONTENT_TYPE``, columns), all or nothing."""
     cfg = request.app[CONFIG]
     try:
         body = await read_body(request, cfg.max_body_bytes)
     except PayloadTooLarge as e:
         raise PayloadTooLarge(f"{e}; send large batches to /v1/ingest/stream") from None
+    if request.content_type == COLUMNS_CONTENT_TYPE:
+        return await _ingest_columns(request, body)
     try:
         batch = decode_batch_fast(body)
     except BadInput:
@@ -39,6 +41,18 @@ async def ingest_batch(request: web.Request) -> web.Response:
     result = await request.app[INGEST].ingest(
         key.org, batch.points, batch.run_id, batch.writer_id, validated=True, only_run=key.run_id
     )
+    return web.json_response(result.body())
+
+
+async def _ingest_columns(request: web.Request, body: bytes) -> web.Response:
+    """The columnar body (``wire.IngestColumns``) of ``POST /v1/ingest``: all or nothing, like a batch."""
+    try:
+        cols = decode_columns(body)
+    except BadInput:
+        metrics.POINTS_REJECTED.labels(reason="bad_request").inc()
+        raise
+    key = request[API_KEY]
+    result = await request.app[INGEST].ingest_columns(key.org, cols, only_run=key.run_id)
     return web.json_response(result.body())
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Iterable
 from dataclasses import dataclass, field
 from operator import attrgetter
 
@@ -33,6 +33,7 @@ from arwx.log.base import Appended, EventLog, LogUnavailable
 from arwx.runs import Runs
 from arwx.wire import (
     BadInput,
+    IngestColumns,
     Point,
     RunChunk,
     check_points,
@@ -140,7 +141,26 @@ class Chunker:
                 await self.flush()
 
     def _add_columns(self, points: list[Point], run_id: str, writer_id: str) -> None:
-        values = list(map(_get_value, points))
+        self._extend(run_id, writer_id, list(map(_get_value, points)), list(map(_get_ts, points)),
+                     map(_get_seq, points), map(_get_step, points), map(_get_key, points))
+
+    async def add_columns(self, cols: IngestColumns) -> None:
+        """A checked columnar body (``wire.decode_columns``), flushed every ``CHUNK_POINTS``:
+        slices and ``map``, no loop per point."""
+        i, n = 0, len(cols.seq)
+        keys = cols.keys.__getitem__
+        while i < n:
+            j = min(n, i + max(1, CHUNK_POINTS - self.pending))
+            ts = cols.ts[i:j] if cols.ts is not None else [self.received_at] * (j - i)
+            self._extend(cols.run_id, cols.writer_id, cols.value[i:j], ts, cols.seq[i:j], cols.step[i:j],
+                         map(keys, cols.key[i:j]))
+            i = j
+            if self.pending >= CHUNK_POINTS:
+                await self.flush()
+
+    def _extend(self, run_id: str, writer_id: str, values: list, ts: list, seq: Iterable, step: Iterable,
+                key: Iterable) -> None:
+        """Append one writer's columns (``values`` and ``ts`` are lists this call may change)."""
         total = sum(values) if set(map(type, values)) == {float} else None
         if total is None or total - total != 0:  # an int, a non-number, a NaN/inf, or a sum past float range
             skipped = self.result.skipped
@@ -149,15 +169,13 @@ class Chunker:
                 if why:
                     skipped[why] += 1
                     metrics.POINTS_SKIPPED.labels(reason=why).inc()
-        ts = list(map(_get_ts, points))
         if None in ts:
             ts = [self.received_at if t is None else t for t in ts]
         chunk = self.chunks.get(run_id)
         if chunk is None:
             chunk = self.chunks[run_id] = RunChunk(run_id)
-        chunk.extend(writer_id, len(points), map(_get_seq, points), map(_get_step, points), ts,
-                     map(_get_key, points), values)
-        self.pending += len(points)
+        chunk.extend(writer_id, len(values), seq, step, ts, key, values)
+        self.pending += len(values)
 
     async def flush(self) -> None:
         """Append every pending chunk; returns once all are durable."""
@@ -232,6 +250,21 @@ class IngestService:
         except BadInput:
             metrics.POINTS_REJECTED.labels(reason="bad_request").inc()
             raise
+        except LogUnavailable as e:
+            e.extra = chunker.result.body()
+            raise
+        return chunker.result
+
+    async def ingest_columns(self, org: str, cols: IngestColumns, only_run: str | None = None) -> IngestResult:
+        """Write a columnar body (``wire.decode_columns`` made it) all or nothing: one run
+        check (with the highest seq, which a finished run must still be owed), columns in C
+        loops. Raises as ``ingest`` does."""
+        chunker = self._chunker(org, only_run)
+        try:
+            if cols.seq:
+                await self._checked(chunker, cols.run_id, cols.writer_id, max(cols.seq))
+                await chunker.add_columns(cols)
+                await chunker.flush()
         except LogUnavailable as e:
             e.extra = chunker.result.body()
             raise
