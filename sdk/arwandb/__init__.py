@@ -15,7 +15,7 @@ from typing import Any
 
 from arwandb import _sync
 from arwandb._run import Run
-from arwandb.config import Settings, resolve
+from arwandb.config import DEFAULT_FLUSH_INTERVAL, Settings, resolve
 from arwandb.resume import ResumeError
 
 __version__ = "1.3.1"
@@ -38,7 +38,7 @@ def init(
     mode: str | None = None,
     id: str | None = None,
     dir: str | None = None,
-    flush_interval: float = 1.0,
+    flush_interval: float = DEFAULT_FLUSH_INTERVAL,
     finish_timeout: float = 30.0,
     base_url: str | None = None,
     api_key: str | None = None,
@@ -58,7 +58,9 @@ def init(
         id: run id shared by all ranks (default ``ARWANDB_RUN_ID`` / ``WANDB_RUN_ID`` or random). Re-using
             an id and writer id in the same ``dir`` resumes that writer's spool and step counter.
         dir: where the spool lives (``<dir>/arwandb``; default ``ARWANDB_DIR`` / ``WANDB_DIR`` / cwd).
-        flush_interval: upload at least this often (seconds) even below a full batch.
+        flush_interval: seconds between a writer's requests while points keep coming (default 0.2):
+            the first point after a quiet spell is sent at once, later ones wait at most this long,
+            and a busy writer sends everything logged meanwhile in one request.
         finish_timeout: how long ``finish()`` waits for the upload; the rest stays in the spool.
         base_url, api_key: override ``ARWANDB_BASE_URL`` / ``ARWANDB_API_KEY``.
         resume: W&B's meanings (default ``ARWANDB_RESUME`` / ``WANDB_RESUME``): ``"allow"`` (or True)

@@ -12,6 +12,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from arwandb.columns import RecentColumns
 from arwandb.config import Settings
 from arwandb.encode import PointEncoder
 from arwandb.resume import resume_run
@@ -33,6 +34,7 @@ class _Writer:
         # deque.append / popleft are atomic under the GIL: the caller never takes a lock
         self.queue: collections.deque[tuple[int, float, Any]] = collections.deque()
         self.encoder = PointEncoder(settings.run_id, writer_id)
+        self.recent = RecentColumns()  # what the uploader sends without reading the spool back
         self.step = self.spool.last_step + 1  # a resumed spool continues its step axis
 
     def drain(self) -> int:
@@ -42,8 +44,9 @@ class _Writer:
         if not n:
             return 0
         rows = [q.popleft() for _ in range(n)]
-        data, count, last_step = self.encoder.encode(rows, self.spool.next_seq)
+        data, count, last_step, cols = self.encoder.encode(rows, self.spool.next_seq)
         self.spool.append(data, count)
+        self.recent.add(cols)  # after the append: the uploader may send only what the spool holds
         if last_step >= 0:
             self.spool.last_step = last_step
         return count
@@ -123,6 +126,7 @@ class Run:
                 stream_threshold=settings.stream_threshold,
                 flush_interval=settings.flush_interval,
                 heartbeat_interval=settings.heartbeat_interval,
+                recent={w.writer_id: w.recent for w in self._writers},
             )
             self.uploader.run_created = resumed  # resume_run created or re-opened it
             self._upload_thread = threading.Thread(
@@ -210,17 +214,17 @@ class Run:
     # -- background threads ----------------------------------------------------------------------
     def _spool_loop(self) -> None:
         interval = self.settings.spool_interval
-        batch = self.settings.batch_size
         while True:
             closing = self._closing.is_set()
             for w in self._writers:
                 try:
-                    w.drain()
+                    spooled = w.drain()
                 except Exception:  # noqa: BLE001 - e.g. disk full: keep the rows queued, retry later
                     logger.warning("arwandb: writing the spool failed; retrying", exc_info=True)
                     closing = False
-                if self.uploader is not None and w.spool.next_seq - w.spool.acked >= batch:
-                    self.uploader.wake.set()
+                    spooled = 0
+                if spooled and self.uploader is not None:
+                    self.uploader.wake.set()  # it decides whether they go now (uploader.Uploader._due)
             if closing and not any(w.queue for w in self._writers):
                 return
             self._kick.wait(interval)
@@ -231,11 +235,11 @@ class Run:
         assert up is not None
         idle_wait = min(0.5, max(0.02, self.settings.flush_interval / 2))
         try:
-            # Live: upload full batches as they are spooled (and the rest every flush_interval),
-            # until finish() asks for the drain.
+            # Live: send each writer's points when due (Uploader._due), woken by the spooler when
+            # points come, until finish() asks for the drain.
             while not up.abort.is_set() and not up.draining:
                 if not up.step():
-                    up.wake.wait(idle_wait)
+                    up.wake.wait(up.wait_time(1.0))
                     up.wake.clear()
             if up.abort.is_set() or up.deadline is None:
                 return

@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8090"
+# Seconds between a writer's requests while points keep coming (uploader.Uploader._due): short enough
+# that a logged point is visible within a second, long enough that a busy writer batches.
+DEFAULT_FLUSH_INTERVAL = 0.2
 ID_RE = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
 _B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 _OFF = {"0", "off", "false", "no", "disabled", "disable"}
@@ -100,7 +103,7 @@ class Settings:
     root: str  # <dir>/arwandb: holds one folder per run id
     system_metrics: bool
     system_interval: float
-    flush_interval: float = 1.0
+    flush_interval: float = DEFAULT_FLUSH_INTERVAL
     finish_timeout: float = 30.0
     batch_size: int = 500
     stream_threshold: int = 5000

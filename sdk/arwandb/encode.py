@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 logger = logging.getLogger("arwandb")
 MAX_KEY = 256
@@ -67,24 +67,48 @@ class PointEncoder:
 
     def encode(
         self, rows: Iterable[tuple[int, float, Mapping[Any, Any]]], seq: int
-    ) -> tuple[bytes, int, int]:
-        """Returns (lines, number of points, last step); seqs start at ``seq`` in row order."""
+    ) -> tuple[bytes, int, int, Columns]:
+        """Returns (lines, number of points, last step, the same points as columns); seqs start
+        at ``seq`` in row order. The columns hold JSON text (what the lines say), so an upload
+        can send them without reading the lines back."""
         parts: list[str] = []
         head = self.head
         key = self._key
         start = seq
         last_step = -1
+        steps: list[str] = []
+        tss: list[str] = []
+        keys: list[str] = []
+        vals: list[str] = []
         for step, ts, metrics in rows:
-            tail = f',"ts":{ts!r}}}\n'
-            mid = f',"step":{step},"key":'
+            ts_s = repr(ts)
+            step_s = str(step)
+            tail = f',"ts":{ts_s}}}\n'
+            mid = f',"step":{step_s},"key":'
             last_step = step
+            row_start = seq
             for k, v in self._flat(metrics, ""):
                 val = value_json(v)
                 if val is None:
                     self.skipped += 1
                     val = "null"
-                parts.append(f'{head}{seq}{mid}{key(k)},"value":{val}{tail}')
+                kj = key(k)
+                parts.append(f'{head}{seq}{mid}{kj},"value":{val}{tail}')
+                keys.append(kj)
+                vals.append(val)
                 seq += 1
+            steps += [step_s] * (seq - row_start)
+            tss += [ts_s] * (seq - row_start)
         n = seq - start
         self.points += n
-        return "".join(parts).encode(), n, last_step
+        return "".join(parts).encode(), n, last_step, Columns(start, steps, keys, vals, tss)
+
+
+class Columns(NamedTuple):
+    """Points with seqs ``first_seq`` on, column by column, each cell JSON text."""
+
+    first_seq: int
+    step: list[str]
+    key: list[str]
+    value: list[str]
+    ts: list[str]

@@ -13,12 +13,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from arwandb.columns import CONTENT_TYPE as COLUMNS_TYPE
+from arwandb.columns import ColumnsEncoder, RecentColumns
+from arwandb.config import DEFAULT_FLUSH_INTERVAL
+from arwandb.encode import Columns
 from arwandb.spool import WriterSpool
 
 logger = logging.getLogger("arwandb")
 
 CLIENT_FAULT = {400, 404, 409, 413, 422}
 STREAM_MAX_POINTS = 50_000  # per NDJSON request: ~7 MB, well under any proxy's patience
+COLUMNS_MAX_POINTS = 50_000  # per columnar request: ~2.5 MB
 
 
 @dataclass
@@ -150,6 +155,13 @@ class Uploader:
 
     Nothing here raises to the caller: transport errors and 401/429/5xx back off and retry until
     ``deadline``; client-fault answers (400/404/409/413/422) set the points aside once, with a warning.
+
+    When to send (adaptive): a writer's pending points go in one request as soon as its last
+    request started ``flush_interval`` ago or longer. So the first point after a quiet spell goes
+    at once, and a busy writer makes at most one request per ``flush_interval`` (plus one per full
+    request of ``COLUMNS_MAX_POINTS``), carrying whatever came meanwhile: batches grow with the
+    rate, requests do not. Points go as one columnar body (``columns.py``); a server that does not
+    take that (an older one) gets JSON batches of ``batch_size`` and NDJSON streams as before.
     """
 
     def __init__(
@@ -160,10 +172,13 @@ class Uploader:
         *,
         batch_size: int = 500,
         stream_threshold: int = 5000,
-        flush_interval: float = 1.0,
+        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         heartbeat_interval: float | None = None,
+        recent: dict[str, RecentColumns] | None = None,
     ) -> None:
-        """``heartbeat_interval``: seconds between heartbeats while live (None: none, as in ``sync``)."""
+        """``heartbeat_interval``: seconds between heartbeats while live (None: none, as in ``sync``);
+        ``recent``: per writer id, the columns the spooler made (a live run), so its points are
+        sent without reading the spool back."""
         self.t = transport
         self.meta = run_meta
         self.run_id: str = run_meta["id"]
@@ -181,7 +196,10 @@ class Uploader:
         self._warned: set[tuple[int, str]] = set()
         self._auth_warned = False
         self._recreated = False
-        self._last_flush: dict[str, float] = {}
+        self._last_send: dict[str, float] = {}  # monotonic start of each writer's last request
+        self.columns = True  # the server takes columnar bodies (until it shows it does not)
+        self.recent = recent or {}
+        self._col_enc = {sp.writer_id: ColumnsEncoder(self.run_id, sp.writer_id) for sp in spools}
         self._cap: dict[str, int] = {}  # per-writer batch cap after a 413
         self.heartbeat_interval = heartbeat_interval
         self._last_beat = float("-inf")
@@ -344,13 +362,9 @@ class Uploader:
         progressed = False
         for sp in self.spools:
             pend = sp.next_seq - sp.acked
-            if pend <= 0:
-                self._last_flush[sp.writer_id] = now
+            if pend <= 0 or not (self.draining or self._due(sp.writer_id, pend, now)):
                 continue
-            last = self._last_flush.setdefault(sp.writer_id, now)
-            if not self.draining and pend < self.batch_size and now - last < self.flush_interval:
-                continue
-            self._last_flush[sp.writer_id] = now
+            self._last_send[sp.writer_id] = now
             ok, delay = self._send(sp, pend)
             if not ok:
                 if delay is not None:
@@ -359,28 +373,61 @@ class Uploader:
             progressed = True
         return progressed
 
+    def _full(self) -> int:
+        return COLUMNS_MAX_POINTS if self.columns else self.batch_size
+
+    def _due(self, writer_id: str, pend: int, now: float) -> bool:
+        """Whether a writer with ``pend`` points should send now (see the class docstring)."""
+        last = self._last_send.get(writer_id)
+        return last is None or now - last >= self.flush_interval or pend >= self._full()
+
+    def wait_time(self, idle: float) -> float:
+        """How long the live loop may sleep before a writer is due (``idle`` when none has points:
+        the spooler wakes it when points come)."""
+        now = time.monotonic()
+        due = [self._last_send.get(sp.writer_id, now) + self.flush_interval - now
+               for sp in self.spools if sp.next_seq > sp.acked]
+        return min(idle, max(0.0, min(due))) if due else idle
+
+    def _columns(self, sp: WriterSpool, start: int, n: int) -> Columns | None:
+        """Columns of up to ``n`` points from ``start``: those the spooler kept, else read back."""
+        recent = self.recent.get(sp.writer_id)
+        cols = recent.take(start, n) if recent is not None else None
+        if cols is None:
+            cols = self._col_enc[sp.writer_id].from_lines(sp.read(start, n), start)
+        return cols
+
     def _send(self, sp: WriterSpool, pend: int) -> tuple[bool, float | None]:
         cap = self._cap.get(sp.writer_id)
-        stream = pend > self.stream_threshold and cap is None
-        n = STREAM_MAX_POINTS if stream else min(self.batch_size, cap or self.batch_size)
         start = sp.acked
-        lines = sp.read(start, n)
-        if not lines:
-            return False, 0.05
-        if stream:
-            resp = self._post_stream(lines)
+        cols = self._columns(sp, start, min(pend, cap or COLUMNS_MAX_POINTS)) if self.columns else None
+        lines: list[bytes] | None = None
+        stream = False
+        if cols is not None:
+            n = len(cols.step)
+            resp = self._req("POST", "/v1/ingest", self._col_enc[sp.writer_id].body(cols, n), COLUMNS_TYPE)
         else:
-            body = b'{"run_id":%s,"writer_id":%s,"points":[%s]}' % (
-                json.dumps(self.run_id).encode(),
-                json.dumps(sp.writer_id).encode(),
-                b",".join(lines),
-            )
-            resp = self._req("POST", "/v1/ingest", body)
+            stream = pend > self.stream_threshold and cap is None
+            lines = sp.read(start, STREAM_MAX_POINTS if stream else min(self.batch_size, cap or self.batch_size))
+            if not lines:
+                return False, 0.05
+            n = len(lines)
+            if stream:
+                resp = self._post_stream(lines)
+            else:
+                body = b'{"run_id":%s,"writer_id":%s,"points":[%s]}' % (
+                    json.dumps(self.run_id).encode(),
+                    json.dumps(sp.writer_id).encode(),
+                    b",".join(lines),
+                )
+                resp = self._req("POST", "/v1/ingest", body)
         if resp is None or resp.status in (401, 403, 408, 425, 429) or resp.status >= 500:
             return False, self._transient(resp)
         if resp.status < 300:
-            self._ok(sp, start + len(lines))
+            self._ok(sp, start + n)
             return True, None
+        if lines is None:  # refused: what follows names, resends or sets aside the lines themselves
+            lines = sp.read(start, n)
         if resp.status == 404 or (stream and resp.status == 400 and self._unknown_run(resp)):
             if not self._recreated:  # the server lost the run (fresh data dir?): create it again
                 self._recreated = True
@@ -400,6 +447,10 @@ class Uploader:
             if resp is None or resp.status in (401, 403, 429) or resp.status >= 500:
                 return False, self._transient(resp)
             if resp.status < 300:
+                if cols is not None:
+                    # it took every point as lines but not as columns: a server from before them
+                    logger.info("arwandb: the server does not take columnar uploads; sending JSON batches")
+                    self.columns = False
                 self._ok(sp, start + len(lines))
                 return True, None
             stream = True
@@ -419,21 +470,27 @@ class Uploader:
         return bool(errs) and all("unknown run" in str(e.get("reason", "")) for e in errs)
 
     def _ok(self, sp: WriterSpool, next_seq: int) -> None:
-        sp.set_acked(next_seq)
+        self._acked(sp, next_seq)
         self.backoff.reset()
         self._auth_warned = False
         self._recreated = False
         cap = self._cap.get(sp.writer_id)
         if cap is not None:  # after a 413, grow back toward the normal batch size
-            if cap * 2 >= self.batch_size:
+            if cap * 2 >= self._full():
                 del self._cap[sp.writer_id]
             else:
                 self._cap[sp.writer_id] = cap * 2
 
+    def _acked(self, sp: WriterSpool, next_seq: int) -> None:
+        sp.set_acked(next_seq)
+        recent = self.recent.get(sp.writer_id)
+        if recent is not None:
+            recent.drop_below(sp.acked)
+
     def _set_aside(self, sp: WriterSpool, lines: list[bytes], start: int, status: int, reason: str) -> None:
         sp.reject(lines, status, reason)
         self._warn_once(status, reason, len(lines), sp)
-        sp.set_acked(start + len(lines))
+        self._acked(sp, start + len(lines))
 
     def _stream_partial(self, sp: WriterSpool, lines: list[bytes], start: int, resp: Response) -> None:
         """A stream 400 lists refused lines (1-based, at most ~100): set those aside, ack the rest."""
@@ -455,5 +512,5 @@ class Uploader:
             self._warn_once(400, reason, len(bad), sp)
         # lines past the last listed error may hold unlisted refusals: resend them (accepted ones dedupe)
         done = len(lines) if rejected_total <= len(errors) else last
-        sp.set_acked(start + done)
+        self._acked(sp, start + done)
         self.backoff.reset()

@@ -8,6 +8,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from memory_transport import COLUMNS_TYPE, points_of
+
 
 class FakeServer:
     """Stores points deduplicated on (run, writer, seq). ``script`` holds canned answers to use first."""
@@ -19,6 +21,7 @@ class FakeServer:
         self.requests: list[tuple[str, str, int, float]] = []  # (method, path, status, monotonic time)
         self.script: list[tuple[int, dict[str, str]]] = []  # (status, headers) for the next ingest calls
         self.bad_key = "bad\u2603key"  # points with this key are refused as bad input
+        self.columns = True  # False: answer columnar bodies as a server from before them does
         self.lock = threading.Lock()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.httpd.daemon_threads = True
@@ -70,14 +73,16 @@ class FakeServer:
                     if canned:
                         return self._send(canned[0], {"error": "canned"}, canned[1])
                     if self.path == "/v1/ingest":
-                        doc = json.loads(body)
-                        pts = doc["points"]
+                        ctype = self.headers.get("Content-Type", "")
+                        if ctype == COLUMNS_TYPE and not srv.columns:  # as a server from before columns
+                            return self._send(400, {"error": "bad input: Object missing required field `points`"})
+                        pts, run_id, writer_id = points_of(body, ctype)
                         for i, p in enumerate(pts):
                             if p["key"] == srv.bad_key:
                                 return self._send(400, {"error": f"bad input: points[{i}].key"})
-                            if p.get("run_id", doc.get("run_id")) not in srv.runs:
+                            if p.get("run_id", run_id) not in srv.runs:
                                 return self._send(404, {"error": "unknown run"})
-                        return self._send(200, {"points": len(pts)}, store=(pts, doc.get("run_id"), doc.get("writer_id")))
+                        return self._send(200, {"points": len(pts)}, store=(pts, run_id, writer_id))
                     errors, good = [], []
                     for n, line in enumerate(body.splitlines(), 1):
                         p = json.loads(line)

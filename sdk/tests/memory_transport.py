@@ -6,7 +6,19 @@ import json
 import threading
 from typing import Any
 
+from arwandb.columns import CONTENT_TYPE as COLUMNS_TYPE
 from arwandb.uploader import Response
+
+
+def points_of(body: bytes, content_type: str) -> tuple[list[dict[str, Any]], str | None, str | None]:
+    """The points of a ``POST /v1/ingest`` body, JSON batch or columns, with the batch's ids."""
+    doc = json.loads(body or b"{}")
+    if content_type == COLUMNS_TYPE:
+        n = len(doc["seq"])
+        pts = [{"seq": doc["seq"][i], "step": doc["step"][i], "key": doc["keys"][doc["key"][i]],
+                "value": doc["value"][i], **({"ts": doc["ts"][i]} if "ts" in doc else {})} for i in range(n)]
+        return pts, doc["run_id"], doc["writer_id"]
+    return doc["points"], doc.get("run_id"), doc.get("writer_id")
 
 
 class MemoryTransport:
@@ -19,6 +31,7 @@ class MemoryTransport:
         self.closed = False
         self.lock = threading.Lock()
         self.calls: list[tuple[str, str]] = []
+        self.content_types: list[str] = []  # of each ingest request
         self.runs: dict[str, dict[str, Any]] = {}
         self.points: dict[tuple[str, str, int], dict[str, Any]] = {}
         self.finishes: list[dict[str, Any]] = []
@@ -45,9 +58,11 @@ class MemoryTransport:
             if path.endswith("/finish"):
                 self.finishes.append(json.loads(body or b"{}"))
                 return self._json(200, {})
+            if path.startswith("/v1/ingest"):
+                self.content_types.append(content_type)
             if path == "/v1/ingest":
-                doc = json.loads(body or b"{}")
-                pts = [{"run_id": doc["run_id"], "writer_id": doc["writer_id"], **p} for p in doc["points"]]
+                batch, run_id, writer_id = points_of(body or b"", content_type)
+                pts = [{"run_id": run_id, "writer_id": writer_id, **p} for p in batch]
             elif path == "/v1/ingest/stream":
                 pts = [json.loads(line) for line in (body or b"").splitlines() if line]
             else:

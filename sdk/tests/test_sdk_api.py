@@ -29,7 +29,7 @@ def test_exported_names_are_pinned() -> None:
     public = sorted(
         f[:-3] for f in os.listdir(SDK_PACKAGE) if f.endswith(".py") and not f.startswith("_")
     )
-    assert public == ["autoresearch", "config", "encode", "resume", "spool", "system_metrics", "uploader"]
+    assert public == ["autoresearch", "columns", "config", "encode", "resume", "spool", "system_metrics", "uploader"]
     from arwandb import autoresearch
 
     assert sorted(autoresearch.__all__) == sorted([
