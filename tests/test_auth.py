@@ -12,7 +12,8 @@ from tests.helpers import Api, points
 # an empty body names no account).
 PUBLIC = {
     "/health": 200, "/sdk": 301, "/sdk/": 200, f"/sdk/{served_wheel().filename}": 200,
-    "/": 200, "/setup": 200, "/static/js/app.js": 200, "/v1/auth/login": 400, "/v1/auth/setup": 400,
+    "/": 200, "/setup": 200, "/static/js/app.js": 200, "/static/v-0123456789abcdef/js/app.js": 200,
+    "/v1/auth/login": 400, "/v1/auth/setup": 400,
 }
 
 
@@ -24,7 +25,7 @@ def _routes(embedded) -> list[tuple[str, str]]:
         if r.method != "HEAD":
             path = path.replace("{run_id}", "somerun").replace("{key_id}", "key_x").replace("{user_id}", "usr_x").replace("{sha}", "0" * 64)
             path = path.replace("{path}", "1/somerun/artifacts/f.txt")
-            path = path.replace("{file}", "js/app.js")
+            path = path.replace("{file}", "js/app.js").replace("{version}", "0123456789abcdef")
             out.append((r.method, path.replace("{filename}", served_wheel().filename)))
     return out
 

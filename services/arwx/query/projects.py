@@ -30,9 +30,12 @@ async def project_runs(
     after: tuple[int, str] | None,
     with_latest: bool = True,
     deleted: bool = False,
+    latest_keys: list[str] | None = None,
 ) -> dict:
     """Runs of a project, newest first, with each run's latest value per key; soft-deleted
-    runs only with ``deleted`` (then only those)."""
+    runs only with ``deleted`` (then only those). ``latest_keys``: only those keys' latest
+    values (a table shows a few of hundreds); ``keys`` always names every metric key of the
+    page's runs, so a client can choose."""
     cond = (
         "org = {org:String} AND project = {project:String} AND startsWith(name, {prefix:String})"
         f" AND {'isNotNull' if deleted else 'isNull'}(deleted_at)"
@@ -62,12 +65,16 @@ async def project_runs(
         }
         for r in rows
     ]
+    keys: set[str] = set()
     if with_latest and runs:
         by_id = {r["id"]: r for r in runs}
+        wanted = None if latest_keys is None else set(latest_keys)
         for run, key, *_, val, step in await store.rows(extents_sql(False), {"org": org, "runs": list(by_id)}):
-            by_id[run]["latest"][key] = {"step": step, "value": val}
+            keys.add(key)
+            if wanted is None or key in wanted:
+                by_id[run]["latest"][key] = {"step": step, "value": val}
     nxt = f"{rows[-1][5]}:{rows[-1][0]}" if more and rows else None
-    return {"project": project, "runs": runs, "next": nxt}
+    return {"project": project, "runs": runs, "next": nxt, "keys": sorted(keys)}
 
 
 async def project_run_ids(store: Store, org: str, project: str, cap: int) -> list[str]:

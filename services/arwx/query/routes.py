@@ -114,6 +114,32 @@ async def get_integrity(request: web.Request) -> web.Response:
     return web.json_response(await receipt(request.app[STORE], request.app[LOG], run))
 
 
+RECEIPT_SUMS = ("points_committed", "points_stored", "duplicates_collapsed", "conflicts", "skipped", "lost",
+                "pending", "pending_points")
+
+
+async def get_project_integrity(request: web.Request) -> web.Response:
+    """The receipts of several runs of a project in one answer, with their sums (the dashboard's
+    badge: one request instead of one per charted run)."""
+    org, name = request[API_KEY].org, request.match_info["name"]
+    ids = list(dict.fromkeys(r for r in request.query.get("runs", "").split(",") if r))
+    if not ids:
+        raise BadRequest("runs: name at least one run id (comma-separated)")
+    if len(ids) > MAX_CHART_RUNS:
+        raise BadRequest(f"runs: at most {MAX_CHART_RUNS} runs")
+    runs_cache = request.app[RUNS]
+    runs = [await runs_cache.get(org, run_id[:MAX_ID_LEN], fresh=True) for run_id in ids]
+    unknown = [i for i, run in zip(ids, runs, strict=True) if run is None or run.project != name]
+    if unknown:
+        raise NotFound(f"unknown run(s) in project {name!r}: {', '.join(unknown)}")
+    store, log = request.app[STORE], request.app[LOG]
+    receipts = [await receipt(store, log, run) for run in runs]  # one store: no gain from gather
+    body = {"project": name, "runs": len(receipts), "intact": all(r["intact"] for r in receipts)}
+    body.update({f: sum(r[f] for r in receipts) for f in RECEIPT_SUMS})
+    body["receipts"] = receipts
+    return web.json_response(body)
+
+
 async def get_writer(request: web.Request) -> web.Response:
     """Where a writer's seq range ends on the server (what a resumed writer continues from)."""
     run = await _run(request)
@@ -127,6 +153,9 @@ async def get_writer(request: web.Request) -> web.Response:
 
 def _opt_int(request: web.Request, name: str, lo: int, hi: int) -> int | None:
     return query_int(request, name, None, lo, hi) if request.query.get(name) else None  # type: ignore[arg-type]
+
+
+MAX_LATEST_KEYS = 100  # latest values asked by name: a table's columns, not every key
 
 
 async def get_project_runs(request: web.Request) -> web.Response:
@@ -144,13 +173,20 @@ async def get_project_runs(request: web.Request) -> web.Response:
     deleted = request.query.get("deleted", "false")
     if deleted not in ("true", "false"):
         raise BadRequest("deleted must be true (the deleted runs) or false (the others)")
+    latest_keys = None
+    if "latest_keys" in request.query:
+        latest_keys = [k for k in request.query["latest_keys"].split(",") if k]
+        if len(latest_keys) > MAX_LATEST_KEYS:
+            raise BadRequest(f"latest_keys: at most {MAX_LATEST_KEYS} keys")
     page = await projects_mod.project_runs(
         request.app[STORE], request[API_KEY].org, name, status, request.query.get("name_prefix", ""), limit, after,
-        deleted=deleted == "true",
+        deleted=deleted == "true", latest_keys=latest_keys,
     )
     if not page["runs"] and after is None and not await request.app[CONTROL].projects.exists(request[API_KEY].org, name):
         raise NotFound(f"unknown project {name!r}")
-    return web.json_response(page)
+    resp = web.Response(body=_JSON.encode(page), content_type="application/json")
+    resp.enable_compression()  # configs and key names: a page of runs compresses several times
+    return resp
 
 
 MAX_CHART_RUNS = 100
@@ -229,4 +265,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/projects/{name:[^/]+}/runs", get_project_runs)
     app.router.add_get("/v1/projects/{name:[^/]+}/charts", get_project_charts)
     app.router.add_get("/v1/runs/{run_id}/integrity", get_integrity)
+    app.router.add_get("/v1/projects/{name:[^/]+}/integrity", get_project_integrity)
     app.router.add_get("/v1/runs/{run_id}/writers/{writer_id}", get_writer)

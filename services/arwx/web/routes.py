@@ -8,6 +8,15 @@ page signs in (``/v1/auth/*``) and reads everything else with its session, so
 serving them without a key leaks nothing. A strict Content-Security-Policy
 allows scripts from this origin only: a datum that slipped into markup could
 still not run.
+
+Caching: ``index.html`` is revalidated on every load (an ETag, 304 when
+unchanged) and names the other files under ``/static/v-<digest>/``, where
+``<digest>`` hashes every file. ES modules import each other by relative
+path, so the whole set is fetched under that prefix and served
+``immutable`` for a year: a return visit loads nothing but the page, and a
+new server version changes the digest, so no browser keeps a stale file. A
+request for another digest (a page from before an upgrade) gets today's file,
+revalidated instead of cached.
 """
 
 from __future__ import annotations
@@ -37,7 +46,7 @@ _CSP = (
     "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
 )
 _HEADERS = {
-    # Revalidate every time: the files follow the server's version, and a 304 costs nothing.
+    # Revalidate every time (unversioned paths and the page itself); a 304 costs nothing.
     "Cache-Control": "no-cache",
     "Content-Security-Policy": _CSP,
     "X-Content-Type-Options": "nosniff",
@@ -53,29 +62,49 @@ class StaticFile:
     etag: str
 
 
+_IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+def _file(body: bytes, ctype: str) -> StaticFile:
+    return StaticFile(body, ctype, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
+
+
 def load(folder: Path = STATIC) -> dict[str, StaticFile]:
-    """Every servable file under ``folder`` by its relative POSIX path (the lookup table)."""
+    """Every servable file under ``folder`` by its relative POSIX path (the lookup table);
+    ``index.html`` names the others under ``/static/v-<digest>/`` (``version(files)``)."""
     files = {}
     for path in sorted(folder.rglob("*")):
         ctype = _TYPES.get(path.suffix)
         if path.is_file() and ctype is not None:
-            body = path.read_bytes()
-            files[path.relative_to(folder).as_posix()] = StaticFile(
-                body, ctype, '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-            )
+            files[path.relative_to(folder).as_posix()] = _file(path.read_bytes(), ctype)
     if "index.html" not in files:
         raise RuntimeError(f"the dashboard's index.html is missing from {folder}")
+    ver = version(files)
+    page = files["index.html"].body.replace(b'"/static/', f'"/static/v-{ver}/'.encode())
+    files["index.html"] = _file(page, files["index.html"].content_type)
     return files
 
 
+def version(files: dict[str, StaticFile]) -> str:
+    """The digest of every file but the page: it changes whenever any of them does."""
+    h = hashlib.sha256()
+    for name, f in sorted(files.items()):
+        if name != "index.html":
+            h.update(name.encode() + b"\0" + f.etag.encode())
+    return h.hexdigest()[:16]
+
+
 FILES = web.AppKey("arwx_web_files", dict)
+VERSION = web.AppKey("arwx_web_version", str)
 
 
-def _answer(request: web.Request, name: str) -> web.Response:
+def _answer(request: web.Request, name: str, immutable: bool = False) -> web.Response:
     f = request.app[FILES].get(name)
     if f is None:
         raise NotFound(f"no such dashboard file {name!r}")
     headers = {**_HEADERS, "ETag": f.etag}
+    if immutable:
+        headers["Cache-Control"] = _IMMUTABLE
     if f.etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
         return web.Response(status=304, headers=headers)
     return web.Response(body=f.body, headers={**headers, "Content-Type": f.content_type})
@@ -92,10 +121,19 @@ async def static_file(request: web.Request) -> web.Response:
     return _answer(request, request.match_info["file"])
 
 
+@public
+async def versioned_file(request: web.Request) -> web.Response:
+    """A file under ``/static/v-<digest>/``: cached for good when the digest is this server's."""
+    current = request.match_info["version"] == request.app[VERSION]
+    return _answer(request, request.match_info["file"], immutable=current)
+
+
 def add_routes(app: web.Application) -> None:
     """Serve the dashboard (read into memory here, once per process)."""
     app[FILES] = load()
+    app[VERSION] = version(app[FILES])
     app.router.add_get("/", index)
     # The one-time set-password link `arwx server` prints (``/setup?token=…``) opens the same page.
     app.router.add_get("/setup", index)
+    app.router.add_get("/static/v-{version:[0-9a-f]{16}}/{file:.+}", versioned_file)
     app.router.add_get("/static/{file:.+}", static_file)

@@ -1,7 +1,9 @@
 // Metric charts from the charts API (docs/query.md), drawn with uPlot.
 //
 // - A panel fetches nothing until it scrolls into view (IntersectionObserver), so a project with
-//   hundreds of keys costs what is on screen; a closed System section mounts nothing.
+//   hundreds of keys costs what is on screen; a closed System section mounts nothing. Panels that
+//   come into view together share one request; one whose panels all scroll out of view before
+//   it answers is cancelled (they ask again when seen again).
 // - One request per panel asks for about one bucket per pixel (min/max per bucket keeps spikes).
 //   Smoothing is a time-weighted EMA over those buckets, the finest data the chart has: never over
 //   points thinned further for drawing.
@@ -70,6 +72,8 @@ class Panel {
     this.key = key;
     this.result = null; // the last answer, live tails merged in
     this.range = null; // [lo, hi] while zoomed
+    this.visible = false; // on screen (or within the observer's margin)
+    this.queued = false;
     this.plot = null;
     this.loading = null;
     this.plotEl = h("div", { class: "plot" });
@@ -252,15 +256,20 @@ export class ChartSet {
     this.opts = { x: "step", writers: "per", smoothing: 0, liveMs: 2000, ...opts };
     this.abort = new AbortController();
     this.panels = [];
+    this.byEl = new Map();
     this.pending = [];
     this.flushTimer = null;
     this.onDrawn = null;
+    this.batches = 0;
+    this.first = null;
+    this.firstDone = new Promise((resolve) => { this.first = resolve; });
     this.io = new IntersectionObserver((entries) => {
       for (const e of entries) {
-        if (!e.isIntersecting) continue;
-        this.io.unobserve(e.target);
-        const panel = this.panels.find((p) => p.el === e.target);
-        if (panel) this.queue(panel);
+        const panel = this.byEl.get(e.target);
+        if (!panel) continue;
+        panel.visible = e.isIntersecting;
+        if (panel.visible && !panel.result && !panel.loading && !panel.queued) this.queue(panel);
+        if (!panel.visible && panel.batch) panel.batch.maybeCancel();
       }
     }, { rootMargin: "200px 0px" });
     this.onResize = () => this.panels.forEach((p) => p.resize());
@@ -272,6 +281,7 @@ export class ChartSet {
   add(container, key) {
     const p = new Panel(this, key);
     this.panels.push(p);
+    this.byEl.set(p.el, p);
     container.append(p.el);
     this.io.observe(p.el);
     return p;
@@ -281,34 +291,64 @@ export class ChartSet {
   // bound): one set of queries on the server instead of one per chart, measured several times
   // cheaper for a screen of charts. Zoom and live tails stay per panel.
   queue(panel) {
+    panel.queued = true;
     this.pending.push(panel);
     if (!this.flushTimer) this.flushTimer = setTimeout(() => this.flush(), 20);
   }
 
+  /** Resolves once the first request of charts has answered (or failed): what waits behind it
+   * (the integrity badge) then does not compete with the first charts. */
+  firstBatch() {
+    return this.firstDone;
+  }
+
   async flush() {
     this.flushTimer = null;
-    const panels = this.pending.splice(0);
-    for (let i = 0; i < panels.length; i += 50) {
-      const group = panels.slice(i, i + 50);
-      const keys = group.map((p) => p.key).join(",");
-      const q = qs({ keys, runs: this.runs.map((r) => r.id).join(","), x: this.opts.x, writers: this.opts.writers,
-        samples: group[0].samples(), fields: FIELDS });
-      for (const p of group) p.el.dataset.samples = String(group[0].samples());
-      const req = api(`/v1/projects/${enc(this.project)}/charts` + q, { signal: this.abort.signal });
-      for (const p of group) p.loading = req;
-      let res;
-      try {
-        res = await req;
-      } catch (err) {
-        if (err.name !== "AbortError") for (const p of group) if (p.loading === req) { p.loading = null; p.fail(err); }
-        continue;
-      }
+    // Scrolled past within the 20 ms: not asked for (asked again when seen again).
+    const panels = this.pending.splice(0).filter((p) => { p.queued = false; return p.visible && !p.result && !p.loading; });
+    const sent = [];
+    for (let i = 0; i < panels.length; i += 50) sent.push(this.fetchGroup(panels.slice(i, i + 50)));
+    await Promise.all(sent);
+    this.first();
+  }
+
+  async fetchGroup(group) {
+    this.batches += 1;
+    const keys = group.map((p) => p.key).join(",");
+    const samples = group[0].samples();
+    const q = qs({ keys, runs: this.runs.map((r) => r.id).join(","), x: this.opts.x, writers: this.opts.writers,
+      samples, fields: FIELDS });
+    for (const p of group) p.el.dataset.samples = String(samples);
+    const ctl = new AbortController();
+    const onAbort = () => ctl.abort();
+    this.abort.signal.addEventListener("abort", onAbort);
+    const batch = {
+      // Every panel of it out of view: the answer would draw nothing anyone sees.
+      maybeCancel: () => { if (group.every((p) => !p.visible || p.loading !== req)) ctl.abort(); },
+    };
+    const req = api(`/v1/projects/${enc(this.project)}/charts` + q, { signal: ctl.signal });
+    for (const p of group) { p.loading = req; p.batch = batch; }
+    let res = null;
+    try {
+      res = await req;
+    } catch (err) {
       for (const p of group) {
-        if (p.loading !== req) continue; // a zoom started meanwhile
+        if (p.loading !== req) continue;
         p.loading = null;
-        p.result = { ...res, series: res.series.filter((s) => s.key === p.key) };
-        p.draw();
+        p.batch = null;
+        if (err.name !== "AbortError") p.fail(err);
+        else if (p.visible && !this.abort.signal.aborted) this.queue(p); // back in view meanwhile
       }
+    } finally {
+      this.abort.signal.removeEventListener("abort", onAbort);
+    }
+    if (!res) return;
+    for (const p of group) {
+      if (p.loading !== req) continue; // a zoom started meanwhile
+      p.loading = null;
+      p.batch = null;
+      p.result = { ...res, series: res.series.filter((s) => s.key === p.key) };
+      p.draw();
     }
   }
 
@@ -323,7 +363,7 @@ export class ChartSet {
 
   /** Refetch every drawn panel (axis or writer mode changed). */
   reload() {
-    for (const p of this.panels) if (p.result) { p.range = null; p.reset.hidden = true; this.queue(p); }
+    for (const p of this.panels) if (p.result) { p.result = null; p.range = null; p.reset.hidden = true; if (p.visible) this.queue(p); }
   }
 
   tick() {

@@ -9,7 +9,8 @@ import { goalText } from "./projects.js";
 const PAGE = 50; // runs per table page
 const AUTO_PICK = 10; // runs charted until someone picks
 const MAX_PICK = 100; // the charts API's bound
-const BADGE_RUNS = 20; // receipts summed in the badge
+const BADGE_RUNS = 100; // receipts summed in the badge (one request: the API's bound)
+const METRIC_COLUMNS = 4; // latest values shown in the table (and the only ones asked for)
 const REFRESH_MS = 2500;
 
 export async function render(view, name) {
@@ -21,6 +22,7 @@ export async function render(view, name) {
   const st = {
     project, status: "", prefix: "", cursors: [null], page: 0, rows: [], next: null,
     sort: null, desc: false, picked: new Map(), auto: true, charts: null, chartKeys: "", timer: null,
+    keys: new Set(), shown: remembered(name, project),
     opts: { x: "step", writers: "per", smoothing: 0 },
   };
 
@@ -83,10 +85,23 @@ export async function render(view, name) {
   }
 
   // Loads race (the live poll and a click on "older"): only the latest one started is applied.
+  // The page asks for the latest values of the columns it shows only (a run may have hundreds
+  // of keys); the answer names every key, and if that changes the columns, it asks once more.
   async function loadPage() {
     const gen = (st.gen = (st.gen || 0) + 1);
-    const page = await api(`/v1/projects/${enc(name)}/runs` + qs({ limit: PAGE, status: st.status, name_prefix: st.prefix, cursor: st.cursors[st.page] }));
-    if (gen !== st.gen) return false;
+    let page;
+    for (let i = 0; i < 2; i++) {
+      const asked = st.shown.slice();
+      page = await api(`/v1/projects/${enc(name)}/runs` + qs({
+        limit: PAGE, status: st.status, name_prefix: st.prefix, cursor: st.cursors[st.page], latest_keys: asked.join(",") || ",",
+      }));
+      if (gen !== st.gen) return false;
+      st.shown = metricColumns(page.keys || [], project);
+      remember(name, st.shown);
+      if (st.shown.every((k) => asked.includes(k))) break;
+    }
+    for (const k of page.keys || []) st.keys.add(k);
+    st.pageKeys = (page.keys || []).length;
     st.rows = page.runs;
     st.next = page.next;
     for (const r of st.rows) if (st.picked.has(r.id)) st.picked.set(r.id, r); // fresher status
@@ -116,7 +131,7 @@ export async function render(view, name) {
   }
 
   function drawTable() {
-    replace(tableBox, runsTable(st, project, () => { updateCharts(); }));
+    replace(tableBox, runsTable(st, () => { updateCharts(); }));
     replace(pager,
       h("button", { id: "prev-page", disabled: st.page === 0, onclick: () => { st.page -= 1; refresh(); } }, "← newer"),
       h("span", { class: "muted" }, ` page ${st.page + 1} · ${st.rows.length} runs · ${st.picked.size} picked `),
@@ -125,8 +140,7 @@ export async function render(view, name) {
 
   function updateCharts() {
     const runs = [...st.picked.values()];
-    const keys = new Set();
-    for (const r of runs) for (const k of Object.keys(r.latest || {})) keys.add(k);
+    const keys = st.keys; // every key of the pages shown: a chart without a series says so
     const sig = runs.map((r) => r.id).join(",") + "|" + [...keys].sort().join(",");
     if (st.charts && sig === st.chartKeys) {
       // Same runs and keys: only statuses may have changed (live tails follow them).
@@ -137,13 +151,14 @@ export async function render(view, name) {
     st.chartKeys = sig;
     if (st.charts) st.charts.destroy();
     replace(chartsBox);
-    badgeUpdate(runs);
     if (!runs.length) {
+      badgeUpdate(runs);
       chartsBox.append(h("p", { class: "muted" }, "Pick runs in the table to chart them."));
       st.charts = null;
       return;
     }
     st.charts = new ChartSet(name, runs, st.opts);
+    const charts = st.charts;
     const all = [...keys].sort();
     const main = all.filter((k) => !k.startsWith("system/"));
     const system = all.filter((k) => k.startsWith("system/"));
@@ -156,18 +171,26 @@ export async function render(view, name) {
       for (const k of system) st.charts.add(sysGrid, k);
     }
     if (!all.length) chartsBox.append(h("p", { class: "muted" }, "The picked runs have no metrics yet."));
+    // The badge after the first charts (or 1.5 s when none is on screen): one line of text
+    // should not compete with them.
+    Promise.race([charts.firstBatch(), new Promise((resolve) => setTimeout(resolve, 1500))])
+      .then(() => { if (st.charts === charts) badgeUpdate(runs); });
   }
 
+  // One request for the receipts of every picked run; a newer call wins over a slower older one.
   async function badgeUpdate(runs) {
     const some = runs.slice(0, BADGE_RUNS);
+    const gen = (st.badgeGen = (st.badgeGen || 0) + 1);
     if (!some.length) {
       replace(badge, "Integrity: no runs picked");
       return;
     }
     try {
-      const rs = await Promise.all(some.map((r) => api(`/v1/runs/${enc(r.id)}/integrity`)));
-      const sum = (f) => rs.reduce((n, r) => n + (r[f] || 0), 0);
-      const intact = rs.every((r) => r.intact);
+      const r = await api(`/v1/projects/${enc(name)}/integrity` + qs({ runs: some.map((x) => x.id).join(",") }));
+      if (gen !== st.badgeGen) return;
+      const rs = r.receipts;
+      const sum = (f) => r[f] || 0;
+      const intact = r.intact;
       const pending = sum("pending");
       badge.className = "badge-line " + (intact ? "ok" : pending ? "pending" : "bad");
       badge.dataset.intact = String(intact);
@@ -185,13 +208,15 @@ export async function render(view, name) {
   await refresh();
   // Live: new runs and status changes in the table; running runs' charts tail themselves.
   st.timer = setInterval(async () => {
-    const before = JSON.stringify(st.rows.map((r) => [r.id, r.status, Object.keys(r.latest || {}).length]));
+    if (document.hidden) return; // a background tab asks for nothing
+    const state = () => JSON.stringify([st.keys.size, st.pageKeys, st.rows.map((r) => [r.id, r.status])]);
+    const before = state();
     try {
       if (!(await loadPage())) return;
     } catch (_) {
       return;
     }
-    const after = JSON.stringify(st.rows.map((r) => [r.id, r.status, Object.keys(r.latest || {}).length]));
+    const after = state();
     if (before !== after) { drawTable(); updateCharts(); } else if (st.picked.size && [...st.picked.values()].some((r) => r.status === "running")) badgeUpdate([...st.picked.values()]);
   }, REFRESH_MS);
   return () => {
@@ -216,20 +241,40 @@ function cell(v) {
   return typeof v === "number" ? fmtNum(v) : String(v).slice(0, 60);
 }
 
-function runsTable(st, project, onPick) {
+// The columns last shown for a project, so the next visit asks for their values at once.
+function remembered(name, project) {
+  try {
+    const v = JSON.parse(localStorage.getItem("arwx.columns." + name) || "null");
+    if (Array.isArray(v) && v.every((k) => typeof k === "string")) return v.slice(0, METRIC_COLUMNS);
+  } catch (_) { /* storage off or bad: ask the server */ }
+  return project.objective_metric ? [project.objective_metric] : [];
+}
+
+function remember(name, shown) {
+  try {
+    localStorage.setItem("arwx.columns." + name, JSON.stringify(shown));
+  } catch (_) { /* storage off: the next visit asks twice */ }
+}
+
+/** The metric columns of the runs table: the goal's metric first, then the first other keys
+ * (system/* never), at most METRIC_COLUMNS. */
+function metricColumns(keys, project) {
+  const metrics = keys.filter((k) => !k.startsWith("system/")).sort();
+  const goal = project.objective_metric;
+  if (goal && metrics.includes(goal)) {
+    metrics.splice(metrics.indexOf(goal), 1);
+    metrics.unshift(goal);
+  }
+  return metrics.slice(0, METRIC_COLUMNS);
+}
+
+function runsTable(st, onPick) {
   const rows = st.rows;
   // Config columns: the top-level keys most runs of this page have (at most 6).
   const freq = new Map();
   for (const r of rows) for (const k of Object.keys(r.config || {})) freq.set(k, (freq.get(k) || 0) + 1);
   const cfg = [...freq.entries()].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])).slice(0, 6).map((e) => e[0]);
-  const metricSet = new Set();
-  for (const r of rows) for (const k of Object.keys(r.latest || {})) if (!k.startsWith("system/")) metricSet.add(k);
-  const metrics = [...metricSet].sort();
-  if (project.objective_metric && metricSet.has(project.objective_metric)) {
-    metrics.splice(metrics.indexOf(project.objective_metric), 1);
-    metrics.unshift(project.objective_metric);
-  }
-  const shown = metrics.slice(0, 4);
+  const shown = st.shown;
   const cols = [
     { id: "status", title: "Status", get: (r) => r.status },
     { id: "name", title: "Name", get: (r) => r.name || r.id },
@@ -248,7 +293,7 @@ function runsTable(st, project, onPick) {
       return st.desc ? -c : c;
     });
   }
-  const redraw = (tbl) => tbl.replaceWith(runsTable(st, project, onPick));
+  const redraw = (tbl) => tbl.replaceWith(runsTable(st, onPick));
   const table = h("table", { class: "grid runs", id: "runs" });
   const head = h("tr", {}, h("th", {}, ""), cols.map((c) => h("th", {
     class: "sortable" + (c.num ? " num" : "") + (c.cfg ? " cfg" : ""), "data-col": c.id,
