@@ -137,6 +137,7 @@ def measure(browser, url: str, email: str, path: str, viewport: dict, wait_js: s
     out.update(moved)
     out["took"] = took
     out["panels"] = page.evaluate("document.querySelectorAll('.panel[data-drawn=\"1\"]').length")
+    out["samples"] = int(page.evaluate("(document.querySelector('.panel[data-samples]') || {dataset: {samples: 0}}).dataset.samples"))
     out["series"] = page.evaluate("[...document.querySelectorAll('.panel[data-drawn=\"1\"]')].reduce((n, p) => n + Number(p.dataset.series), 0)")
     ctx.close()
     return out
@@ -151,6 +152,8 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--all-runs", action="store_true", help="charts: also time every run of the first page picked")
     ap.add_argument("--requests", action="store_true", help="also print each kind of request's time")
+    ap.add_argument("--mlflow", metavar="EXE", help="charts: also time the MLflow UI's chart requests for the default "
+                    "view on the same data, with this mlflow executable (a separate venv: bench/mlflow_charts.py)")
     args = ap.parse_args()
     wide = args.scenario == "wide"
     runs = args.runs or (1000 if wide else 50)
@@ -194,6 +197,7 @@ def main() -> None:
                          " && document.querySelectorAll('#metric-panels .panel[data-drawn=\"1\"]').length >= 2")
                 views.append(("runs table and first charts", {"width": 1280, "height": 900}, first,
                               {"table shown": "document.querySelectorAll('#runs tr[data-run]').length > 0"}, None))
+            samples = 0
             with br.chromium() as browser:
                 for label, viewport, wait_js, marks, setup in views:
                     results = [measure(browser, srv.url, email, "#/p/bench", viewport, wait_js, marks, setup)
@@ -220,6 +224,15 @@ def main() -> None:
                         for kind, xs in sorted(kinds.items(), key=lambda kv: -max(kv[1])):
                             print(f"| {kind} | {len(xs) / len(results):.0f} | {statistics.median(xs):,.0f} | {max(xs):,.0f} |")
                     print(f"<!-- load average {os.getloadavg()[0]:.1f} -->", flush=True)
+                    samples = samples or results[0]["samples"]
+            if args.mlflow and not wide:
+                from bench.mlflow_charts import compare  # noqa: PLC0415 - only with --mlflow
+
+                newest = [f"bench-{i:04d}" for i in range(runs - 1, max(-1, runs - 11), -1)]
+                print(f"\nThe default view's chart data, arwx and the MLflow UI's requests ({args.reps} each, "
+                      "alternating):", flush=True)
+                print(compare(srv, key, org, "bench", newest, keys, args.mlflow, args.reps, samples or 600, Path(d)))
+                print(f"<!-- load average {os.getloadavg()[0]:.1f} -->", flush=True)
         finally:
             srv.stop()
 

@@ -671,6 +671,18 @@ def openapi() -> dict:
         },
         "/": _dashboard_page("The dashboard (public HTML; its data comes from the authenticated /v1 API; docs/dashboard.md)"),
         "/setup": _dashboard_page("The dashboard's set-password screen for a one-time ?token= link (public HTML, the same page as /)"),
+        "/static/v-{version}/{file}": {
+            "get": {
+                "summary": "A file of the dashboard under the digest of them all (the page names these): "
+                "cached immutable for a year when the digest is this server's, else revalidated",
+                "security": [],
+                "parameters": [
+                    {"name": "version", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9a-f]{16}$"}},
+                    {"name": "file", "in": "path", "required": True, "schema": {"type": "string"}},
+                ],
+                "responses": {"200": {"description": "JavaScript, CSS or an image"}, "304": _NOT_MODIFIED, "404": _ERR},
+            }
+        },
         "/static/{file}": {
             "get": {
                 "summary": "A file of the dashboard (public: its scripts, styles, the vendored uPlot); any other name is a 404",
@@ -838,8 +850,17 @@ def openapi() -> dict:
                     },
                     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
                     {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                    {
+                        "name": "latest_keys", "in": "query", "schema": {"type": "string"},
+                        "description": "comma list of at most 100 keys: each run's latest holds only these "
+                        "(empty: none); absent: every key",
+                    },
                 ],
-                "responses": {"200": _obj("One page", {"runs": {"type": "array"}, "next": {"type": ["string", "null"]}}), "400": _ERR, "404": _ERR, **_AUTH},
+                "responses": {"200": _obj("One page (gzipped when accepted)", {
+                    "runs": {"type": "array"}, "next": {"type": ["string", "null"]},
+                    "keys": {"type": "array", "items": {"type": "string"},
+                             "description": "every metric key of the page's runs, sorted"},
+                }), "400": _ERR, "404": _ERR, **_AUTH},
             }
         },
         "/v1/projects/{name}/charts": {
@@ -868,6 +889,24 @@ def openapi() -> dict:
                     )
                 ],
                 "responses": {"200": _obj("Series and latest values (or Grafana data frames)"), "400": _ERR, "404": _ERR, **_AUTH},
+            }
+        },
+        "/v1/projects/{name}/integrity": {
+            "get": {
+                "summary": "The integrity receipts of several runs of the project in one answer, with their sums "
+                "(the dashboard's badge); 404 names runs not in the project",
+                "parameters": _PROJECT_PARAM + [
+                    {"name": "runs", "in": "query", "required": True, "schema": {"type": "string"},
+                     "description": "comma list of at most 100 run ids"},
+                ],
+                "responses": {"200": _obj("Sums and receipts", {
+                    "runs": {"type": "integer"}, "intact": {"type": "boolean"},
+                    "points_committed": {"type": "integer"}, "points_stored": {"type": "integer"},
+                    "duplicates_collapsed": {"type": "integer"}, "conflicts": {"type": "integer"},
+                    "skipped": {"type": "integer"}, "lost": {"type": "integer"}, "pending": {"type": "integer"},
+                    "pending_points": {"type": "integer"},
+                    "receipts": {"type": "array", "description": "each run's receipt, as GET /v1/runs/{run_id}/integrity"},
+                }), "400": _ERR, "404": _ERR, **_AUTH},
             }
         },
         "/v1/runs/{run_id}/integrity": {

@@ -157,11 +157,17 @@ def test_runs_appear_and_charts_grow_while_an_sdk_run_logs(page, account: Accoun
 
     t = threading.Thread(target=train, daemon=True)
     t.start()
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "/charts?" in r.url else None)
     try:
         page.wait_for_selector(f'#runs tr[data-run="{run.id}"] .status.running', timeout=30_000)
         first = wait_drawn(page, "loss")["points"][0]
+        n_first = len(asked)
         # Live: later ticks append the tail; the panel's point count grows without a reload.
         wait_for(lambda: wait_drawn(page, "loss")["points"][0] > first + 20, 30, 0.2, "the loss chart to grow live")
+        # ... by asking only for the buckets from the last one drawn on, never the history again.
+        tails = [u for u in asked[n_first:] if "keys=loss" in u]
+        assert tails and all("since_step=" in u and "interval=" in u for u in tails), tails
     finally:
         stop.set()
         t.join(10)

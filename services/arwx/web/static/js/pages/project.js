@@ -86,20 +86,18 @@ export async function render(view, name) {
 
   // Loads race (the live poll and a click on "older"): only the latest one started is applied.
   // The page asks for the latest values of the columns it shows only (a run may have hundreds
-  // of keys); the answer names every key, and if that changes the columns, it asks once more.
+  // of keys); the answer names every key, and if that changes the columns, their values are
+  // asked for after the first charts (refresh), not before them.
   async function loadPage() {
     const gen = (st.gen = (st.gen || 0) + 1);
-    let page;
-    for (let i = 0; i < 2; i++) {
-      const asked = st.shown.slice();
-      page = await api(`/v1/projects/${enc(name)}/runs` + qs({
-        limit: PAGE, status: st.status, name_prefix: st.prefix, cursor: st.cursors[st.page], latest_keys: asked.join(",") || ",",
-      }));
-      if (gen !== st.gen) return false;
-      st.shown = metricColumns(page.keys || [], project);
-      remember(name, st.shown);
-      if (st.shown.every((k) => asked.includes(k))) break;
-    }
+    const asked = st.shown.slice();
+    const page = await api(`/v1/projects/${enc(name)}/runs` + qs({
+      limit: PAGE, status: st.status, name_prefix: st.prefix, cursor: st.cursors[st.page], latest_keys: asked.join(",") || ",",
+    }));
+    if (gen !== st.gen) return false;
+    st.shown = metricColumns(page.keys || [], project);
+    remember(name, st.shown);
+    st.columnsStale = !st.shown.every((k) => asked.includes(k));
     for (const k of page.keys || []) st.keys.add(k);
     st.pageKeys = (page.keys || []).length;
     st.rows = page.runs;
@@ -128,6 +126,12 @@ export async function render(view, name) {
     }
     drawTable();
     updateCharts();
+    if (st.columnsStale) {
+      st.columnsStale = false;
+      const charts = st.charts;
+      const first = charts ? Promise.race([charts.firstBatch(), new Promise((resolve) => setTimeout(resolve, 1500))]) : null;
+      Promise.resolve(first).then(() => refresh());
+    }
   }
 
   function drawTable() {
@@ -206,21 +210,27 @@ export async function render(view, name) {
   }
 
   await refresh();
-  // Live: new runs and status changes in the table; running runs' charts tail themselves.
-  st.timer = setInterval(async () => {
-    if (document.hidden) return; // a background tab asks for nothing
-    const state = () => JSON.stringify([st.keys.size, st.pageKeys, st.rows.map((r) => [r.id, r.status])]);
-    const before = state();
+  // Live: new runs and status changes in the table; running runs' charts tail themselves. The
+  // next poll is set when one ends: a slow server gets one request at a time, never a pile.
+  let live = true;
+  async function poll() {
     try {
+      if (document.hidden) return; // a background tab asks for nothing
+      const state = () => JSON.stringify([st.keys.size, st.pageKeys, st.shown, st.rows.map((r) => [r.id, r.status])]);
+      const before = state();
       if (!(await loadPage())) return;
+      const after = state();
+      if (before !== after) { drawTable(); updateCharts(); } else if (st.picked.size && [...st.picked.values()].some((r) => r.status === "running")) badgeUpdate([...st.picked.values()]);
     } catch (_) {
-      return;
+      // the next poll tries again
+    } finally {
+      if (live) st.timer = setTimeout(poll, REFRESH_MS);
     }
-    const after = state();
-    if (before !== after) { drawTable(); updateCharts(); } else if (st.picked.size && [...st.picked.values()].some((r) => r.status === "running")) badgeUpdate([...st.picked.values()]);
-  }, REFRESH_MS);
+  }
+  st.timer = setTimeout(poll, REFRESH_MS);
   return () => {
-    clearInterval(st.timer);
+    live = false;
+    clearTimeout(st.timer);
     if (st.charts) st.charts.destroy();
   };
 }
