@@ -7,11 +7,14 @@ service's time (its ClickHouse queries included), not HTTP. Each figure is
 the wall-clock p50/p99 and the process CPU time (all threads, chDB's
 included: far less sensitive to other load on a shared machine) per chart.
 
-``--baseline DIR`` times DIR/services/arwx/query/charts.py (e.g. the code
-before a change: ``git archive <rev> services | tar -x -C DIR``) on the same
-store, interleaved, and prints it beside this tree's. Not a test: prints tables.
+``--baseline DIR`` times DIR/services/arwx/query/charts.py with its own
+rollups.py and rollup tables (DIR/schemas/clickhouse.sql, created beside this
+tree's, both filled by the same inserts; e.g. the code before a change:
+``git archive <rev> services schemas | tar -x -C DIR``) on the same store,
+interleaved, and prints it beside this tree's. ``--view-cost N`` also times
+the insert of N points with each tree's view alone. Not a test: prints tables.
 
-    python bench/bench_charts.py --exps 5 6 7 --samples 320 --project 50 10 100000 --baseline /tmp/arwx-base
+    python bench/bench_charts.py --exps 5 6 7 --samples 320 --project 50 10 100000 --view-cost 1000000 --baseline /tmp/arwx-base
 """
 
 from __future__ import annotations
@@ -76,6 +79,12 @@ async def _fill(store: ChdbStore, run: str, keys: tuple[str, ...], per_key: int)
     return time.perf_counter() - t0
 
 
+async def _optimize(store: ChdbStore) -> None:
+    for table in ("chart_cells", "point_rollups"):
+        if await store.rows("SELECT 1 FROM system.tables WHERE database = currentDatabase() AND name = {t:String}", {"t": table}):
+            await store.command(f"OPTIMIZE TABLE {table}")
+
+
 def _pct(xs: list[float], p: float) -> float:
     return float(np.percentile(np.array(xs) * 1000, p))
 
@@ -93,13 +102,64 @@ async def _time(fn, reps: int) -> tuple[list[float], list[float]]:  # noqa: ANN0
 
 
 def _load_baseline(tree: str):  # noqa: ANN202
-    """The chart function of another tree's charts.py (its imports resolve to this tree's arwx)."""
-    path = Path(tree) / "services" / "arwx" / "query" / "charts.py"
-    spec = importlib.util.spec_from_file_location("baseline_charts", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up
-    spec.loader.exec_module(mod)
-    return mod
+    """The chart function of another tree's charts.py, with that tree's rollups.py
+    (the SQL of its own rollup tables); its other imports resolve to this tree's arwx."""
+    query = Path(tree) / "services" / "arwx" / "query"
+    mods = {}
+    for name in ("rollups", "charts"):
+        spec = importlib.util.spec_from_file_location(f"baseline_{name}", query / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = mod  # dataclasses look their module up
+        own = sys.modules["arwx.query.rollups"]
+        sys.modules["arwx.query.rollups"] = mods.get("rollups", own)
+        try:
+            spec.loader.exec_module(mod)
+        finally:
+            sys.modules["arwx.query.rollups"] = own
+        mods[name] = mod
+    return mods["charts"]
+
+
+async def _baseline_schema(store: ChdbStore, tree: str) -> None:
+    """The other tree's rollup tables and views beside this tree's (both fill on every insert)."""
+    text = (Path(tree) / "schemas" / "clickhouse.sql").read_text()
+    lines = [ln for ln in text.splitlines() if not ln.lstrip().startswith("--")]
+    for stmt in "\n".join(lines).split("\n;"):
+        if "point_rollups" in stmt and stmt.strip().startswith("CREATE"):
+            await store.command(stmt)
+
+
+async def _view_cost(store: ChdbStore, tree: str | None, n: int) -> None:
+    """CPU of inserting ``n`` points of one run into ``points`` with only this
+    tree's chart view, only the baseline's rollup view, and none; the tables
+    are emptied after."""
+    modes = [("no chart view", None), ("this tree (chart_cells_mv)", "chart_cells_mv")]
+    if tree:
+        modes.append(("baseline (point_rollups_mv)", "point_rollups_mv"))
+    print(f"\n| insert {n:,} points into points, 1 run x 1 key | CPU s | µs per point over no view |")
+    print("|---|---:|---:|")
+    base = None
+    for label, keep in modes:
+        for view in ("chart_cells_mv", "point_rollups_mv"):
+            await store.command(f"DROP VIEW IF EXISTS {view}")
+        await apply_schema(store)
+        if tree:
+            await _baseline_schema(store, tree)
+        for view in ("chart_cells_mv", "point_rollups_mv"):
+            if view != keep:
+                await store.command(f"DROP VIEW IF EXISTS {view}")
+        data = _block(f"mv-{keep}", ("loss",), 0, n)
+        c0 = time.process_time()
+        await store.insert("points", data)
+        cpu = time.process_time() - c0
+        base = cpu if base is None else base
+        extra = "" if keep is None else f"{(cpu - base) / n * 1e6:.2f}"
+        print(f"| {label} | {cpu:.2f} | {extra} |", flush=True)
+    await apply_schema(store)
+    if tree:
+        await _baseline_schema(store, tree)
+    for table in ("points", "chart_cells", "point_rollups", "point_skips"):
+        await store.command(f"TRUNCATE TABLE IF EXISTS {table}")
 
 
 async def main(a: argparse.Namespace) -> None:
@@ -113,12 +173,16 @@ async def main(a: argparse.Namespace) -> None:
     store = ChdbStore(tmp)
     await store.start()
     await apply_schema(store)
+    if a.baseline:
+        await _baseline_schema(store, a.baseline)
     try:
+        if a.view_cost:
+            await _view_cost(store, a.baseline, a.view_cost)
         rows = []
         for e in a.exps:
             run = f"run_1e{e}"
             load_s = await _fill(store, run, ("loss",), 10**e)
-            await store.command("OPTIMIZE TABLE point_rollups")  # as background merges would, eventually
+            await _optimize(store)  # as background merges would, eventually
             print(f"  10^{e}: loaded {10**e:,} points in {load_s:.1f}s", flush=True)
             for name, req_cls, fn in impls:
 
@@ -140,7 +204,7 @@ async def main(a: argparse.Namespace) -> None:
             runs = [f"dash{i:03d}" for i in range(n_runs)]
             for r in runs:
                 await _fill(store, r, keys, per_key)
-            await store.command("OPTIMIZE TABLE point_rollups")
+            await _optimize(store)
             print(f"  project: loaded {n_runs} runs x {n_keys} keys x {per_key:,} points in {time.perf_counter() - t0:.0f}s", flush=True)
             print(f"\n| project chart: {n_runs} runs x {n_keys} keys x {per_key:,} points, samples={a.samples} | code | agg | tier | series | p50 ms | p99 ms | CPU ms p50 |")
             print("|---|---|---|---:|---:|---:|---:|---:|")
@@ -176,4 +240,5 @@ if __name__ == "__main__":
     ap.add_argument("--reps", type=int, default=30)
     ap.add_argument("--project", type=int, nargs=3, metavar=("RUNS", "KEYS", "POINTS"), help="also time a dashboard chart")
     ap.add_argument("--baseline", help="a tree whose services/arwx/query/charts.py is the 'before'")
+    ap.add_argument("--view-cost", type=int, default=0, metavar="POINTS", help="also time the chart view's insert cost")
     asyncio.run(main(ap.parse_args()))

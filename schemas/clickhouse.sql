@@ -131,66 +131,81 @@ ALTER TABLE runs ADD COLUMN IF NOT EXISTS deleted_at Nullable(DateTime64(3, 'UTC
 -- Organizations, API keys and writer totals live in the catalog; a store
 -- written before it still has those tables, which the first start imports
 -- (services/arwx/catalog/legacy.py).
--- Chart rollups: per (run, key, writer) and power-of-two step cells (tiers
+-- Chart cells: per (run, key, writer) and power-of-two step cells (tiers
 -- 2^4, 2^6, ... 2^16: a factor 4 apart, so a chart reads at most about 4 cells
 -- per output bucket), finite values only. seq_min/seq_max let a raw read of a
--- step range prune by the points sort key. Every state here is idempotent
--- (min, max, and first/last/extreme positions by argMin/argMax on unique
--- keys), so a replayed or re-sent point never changes a cell: no sum or count
--- is kept on purpose (see docs/query.md). Rows of one cell from several
--- inserts are combined by the -Merge reads (and by background merges).
-CREATE TABLE IF NOT EXISTS point_rollups
+-- step range prune by the points sort key. Every column is a plain min or max,
+-- so it is idempotent (a replayed or re-sent point never changes a cell: no
+-- sum or count is kept on purpose, see docs/query.md) and rows of one cell
+-- from several inserts fold with min/max at read time, no state to decode:
+--   first = min of (step, seq, value bits) packed into a UInt256 (step in the
+--           top bits), last = max of the same: the first/last point by
+--           (step, seq) and its value;
+--   low   = min of (ordered value bits, step) packed into a UInt128, high = max
+--           of the same: the extreme values and their steps. "Ordered" maps a
+--           Float64 onto a UInt64 of the same order (sign bit set for
+--           positives, all bits flipped for negatives), so integer order is
+--           value order.
+-- Native-width integer min/max merge several times faster than the
+-- argMin/argMax states this replaces (point_rollups, dropped below), and tier
+-- leads the sort key so the cells of one tier of a project's runs are
+-- contiguous (a dashboard reads few granules). Decoding: query/rollups.py.
+CREATE TABLE IF NOT EXISTS chart_cells
 (
     org        LowCardinality(String),
+    tier       UInt8,
     run_id     String,
     key        LowCardinality(String),
     writer_id  LowCardinality(String),
-    tier       UInt8,
     bucket     UInt64,
-    step_min   SimpleAggregateFunction(min, UInt64),
-    step_max   SimpleAggregateFunction(max, UInt64),
     seq_min    SimpleAggregateFunction(min, UInt64),
     seq_max    SimpleAggregateFunction(max, UInt64),
     ts_min     SimpleAggregateFunction(min, DateTime64(3, 'UTC')),
     ts_max     SimpleAggregateFunction(max, DateTime64(3, 'UTC')),
-    vmin       SimpleAggregateFunction(min, Float64),
-    vmax       SimpleAggregateFunction(max, Float64),
-    first      AggregateFunction(argMin, Float64, Tuple(UInt64, UInt64)),
-    last       AggregateFunction(argMax, Float64, Tuple(UInt64, UInt64)),
-    vmin_step  AggregateFunction(argMin, UInt64, Float64),
-    vmax_step  AggregateFunction(argMax, UInt64, Float64)
+    first      SimpleAggregateFunction(min, UInt256),
+    last       SimpleAggregateFunction(max, UInt256),
+    low        SimpleAggregateFunction(min, UInt128),
+    high       SimpleAggregateFunction(max, UInt128)
 )
 ENGINE = AggregatingMergeTree
-ORDER BY (org, run_id, key, writer_id, tier, bucket)
--- Small granules: a series holds ~1.3 rows per 16 steps over all tiers, so
--- with the default 8192 one granule held every tier of a 100k-step series
--- and a chart read (and -Merged) them all; 1024 lets the tier condition
--- prune (a 50-series chart: 2x less CPU, measured).
+ORDER BY (org, tier, run_id, key, writer_id, bucket)
+-- Small granules: a series' cells of one tier are a few hundred rows; with
+-- the default 8192 a chart of a few series read (and merged) far more rows
+-- than it used.
 SETTINGS index_granularity = 1024
 ;
--- Fills point_rollups on every insert into points: the block is cut into
--- 16-step cells once, then each cell is folded into every tier.
-CREATE MATERIALIZED VIEW IF NOT EXISTS point_rollups_mv TO point_rollups AS
-SELECT org, run_id, key, writer_id, tier,
+-- Fills chart_cells on every insert into points: each point is packed once,
+-- the block is cut into 16-step cells, then each cell is folded into every
+-- tier. A store made before chart_cells is filled from points once at start
+-- (store/schema.py: the same SELECT over the stored points).
+CREATE MATERIALIZED VIEW IF NOT EXISTS chart_cells_mv TO chart_cells AS
+SELECT org, tier, run_id, key, writer_id,
     intDiv(c, bitShiftLeft(toUInt64(1), tier - 4)) AS bucket,
-    min(s_lo) AS step_min, max(s_hi) AS step_max, min(q_lo) AS seq_min, max(q_hi) AS seq_max, min(t_lo) AS ts_min, max(t_hi) AS ts_max,
-    min(lo) AS vmin, max(hi) AS vmax,
-    argMinState(f, fk) AS first, argMaxState(l, lk) AS last,
-    argMinState(lo_step, lo) AS vmin_step, argMaxState(hi_step, hi) AS vmax_step
+    min(q_lo) AS seq_min, max(q_hi) AS seq_max, min(t_lo) AS ts_min, max(t_hi) AS ts_max,
+    min(f) AS first, max(l) AS last, min(lo) AS low, max(hi) AS high
 FROM
 (
     SELECT org, run_id, key, writer_id, intDiv(step, 16) AS c,
-        min(step) AS s_lo, max(step) AS s_hi, min(seq) AS q_lo, max(seq) AS q_hi, min(ts) AS t_lo, max(ts) AS t_hi,
-        min(value) AS lo, max(value) AS hi,
-        argMin(value, (step, seq)) AS f, min((step, seq)) AS fk,
-        argMax(value, (step, seq)) AS l, max((step, seq)) AS lk,
-        argMin(step, value) AS lo_step, argMax(step, value) AS hi_step
-    FROM points
-    WHERE isFinite(value)
+        min(seq) AS q_lo, max(seq) AS q_hi, min(ts) AS t_lo, max(ts) AS t_hi,
+        min(pos) AS f, max(pos) AS l, min(ext) AS lo, max(ext) AS hi
+    FROM
+    (
+        SELECT org, run_id, key, writer_id, seq, step, ts, reinterpretAsUInt64(value) AS bits,
+            bitOr(bitShiftLeft(toUInt256(step), 128), bitOr(bitShiftLeft(toUInt256(seq), 64), toUInt256(bits))) AS pos,
+            bitOr(bitShiftLeft(toUInt128(if(bitTest(bits, 63), bitNot(bits), bitOr(bits, 9223372036854775808))), 64), toUInt128(step)) AS ext
+        FROM points
+        WHERE isFinite(value)
+    )
     GROUP BY org, run_id, key, writer_id, c
 )
 ARRAY JOIN [4, 6, 8, 10, 12, 14, 16] AS tier
-GROUP BY org, run_id, key, writer_id, tier, bucket
+GROUP BY org, tier, run_id, key, writer_id, bucket
+;
+-- The rollups before chart_cells (argMin/argMax states): their view would
+-- cost every insert, and nothing reads them any more.
+DROP VIEW IF EXISTS point_rollups_mv
+;
+DROP TABLE IF EXISTS point_rollups
 ;
 -- Skipped (non-finite) points per series, as a bitmap of their seqs: exact
 -- and idempotent (a replayed skip is the same seq). Skips are rare, so small.

@@ -18,6 +18,7 @@ from arwx.consumer.runner import Consumer, ConsumerConfig
 from arwx.log.sqlite_log import SqliteLog
 from arwx.query.history import history
 from arwx.query.integrity import receipt
+from arwx.query.rollups import ext_value, pos_value
 from arwx.runs import Run
 from arwx.wire import RunChunk
 from tests.helpers import Api, wait_for
@@ -64,14 +65,13 @@ def _history_values(api: Api, run: str) -> dict[int, float]:
 
 
 def _rollup_extremes(embedded, run: str) -> list[tuple]:  # noqa: ANN001
-    """Per tier: min, max, first and last over the whole run, straight from point_rollups."""
+    """Per tier: min, max, first and last over the whole run, straight from chart_cells."""
     store = embedded.server.store
     return embedded.call(
         store.rows(
-            "SELECT tier, min(lo), max(hi), argMin(f, s0), argMax(l, s1) FROM ("
-            " SELECT tier, bucket, min(vmin) AS lo, max(vmax) AS hi, argMinMerge(first) AS f, argMaxMerge(last) AS l,"
-            " min(step_min) AS s0, max(step_max) AS s1 FROM point_rollups WHERE run_id = {run:String} AND key = 'loss'"
-            " GROUP BY tier, bucket) GROUP BY tier ORDER BY tier",
+            f"SELECT tier, {ext_value('min(low)')}, {ext_value('max(high)')}, {pos_value('min(first)')},"
+            f" {pos_value('max(last)')} FROM chart_cells WHERE run_id = {{run:String}} AND key = 'loss'"
+            " GROUP BY tier ORDER BY tier",
             {"run": run},
         )
     )
@@ -88,12 +88,12 @@ def _wait_committed(api: Api, run: str, n: int) -> dict:
 
 
 def _stop_merges(embedded) -> None:  # noqa: ANN001
-    for t in ("points", "point_rollups"):
+    for t in ("points", "chart_cells"):
         embedded.call(embedded.server.store.command(f"SYSTEM STOP MERGES {t}"))
 
 
 def _merge_now(embedded) -> None:  # noqa: ANN001
-    for t in ("points", "point_rollups"):
+    for t in ("points", "chart_cells"):
         embedded.call(embedded.server.store.command(f"SYSTEM START MERGES {t}"))
         embedded.call(embedded.server.store.command(f"OPTIMIZE TABLE {t} FINAL"))
 

@@ -219,7 +219,7 @@ def test_no_duplicate_effect_with_merges_stopped(embedded, api: Api) -> None:
     steps = np.arange(3000, dtype=np.int64)
     vals = _values(3000, 7)
     pts = _pts("dup", "w", "loss", steps, vals)
-    for t in ("points", "point_rollups"):
+    for t in ("points", "chart_cells"):
         embedded.call(store.command(f"SYSTEM STOP MERGES {t}"))
     try:
         _ingest(api, pts)
@@ -228,14 +228,14 @@ def test_no_duplicate_effect_with_merges_stopped(embedded, api: Api) -> None:
             agg: api.ok("GET", "/v1/projects/dups/charts", params={"keys": "loss", "samples": s, "agg": agg})
             for agg, s in (("minmax", 30), ("avg", 30), ("last", 7))
         }
-        (cells,) = embedded.call(store.rows("SELECT count() FROM point_rollups WHERE run_id = 'dup' AND tier = 4"))
+        (cells,) = embedded.call(store.rows("SELECT count() FROM chart_cells WHERE run_id = 'dup' AND tier = 4"))
         _ingest(api, pts[500:2100], chunk=700)  # the client never saw the answer: re-send, cut differently
         wait_for(lambda: api.receipt("dup")["points_committed"] == 4600, 60)
         r = api.wait_intact("dup", 3000)
         assert r["duplicates_collapsed"] == 1600 and r["conflicts"] == 0
         # The consumer drops re-sent seqs before inserting (first value wins), so
         # the re-send never reaches the rollup view (merges are stopped).
-        assert embedded.call(store.rows("SELECT count() FROM point_rollups WHERE run_id = 'dup' AND tier = 4")) == [cells]
+        assert embedded.call(store.rows("SELECT count() FROM chart_cells WHERE run_id = 'dup' AND tier = 4")) == [cells]
         for agg, s in (("minmax", 30), ("avg", 30), ("last", 7)):
             after = api.ok("GET", "/v1/projects/dups/charts", params={"keys": "loss", "samples": s, "agg": agg})
             assert after["series"] == before[agg]["series"], agg
@@ -245,7 +245,7 @@ def test_no_duplicate_effect_with_merges_stopped(embedded, api: Api) -> None:
         page = api.ok("GET", "/v1/runs/dup/metrics", params={"limit": 10_000})
         assert len(page["rows"]) == 3000
     finally:
-        for t in ("points", "point_rollups"):
+        for t in ("points", "chart_cells"):
             embedded.call(store.command(f"SYSTEM START MERGES {t}"))
 
 
@@ -262,3 +262,58 @@ def test_org_isolation(api: Api, embedded) -> None:
     c = other.ok("GET", "/v1/projects/secret/charts", params={"keys": "loss"})
     assert c["runs"] == ["theirs"] and c["series"] == []
     assert other.get("/v1/projects/secret/charts", runs="mine")[0] == 404
+
+
+def test_a_store_made_before_chart_cells_is_filled_once_at_start(embedded, api: Api) -> None:
+    """Points stored while no chart_cells view existed (a store of the older
+    schema, with its point_rollups table and view) are charted exactly after
+    the schema is applied again at start; the old table and view are gone, and
+    a second start (or a fill overlapping the view's inserts) changes nothing."""
+    import pyarrow as pa
+
+    from arwx.store.schema import apply_schema
+
+    store = embedded.server.store
+    api.ok("POST", "/v1/runs", {"id": "old", "project": "olds"})
+    org = embedded.call(embedded.server.tenancy.authenticate(api.key)).org
+    steps = np.arange(0, 9000, 3, dtype=np.uint64)
+    vals = _values(len(steps), 11)
+    n = len(steps)
+    ts = (np.int64(TS0 * 1000) + steps.astype(np.int64)).astype("datetime64[ms]")
+    table = pa.table({
+        "org": [org] * n, "run_id": ["old"] * n, "key": ["loss"] * n, "writer_id": ["w"] * n,
+        "seq": pa.array(np.arange(n, dtype=np.uint64)), "step": pa.array(steps), "ts": pa.array(ts, pa.timestamp("ms", "UTC")),
+        "value": pa.array(vals), "log_partition": pa.array(np.zeros(n, np.uint32)),
+        "log_offset": pa.array(np.arange(n, dtype=np.uint64)), "ingested_at": pa.array(ts, pa.timestamp("ms", "UTC")),
+    })
+    for sql in (
+        "DROP VIEW chart_cells_mv",
+        "CREATE TABLE point_rollups (org String) ENGINE = MergeTree ORDER BY org",
+        "CREATE MATERIALIZED VIEW point_rollups_mv TO point_rollups AS SELECT org FROM points",
+        "DELETE FROM store_info WHERE name = 'filled:chart_cells'",
+    ):
+        embedded.call(store.command(sql))
+    embedded.call(store.insert("points", table))
+    assert embedded.call(store.rows("SELECT count() FROM chart_cells WHERE run_id = 'old'")) == [(0,)]
+    assert api.ok("GET", "/v1/projects/olds/charts", params={"keys": "loss"})["series"] == []
+
+    embedded.call(apply_schema(store))  # what every start does
+    tables = {r[0] for r in embedded.call(store.rows("SELECT name FROM system.tables WHERE database = currentDatabase()"))}
+    assert "point_rollups" not in tables and "point_rollups_mv" not in tables and "chart_cells_mv" in tables
+    charts = []
+    for samples in (40, 100):
+        c = api.ok("GET", "/v1/projects/olds/charts", params={"keys": "loss", "samples": samples})
+        assert c["tier"] > 0
+        exp = _expected(steps.astype(np.int64), vals, c, 0, int(steps[-1]))
+        for col in ("x", "first", "last", "min", "max", "min_x", "max_x"):
+            assert c["series"][0][col] == exp[col], (samples, col)
+        charts.append(c)
+    assert c["latest"]["old"]["loss"] == {"step": int(steps[-1]), "value": float(vals[-1])}
+
+    # Filled once: a second start leaves the marker alone; a forced second fill changes no chart.
+    embedded.call(apply_schema(store))
+    assert embedded.call(store.rows("SELECT count() FROM store_info WHERE name = 'filled:chart_cells'")) == [(1,)]
+    embedded.call(store.command("DELETE FROM store_info WHERE name = 'filled:chart_cells'"))
+    embedded.call(apply_schema(store))
+    for samples, before in zip((40, 100), charts):
+        assert api.ok("GET", "/v1/projects/olds/charts", params={"keys": "loss", "samples": samples}) == before

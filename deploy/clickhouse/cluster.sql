@@ -130,54 +130,61 @@ ALTER TABLE runs_local ON CLUSTER arwx ADD COLUMN IF NOT EXISTS tags Array(Strin
 ALTER TABLE runs ON CLUSTER arwx ADD COLUMN IF NOT EXISTS tags Array(String),
     ADD COLUMN IF NOT EXISTS notes String, ADD COLUMN IF NOT EXISTS deleted_at Nullable(DateTime64(3, 'UTC'))
 ;
-CREATE TABLE IF NOT EXISTS point_rollups_local ON CLUSTER arwx
+-- Chart cells (see schemas/clickhouse.sql for the packed min/max columns).
+-- A cluster made by an older cluster.sql: the services fill chart_cells from
+-- points once at their first start (store/schema.py); the old rollups go.
+DROP VIEW IF EXISTS point_rollups_mv ON CLUSTER arwx
+;
+DROP TABLE IF EXISTS point_rollups ON CLUSTER arwx
+;
+DROP TABLE IF EXISTS point_rollups_local ON CLUSTER arwx
+;
+CREATE TABLE IF NOT EXISTS chart_cells_local ON CLUSTER arwx
 (
     org        LowCardinality(String),
+    tier       UInt8,
     run_id     String,
     key        LowCardinality(String),
     writer_id  LowCardinality(String),
-    tier       UInt8,
     bucket     UInt64,
-    step_min   SimpleAggregateFunction(min, UInt64),
-    step_max   SimpleAggregateFunction(max, UInt64),
     seq_min    SimpleAggregateFunction(min, UInt64),
     seq_max    SimpleAggregateFunction(max, UInt64),
     ts_min     SimpleAggregateFunction(min, DateTime64(3, 'UTC')),
     ts_max     SimpleAggregateFunction(max, DateTime64(3, 'UTC')),
-    vmin       SimpleAggregateFunction(min, Float64),
-    vmax       SimpleAggregateFunction(max, Float64),
-    first      AggregateFunction(argMin, Float64, Tuple(UInt64, UInt64)),
-    last       AggregateFunction(argMax, Float64, Tuple(UInt64, UInt64)),
-    vmin_step  AggregateFunction(argMin, UInt64, Float64),
-    vmax_step  AggregateFunction(argMax, UInt64, Float64)
+    first      SimpleAggregateFunction(min, UInt256),
+    last       SimpleAggregateFunction(max, UInt256),
+    low        SimpleAggregateFunction(min, UInt128),
+    high       SimpleAggregateFunction(max, UInt128)
 )
-ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/point_rollups_local', '{replica}')
-ORDER BY (org, run_id, key, writer_id, tier, bucket)
+ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/chart_cells_local', '{replica}')
+ORDER BY (org, tier, run_id, key, writer_id, bucket)
+SETTINGS index_granularity = 1024
 ;
-CREATE TABLE IF NOT EXISTS point_rollups ON CLUSTER arwx AS point_rollups_local
-ENGINE = Distributed(arwx, currentDatabase(), point_rollups_local, cityHash64(org, run_id))
+CREATE TABLE IF NOT EXISTS chart_cells ON CLUSTER arwx AS chart_cells_local
+ENGINE = Distributed(arwx, currentDatabase(), chart_cells_local, cityHash64(org, run_id))
 ;
-CREATE MATERIALIZED VIEW IF NOT EXISTS point_rollups_mv ON CLUSTER arwx TO point_rollups_local AS
-SELECT org, run_id, key, writer_id, tier,
+CREATE MATERIALIZED VIEW IF NOT EXISTS chart_cells_mv ON CLUSTER arwx TO chart_cells_local AS
+SELECT org, tier, run_id, key, writer_id,
     intDiv(c, bitShiftLeft(toUInt64(1), tier - 4)) AS bucket,
-    min(s_lo) AS step_min, max(s_hi) AS step_max, min(q_lo) AS seq_min, max(q_hi) AS seq_max, min(t_lo) AS ts_min, max(t_hi) AS ts_max,
-    min(lo) AS vmin, max(hi) AS vmax,
-    argMinState(f, fk) AS first, argMaxState(l, lk) AS last,
-    argMinState(lo_step, lo) AS vmin_step, argMaxState(hi_step, hi) AS vmax_step
+    min(q_lo) AS seq_min, max(q_hi) AS seq_max, min(t_lo) AS ts_min, max(t_hi) AS ts_max,
+    min(f) AS first, max(l) AS last, min(lo) AS low, max(hi) AS high
 FROM
 (
     SELECT org, run_id, key, writer_id, intDiv(step, 16) AS c,
-        min(step) AS s_lo, max(step) AS s_hi, min(seq) AS q_lo, max(seq) AS q_hi, min(ts) AS t_lo, max(ts) AS t_hi,
-        min(value) AS lo, max(value) AS hi,
-        argMin(value, (step, seq)) AS f, min((step, seq)) AS fk,
-        argMax(value, (step, seq)) AS l, max((step, seq)) AS lk,
-        argMin(step, value) AS lo_step, argMax(step, value) AS hi_step
-    FROM points_local
-    WHERE isFinite(value)
+        min(seq) AS q_lo, max(seq) AS q_hi, min(ts) AS t_lo, max(ts) AS t_hi,
+        min(pos) AS f, max(pos) AS l, min(ext) AS lo, max(ext) AS hi
+    FROM
+    (
+        SELECT org, run_id, key, writer_id, seq, step, ts, reinterpretAsUInt64(value) AS bits,
+            bitOr(bitShiftLeft(toUInt256(step), 128), bitOr(bitShiftLeft(toUInt256(seq), 64), toUInt256(bits))) AS pos,
+            bitOr(bitShiftLeft(toUInt128(if(bitTest(bits, 63), bitNot(bits), bitOr(bits, 9223372036854775808))), 64), toUInt128(step)) AS ext
+        FROM points_local
+        WHERE isFinite(value)
+    )
     GROUP BY org, run_id, key, writer_id, c
 )
 ARRAY JOIN [4, 6, 8, 10, 12, 14, 16] AS tier
-GROUP BY org, run_id, key, writer_id, tier, bucket
+GROUP BY org, tier, run_id, key, writer_id, bucket
 ;
 CREATE TABLE IF NOT EXISTS point_skips_local ON CLUSTER arwx
 (

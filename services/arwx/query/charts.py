@@ -12,10 +12,20 @@ a multiple of the tier's cell, so each cell falls in exactly one bucket.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from arwx.query.rollups import RAW_CELLS, extents_sql, pick_tier, step_cells, time_cells
+from arwx.query.rollups import (
+    RAW_CELLS,
+    ext_step,
+    ext_value,
+    extents_sql,
+    merged,
+    pick_tier,
+    pos_step,
+    pos_value,
+    step_cells,
+    time_cells,
+)
 from arwx.store.base import Store
 
 AGGS = ("minmax", "lttb", "avg", "last")
@@ -46,15 +56,6 @@ def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
-async def _extents(store: Store, req: ChartRequest) -> dict[tuple[str, str], tuple]:
-    """(run, key) -> (step_lo, step_hi, ts_lo, ts_hi, latest value, latest step)."""
-    params: dict = {"org": req.org, "runs": req.runs}
-    if req.keys:
-        params["keys"] = req.keys
-    rows = await store.rows(extents_sql(bool(req.keys)), params)
-    return {(r[0], r[1]): tuple(r[2:]) for r in rows}
-
-
 def ema(values: list[float], smoothing: float) -> list[float]:
     """Debiased exponential moving average (as W&B's EMA): ``smoothing`` 0 is off."""
     out, acc, weight = [], 0.0, 0.0
@@ -66,8 +67,12 @@ def ema(values: list[float], smoothing: float) -> list[float]:
 
 
 async def chart(store: Store, req: ChartRequest) -> dict:
-    """Series per (run, key[, writer]) plus each run's latest values."""
-    ext = await _extents(store, req)
+    """Series per (run, key[, writer]) plus each run's latest values.
+
+    Two ClickHouse queries, whatever the number of series: the extents (with
+    each series' skip count) and the series, which ClickHouse returns as one
+    row of arrays per series (no Python work per bucket)."""
+    ext, skipped = await _extents(store, req)
     if not req.keys:
         req.keys = sorted({k for _, k in ext})[:50]
     latest: dict[str, dict] = {}
@@ -91,27 +96,24 @@ async def chart(store: Store, req: ChartRequest) -> dict:
             # Buckets of a given width: a multiple of the cell, aligned to multiples of itself.
             tier = 0 if req.agg == "avg" else pick_tier(req.interval // 4 if req.agg == "lttb" else req.interval)
             width = _ceil_div(req.interval, 1 << tier) * (1 << tier)
-            bucket = Buckets("intDiv(toInt64(step_min), {w:Int64})", lambda b, w=width: b * w)
+            bucket = Buckets("intDiv(toInt64(cell), {w:Int64})", "toInt64(b * {w:Int64})")
         else:
             # Exactly ``samples`` buckets of span/samples steps. Each cell goes
             # whole to the bucket of its first step, so a bucket's edges move
             # to the next cell start. The tier is the coarsest whose cell fits
             # in a bucket (1 to 4 cells each): every bucket is non-empty on
-            # dense data, and a chart reads as few cells as before (the -Merge
-            # of their argMin/argMax states is its cost: a tier 4x finer made
-            # a 500-series dashboard chart 2x dearer, measured).
+            # dense data, and a chart reads as few cells as it can.
             tier = 0 if req.agg == "avg" else pick_tier(span // req.samples // (4 if req.agg == "lttb" else 1))
             width = span / req.samples
-            n = req.samples
             bucket = Buckets(
-                "greatest(0, intDiv((toInt128(bitShiftLeft(bitShiftRight(step_min, {tier:UInt8}), {tier:UInt8})) - {lo:UInt64})"
-                " * {n:UInt32}, {span:UInt64}))",
-                lambda b, lo=lo, n=n, span=span: lo + _ceil_div(b * span, n),
+                "greatest(0, intDiv((toInt128(cell) - {lo:UInt64}) * {n:UInt32}, {span:UInt64}))",
+                # lo + ceil(b * span / n): the bucket's nominal start
+                "toUInt64({lo:UInt64} + intDiv(toUInt128(b) * {span:UInt64} + {n:UInt32} - 1, {n:UInt32}))",
             )
-            params.update(n=n, span=span)
+            params.update(n=req.samples, span=span)
         cells, p = step_cells(tier, lo, hi, edges=req.since_step is not None or req.max_step is not None)
         p.setdefault("tier", tier)
-        xexpr = "step_min"
+        xexpr = "cell"
         out["range"] = [lo, hi]
     else:
         origins = {}
@@ -133,16 +135,15 @@ async def chart(store: Store, req: ChartRequest) -> dict:
         o_lo = min(origins.values()) if origins else 0
         o_hi = max(origins.values()) if origins else 0
         cells, p = time_cells(tier, f + o_lo, t + o_hi)
-        xexpr = "(ts_ms - transform(run_id, {o_runs:Array(String)}, {o_ms:Array(Int64)}, toInt64(0)))"
+        xexpr = "(toUnixTimestamp64Milli(ts_min) - transform(run_id, {o_runs:Array(String)}, {o_ms:Array(Int64)}, toInt64(0)))"
         p.update(o_runs=list(origins), o_ms=list(origins.values()), x_lo=f, x_hi=t)
         cells = f"SELECT * FROM ({cells}) WHERE {xexpr} BETWEEN {{x_lo:Int64}} AND {{x_hi:Int64}}"
-        bucket = Buckets(f"intDiv(toInt64({xexpr}), {{w:Int64}})", lambda b, w=width: b * w)
+        bucket = Buckets(f"intDiv(toInt64({xexpr}), {{w:Int64}})", "toInt64(b * {w:Int64})")
         out["range"] = [f, t]
     params.update(p)
     params["w"] = width
     out["tier"], out["bucket_width"] = tier, width
     series = await _series(store, req, cells, xexpr, bucket, params)
-    skipped = await _skipped(store, req)
     for s in series:
         s["skipped"] = skipped.get((s["run_id"], s["key"], s["writer_id"]), 0) if s["writer_id"] is not None else sum(
             n for (r, k, _), n in skipped.items() if (r, k) == (s["run_id"], s["key"])
@@ -155,24 +156,38 @@ async def chart(store: Store, req: ChartRequest) -> dict:
 
 @dataclass(frozen=True)
 class Buckets:
-    """How cells fall into output buckets: the bucket number's SQL, and each bucket's x."""
+    """How cells fall into output buckets: the bucket number ``b`` of a cell row, and a bucket's x, in SQL."""
 
     sql: str
-    x: Callable[[int], int]
+    x: str
+
+
+def _per_series(group: str, cols: dict[str, str], rows: str) -> str:
+    """One row per series (``group``): each output column an array in bucket
+    order, from ``rows`` of one bucket ``b`` each. ClickHouse builds the
+    response's shape, Python copies lists. One sort of one array of tuples,
+    then its elements as arrays (``a.2``): a lambda sort per column cost more
+    than the aggregation itself (measured)."""
+    tup = ", ".join(cols.values())
+    arrays = ", ".join(f"a.{i + 2}" for i in range(len(cols)))
+    return (
+        f"SELECT {group}, {arrays} FROM (SELECT {group}, arraySort(groupArray((b, {tup}))) AS a FROM ({rows})"
+        f" GROUP BY {group}) ORDER BY {group}"
+    )
 
 
 async def _series(store: Store, req: ChartRequest, cells: str, xexpr: str, buckets: Buckets, params: dict) -> list[dict]:
-    bucket, x_of = buckets.sql, buckets.x
     if req.agg == "lttb":
         # MinMaxLTTB: each cell offers its first, last and extreme points; LTTB picks among them.
         pts = (
-            "arrayJoin(arrayDistinct([(toFloat64(step_min), f), (toFloat64(lo_x), lo), (toFloat64(hi_x), hi),"
-            " (toFloat64(step_max), l)]))" if req.x == "step" else
-            f"arrayJoin(arrayDistinct([(toFloat64({xexpr}), lo), (toFloat64({xexpr}), hi)]))"
+            f"arrayJoin(arrayDistinct([(toFloat64({pos_step('first')}), {pos_value('first')}),"
+            f" (toFloat64({ext_step('low')}), {ext_value('low')}), (toFloat64({ext_step('high')}), {ext_value('high')}),"
+            f" (toFloat64({pos_step('last')}), {pos_value('last')})]))" if req.x == "step" else
+            f"arrayJoin(arrayDistinct([(toFloat64({xexpr}), {ext_value('low')}), (toFloat64({xexpr}), {ext_value('high')})]))"
         )
         sql = (
             "SELECT run_id, key, writer_id, largestTriangleThreeBuckets({n:UInt64})(p.1, p.2) FROM ("
-            f"  SELECT run_id, key, writer_id, {pts} AS p FROM ({cells})"
+            f"  SELECT run_id, key, writer_id, {pts} AS p FROM ({merged(cells) if req.x == 'step' else cells})"
             ") GROUP BY run_id, key, writer_id ORDER BY run_id, key, writer_id"
         )
         rows = await store.rows(sql, {**params, "n": req.samples})
@@ -180,64 +195,68 @@ async def _series(store: Store, req: ChartRequest, cells: str, xexpr: str, bucke
             {"run_id": r, "key": k, "writer_id": w, "x": [_num(x) for x, _ in pts], "value": [y for _, y in pts]}
             for r, k, w, pts in rows
         ]
-    line = "avg(lo)" if req.agg == "avg" else "argMax(l, step_max)"
+    # Rows of cells straight into buckets: every column is a min or a max, so
+    # the rows of a cell need no folding of their own first.
+    value = f"avg({pos_value('first')})" if req.agg == "avg" else "max(last)"
     per_writer = (
-        f"SELECT run_id, key, writer_id, {bucket} AS b, {line} AS v, min(lo) AS mn, max(hi) AS mx,"
-        " argMin(f, step_min) AS first, argMax(l, step_max) AS last,"
-        " argMin(lo_x, lo) AS mn_x, argMax(hi_x, hi) AS mx_x"
-        f" FROM ({cells}) GROUP BY run_id, key, writer_id, b"
+        f"SELECT run_id, key, writer_id, {buckets.sql} AS b, {value} AS v, min(first) AS f, max(last) AS l,"
+        f" min(low) AS lo, max(high) AS hi FROM ({cells}) GROUP BY run_id, key, writer_id, b"
     )
+    line = "v" if req.agg == "avg" else pos_value("v")
     if req.writers == "combined":
         # Each writer's bucket value, then mean and band across writers.
-        sql = (
-            "SELECT run_id, key, b, avg(v), min(v), max(v), count() FROM ("
-            f"{per_writer}) GROUP BY run_id, key, b ORDER BY run_id, key, b"
+        inner = (
+            "SELECT run_id, key, b, avg(v) AS mean, min(v) AS vmin, max(v) AS vmax, count() AS n FROM ("
+            f"  SELECT run_id, key, b, {line} AS v FROM ({per_writer})"
+            ") GROUP BY run_id, key, b"
         )
-        out: dict[tuple, dict] = {}
-        for r, k, b, mean, lo, hi, n in await store.rows(sql, params):
-            s = out.setdefault((r, k), {"run_id": r, "key": k, "writer_id": None, "x": [], "value": [], "min": [], "max": [], "writers": []})
-            s["x"].append(x_of(b))
-            s["value"].append(mean)
-            s["min"].append(lo)
-            s["max"].append(hi)
-            s["writers"].append(n)
-        return list(out.values())
-    sql = per_writer + " ORDER BY run_id, key, writer_id, b"
-    series: dict[tuple, dict] = {}
-    for r, k, w, b, v, mn, mx, first, last, mn_x, mx_x in await store.rows(sql, params):
-        s = series.get((r, k, w))
-        if s is None:
-            s = series[(r, k, w)] = {"run_id": r, "key": k, "writer_id": w, "x": [], "value": []}
-            if req.agg == "minmax":
-                s.update(first=[], last=[], min=[], max=[])
-                if req.x == "step":
-                    s.update(min_x=[], max_x=[])
-        s["x"].append(x_of(b))
-        s["value"].append(v)
-        if req.agg == "minmax":
-            s["first"].append(first)
-            s["last"].append(last)
-            s["min"].append(mn)
-            s["max"].append(mx)
-            if req.x == "step":
-                s["min_x"].append(mn_x)
-                s["max_x"].append(mx_x)
-    return list(series.values())
+        cols = {"x": buckets.x, "value": "mean", "min": "vmin", "max": "vmax", "writers": "n"}
+        sql = _per_series("run_id, key", cols, inner)
+        return [
+            {"run_id": r, "key": k, "writer_id": None, "x": x, "value": v, "min": mn, "max": mx, "writers": n}
+            for r, k, x, v, mn, mx, n in await store.rows(sql, params)
+        ]
+    cols = {"x": buckets.x, "value": line}
+    if req.agg == "minmax":
+        cols.update(first=pos_value("f"), last=pos_value("l"), min=ext_value("lo"), max=ext_value("hi"))
+        if req.x == "step":
+            cols.update(min_x=ext_step("lo"), max_x=ext_step("hi"))
+    sql = _per_series("run_id, key, writer_id", cols, per_writer)
+    names = list(cols)
+    return [
+        {"run_id": r, "key": k, "writer_id": w, **dict(zip(names, arrays))}
+        for r, k, w, *arrays in await store.rows(sql, params)
+    ]
 
 
 def _num(x: float) -> int | float:
     return int(x) if math.isfinite(x) and x == int(x) else x
 
 
-async def _skipped(store: Store, req: ChartRequest) -> dict[tuple[str, str, str], int]:
-    """Non-finite points per series (whole run), from the idempotent skip bitmaps."""
-    rows = await store.rows(
-        "SELECT run_id, key, writer_id, bitmapCardinality(groupBitmapMergeState(seqs)) FROM point_skips"
-        " WHERE org = {org:String} AND run_id IN {runs:Array(String)} AND key IN {keys:Array(String)}"
-        " GROUP BY run_id, key, writer_id",
-        {"org": req.org, "runs": req.runs, "keys": req.keys},
+async def _extents(store: Store, req: ChartRequest) -> tuple[dict[tuple[str, str], tuple], dict[tuple[str, str, str], int]]:
+    """(run, key) -> (step_lo, step_hi, ts_lo, ts_hi, latest value, latest step), and
+    non-finite points per (run, key, writer) from the idempotent skip bitmaps (whole
+    run), in one query."""
+    params: dict = {"org": req.org, "runs": req.runs}
+    if req.keys:
+        params["keys"] = req.keys
+    keys = " AND key IN {keys:Array(String)}" if req.keys else ""
+    # One result: extents rows (skips 0) and skip rows (kind 1, writer and count set).
+    sql = (
+        "SELECT 0 AS kind, run_id, key, '' AS writer_id, step_lo, step_hi, ts_lo, ts_hi, latest, latest_step, 0 AS skipped"
+        f" FROM ({extents_sql(bool(req.keys))})"
+        " UNION ALL SELECT 1, run_id, key, toString(writer_id), 0, 0, 0, 0, nan, 0,"
+        " bitmapCardinality(groupBitmapMergeState(seqs)) FROM point_skips"
+        f" WHERE org = {{org:String}} AND run_id IN {{runs:Array(String)}}{keys} GROUP BY run_id, key, writer_id"
     )
-    return {(r, k, w): int(n) for r, k, w, n in rows}
+    ext: dict[tuple[str, str], tuple] = {}
+    skipped: dict[tuple[str, str, str], int] = {}
+    for kind, run, key, writer, *cols in await store.rows(sql, params):
+        if kind:
+            skipped[(run, key, writer)] = int(cols[-1])
+        else:
+            ext[(run, key)] = tuple(cols[:6])
+    return ext, skipped
 
 
 def grafana_frames(result: dict) -> list[dict]:

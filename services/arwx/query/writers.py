@@ -22,6 +22,7 @@ import time
 from arwx.errors import Unavailable
 from arwx.log.base import EventLog
 from arwx.query.integrity import pending_messages
+from arwx.query.rollups import pos_step
 from arwx.runs import Run
 from arwx.store.base import Store
 
@@ -53,8 +54,8 @@ async def writer_position(store: Store, log: EventLog, run: Run, writer_id: str,
         p,
     )
     ((step, cells),) = await store.rows(
-        "SELECT max(step_max), count() FROM point_rollups"
-        " WHERE org = {org:String} AND run_id = {run:String} AND writer_id = {writer:String} AND tier = 16",
+        f"SELECT {pos_step('max(last)')}, count() FROM chart_cells"
+        " WHERE org = {org:String} AND tier = 16 AND run_id = {run:String} AND writer_id = {writer:String}",
         p,
     )
     sent = run.writer_totals.get(writer_id)
