@@ -11,6 +11,14 @@ each figure is too high by at most one poll's duration (printed).
 
     python bench/bench_freshness.py --rate 100000 --seconds 60
     python bench/bench_freshness.py --rate 0 --seconds 20        # an idle server
+    python bench/bench_freshness.py --receipt 30 --baseline DIR  # ack -> intact receipt, idle server
+
+``--receipt N``: instead, N probes of the receipt's freshness on an idle server:
+a burst of 5 batches of 1000 points, then the time from the last batch's
+acknowledgement to the first ``intact`` receipt counting them (polled every
+5 ms; ``bench_history.freshness``), with the receipt's own duration (p50 of
+its polls). ``--baseline DIR`` measures another tree's ``services/`` in the
+same invocation, interleaved run by run.
 """
 
 from __future__ import annotations
@@ -46,7 +54,12 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--every", type=float, default=0.05, help="seconds between probe log() calls")
     ap.add_argument("--flush-interval", type=float, default=0.1, help="the SDK's flush_interval")
+    ap.add_argument("--receipt", type=int, default=0, help="probes of ack -> intact receipt (idle server) instead")
+    ap.add_argument("--baseline", help="with --receipt: a tree whose services/ is the 'before' server")
     a = ap.parse_args()
+    if a.receipt:
+        receipt_freshness(a)
+        return
     import arwandb
 
     la = os.getloadavg()
@@ -126,6 +139,45 @@ def main() -> None:
         f"| {a.rate:,.0f} pts/s | {len(logged)} | {len(lat)} | {pct(0.5):.0f} | {pct(0.9):.0f} | {pct(0.99):.0f} | "
         f"{lat[-1]:.0f} | {statistics.median(polls) * 1000:.1f} | {a.flush_interval} s |"
     )
+
+
+def receipt_freshness(a: argparse.Namespace) -> None:
+    """Ack of a last batch -> intact receipt, idle server; this tree and the baseline, alternating."""
+    from bench_history import Client, freshness
+
+    trees = [("this tree", ROOT)] + ([("baseline", Path(a.baseline).resolve())] if a.baseline else [])
+    got: dict[str, list[float]] = {n: [] for n, _ in trees}
+    receipt_ms: dict[str, list[float]] = {n: [] for n, _ in trees}
+    la = os.getloadavg()
+    print(f"<!-- load avg {la[0]:.2f} {la[1]:.2f} {la[2]:.2f}; {time.strftime('%Y-%m-%d %H:%M:%S %Z')} -->")
+    rounds = 2
+    for r in range(rounds):
+        for name, tree in trees:
+            with tempfile.TemporaryDirectory() as d:
+                srv = ServerProcess(Path(d) / "data", source=tree).start()
+                try:
+                    c = Client(srv.port, srv.key)
+                    n = a.receipt // rounds + (a.receipt % rounds if r == 0 else 0)
+                    got[name] += freshness(c, f"fresh{r}", n)
+                    for _ in range(20):
+                        t0 = time.perf_counter()
+                        c.json("GET", f"/v1/runs/fresh{r}/integrity")
+                        receipt_ms[name].append((time.perf_counter() - t0) * 1000)
+                finally:
+                    srv.terminate()
+    la = os.getloadavg()
+    print(f"<!-- done; load avg {la[0]:.2f} {la[1]:.2f} {la[2]:.2f}; {time.strftime('%Y-%m-%d %H:%M:%S %Z')} -->")
+    names = [n for n, _ in trees]
+    print(f"| ack → intact receipt, idle server, {a.receipt} probes (ms) | " + " | ".join(names) + " |")
+    print("|---|" + "---:|" * len(names))
+
+    def pct(xs: list[float], q: float) -> float:
+        xs = sorted(xs)
+        return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+    for label, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0)):
+        print(f"| {label} | " + " | ".join(f"{pct(got[n], q) * 1000:,.0f}" for n in names) + " |")
+    print("| one receipt of the idle run, p50 ms | " + " | ".join(f"{statistics.median(receipt_ms[n]):.1f}" for n in names) + " |")
 
 
 if __name__ == "__main__":

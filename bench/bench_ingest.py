@@ -42,6 +42,7 @@ import http.client
 import multiprocessing as mp
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -163,6 +164,21 @@ def _cpu_s(pid: int) -> float:
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _threads_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds per thread name (``comm``) of the process: chDB names its
+    threads (merges, inserts, query pipelines), which py-spy cannot see."""
+    out: dict[str, float] = {}
+    for t in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            raw = (t / "stat").read_text()
+        except OSError:
+            continue
+        name = raw[raw.index("(") + 1 : raw.rindex(")")]
+        f = raw.rsplit(")", 1)[1].split()
+        out[name] = out.get(name, 0.0) + (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
 def _status_kb(pid: int, field: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -197,13 +213,15 @@ def _start_kafka() -> tuple[str, object]:
 def run(
     writers: int, batch: int, fmt: str, seconds: float, kafka: str | None, n_runs: int = 1,
     accept_only: bool = False, rate: float | None = None, rss_every: float = 0, pregen_mb: float = 8,
+    source: Path = ROOT, profile: str | None = None,
 ) -> dict:
     with tempfile.TemporaryDirectory() as d:
         data = Path(d) / "data"
         extra = ["--kafka", kafka, "--kafka-topic", f"bench.{time.time_ns()}"] if kafka else []
         ops_port = free_port()
-        srv = ServerProcess(data, extra=[*extra, "--metrics-port", str(ops_port)]).start()
+        srv = ServerProcess(data, extra=[*extra, "--metrics-port", str(ops_port)], source=source).start()
         gw: subprocess.Popen | None = None
+        spy: subprocess.Popen | None = None
         try:
             api: Api = srv.api()
             runs = [f"bench-{writers}-{fmt}-{r}" for r in range(n_runs)]
@@ -214,7 +232,7 @@ def run(
                 srv.terminate()
                 gw_srv = ServerProcess(data, extra=extra)
                 gw_srv.key = srv.key
-                env = dict(os.environ, PYTHONPATH=str(ROOT / "services"), PYTHONUNBUFFERED="1")
+                env = dict(os.environ, PYTHONPATH=str(source / "services"), PYTHONUNBUFFERED="1")
                 gw = subprocess.Popen(
                     [sys.executable, str(ROOT / "bench" / "_serve_roles.py"), "gateway,query", "server",
                      "--port", str(gw_srv.port), "--data-dir", str(data), *extra],
@@ -240,7 +258,14 @@ def run(
             time.sleep(min(30, 1 + writers * pregen_mb / 40))  # let the writers pre-encode
             rss = RssSampler(pid, rss_every or 1.0)
             rss.start()
+            if profile:
+                spy = subprocess.Popen(
+                    [str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(pid), "-r", "50", "-f", "raw",
+                     "-o", profile, "--nonblocking"],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )
             cpu0 = _cpu_s(pid)
+            threads0 = _threads_cpu(pid)
             t0 = time.perf_counter()
             go.set()
             results = [q.get(timeout=seconds + 300) for _ in procs]
@@ -260,13 +285,17 @@ def run(
                 assert gw is not None
                 gw.terminate()
                 gw.wait(60)
-                srv = ServerProcess(data, extra=[*extra, "--metrics-port", str(ops_port)]).start()
+                srv = ServerProcess(data, extra=[*extra, "--metrics-port", str(ops_port)], source=source).start()
                 srv.key = target.key
                 api = Api(srv.url, srv.key)
                 pid = srv.proc.pid
                 t_drain0 = time.perf_counter()
                 cpu0 = _cpu_s(pid)
             _wait_stored(ops_port, total)
+            if spy is not None:  # the whole time until stored: the consumer's drain too
+                spy.send_signal(signal.SIGINT)
+                spy.wait(60)
+            threads = {k: v - threads0.get(k, 0.0) for k, v in _threads_cpu(pid).items()} if not accept_only else {}
             t_stored = time.perf_counter() - (t_drain0 if accept_only else t0)
             t_drain = time.perf_counter() - t_drain0 if accept_only else t_stored - t_accept
             cpu_total = _cpu_s(pid) - cpu0 + (cpu_accept if accept_only else 0)
@@ -293,6 +322,7 @@ def run(
                 "p99_ms": lats[int(len(lats) * 0.99)] * 1000 if lats else 0,
                 "rss_mb": _status_kb(pid, "VmHWM") / 1024,
                 "rss_series": rss.samples,
+                "threads": threads,
                 "lost": sum(rc["lost"] for rc in receipts),
                 "intact": all(rc["intact"] for rc in receipts),
             }
@@ -304,14 +334,14 @@ def run(
 
 
 HEADER = (
-    "| mode | writers | runs | format | batch | seconds | points | accepted/s | stored/s | backlog | drain/s | µs/pt accept | µs/pt total | "
-    "p50 ms | p99 ms | peak RSS MB | intact |\n|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    "| code | mode | writers | runs | format | batch | seconds | points | accepted/s | stored/s | backlog | drain/s | µs/pt accept | µs/pt total | "
+    "p50 ms | p99 ms | peak RSS MB | intact |\n|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
 )
 
 
 def fmt_row(r: dict) -> str:
     return (
-        f"| {r['mode']} | {r['writers']} | {r['runs']} | {r['format']} | {r['batch']} | {r['seconds']:.0f} | "
+        f"| {r.get('code', 'this tree')} | {r['mode']} | {r['writers']} | {r['runs']} | {r['format']} | {r['batch']} | {r['seconds']:.0f} | "
         f"{r['points']:,} | {r['accept_pps']:,.0f} | {r['e2e_pps']:,.0f} | {r['backlog']:,.0f} | "
         f"{r['drain_pps']:,.0f} | {r['cpu_us_accept']:.2f} | "
         f"{r['cpu_us_total']:.2f} | "
@@ -343,12 +373,16 @@ def main() -> None:
     p.add_argument("--rss-every", type=float, default=0, help="print the server's RSS every N s")
     p.add_argument("--pregen-mb", type=float, default=8, help="bodies each writer encodes before the clock starts")
     p.add_argument("--quick", action="store_true", help="3 s, 4 writers: a smoke test that nothing is lost")
+    p.add_argument("--baseline", help="a tree whose services/ is the 'before' server: each row is run on both, interleaved")
+    p.add_argument("--threads", action="store_true", help="print the server's CPU per point by thread name")
+    p.add_argument("--profile", help="py-spy raw profiles of the server while writers post: FILE prefix")
     a = p.parse_args()
     if a.quick:
         a.writers, a.seconds, a.batch, a.pregen_mb = [4], 3.0, 1000, 1
     broker = None
     if a.kafka == "auto":
         a.kafka, broker = _start_kafka()
+    trees = [("this tree", ROOT)] + ([("baseline", Path(a.baseline).resolve())] if a.baseline else [])
     print(f"<!-- {machine()} -->", flush=True)
     print(HEADER, flush=True)
     ok = True
@@ -356,9 +390,17 @@ def main() -> None:
         for fmt in a.format:
             for w in a.writers:
                 for nr in a.runs:
-                    r = run(w, a.batch, fmt, a.seconds, a.kafka, nr, a.accept_only, a.rate, a.rss_every, a.pregen_mb)
-                    ok &= r["intact"] and r["lost"] == 0
-                    print(fmt_row(r), flush=True)
+                    for code, tree in trees:
+                        prof = f"{a.profile}-{code.replace(' ', '_')}-w{w}-r{nr}-{fmt}.txt" if a.profile else None
+                        r = run(w, a.batch, fmt, a.seconds, a.kafka, nr, a.accept_only, a.rate, a.rss_every,
+                                a.pregen_mb, tree, prof)
+                        r["code"] = code
+                        ok &= r["intact"] and r["lost"] == 0
+                        print(fmt_row(r), flush=True)
+                        if a.threads:
+                            top = sorted(r["threads"].items(), key=lambda kv: -kv[1])[:12]
+                            print("<!-- µs/pt by thread: " + ", ".join(
+                                f"{k} {v / r['points'] * 1e6:.2f}" for k, v in top if v > 0) + " -->", flush=True)
                     if a.rss_every:
                         print("RSS MB over time: " + ", ".join(f"{t:.0f}s={m:.0f}" for t, m in r["rss_series"]))
     finally:
