@@ -22,6 +22,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -44,11 +45,18 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ConsumerConfig:
-    """Flush a batch at ``max_rows`` points, ``max_bytes`` of messages, or
-    ``max_wait_s``; also as soon as the log has nothing more to give (fresh
-    data is visible quickly at low rates, batches grow under load)."""
+    """Hand a batch to the writer when the writer is free and the log has
+    nothing more to give right now (fresh data is stored at once when the
+    server is idle), and while the writer is busy keep reading into the same
+    batch (batches grow with the load: fewer, larger inserts and parts, so
+    less merging), up to ``max_rows`` points, ``max_bytes`` of messages or
+    ``max_wait_s``.
 
-    max_rows: int = 50_000
+    200k rows: a 50k-row insert cost about 35 % more CPU per point, most of
+    it in ClickHouse's background merges of the smaller parts (measured in
+    docs/benchmarks.md section 1)."""
+
+    max_rows: int = 200_000
     max_bytes: int = 16 << 20
     max_wait_s: float = 1.0
     idle_wait_s: float = 0.05
@@ -77,6 +85,8 @@ class Consumer:
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._idle = asyncio.Event()
+        self._writing = False
+        self._written = asyncio.Event()  # set each time the writer finishes a batch
         self._on_fatal = on_fatal
         #: Why the consumer is waiting for the store; None while writes flow.
         self.paused: str | None = None
@@ -124,13 +134,18 @@ class Consumer:
 
     # -- reading ------------------------------------------------------------
 
+    def _writer_free(self) -> bool:
+        return self._queue.empty() and not self._writing
+
     async def _read_loop(self) -> None:
         cfg = self.config
         read_delay = 0.1
         try:
             while not self._stopping.is_set():
                 batch = self._batch
-                wait = cfg.idle_wait_s if len(batch) else min(cfg.max_wait_s, 0.5)
+                # Holding points: take only what is already there (no wait) so
+                # they reach the writer at once when it is free.
+                wait = 0.0 if len(batch) else min(cfg.max_wait_s, 0.5)
                 try:
                     msgs = await self.reader.read(cfg.read_messages, wait)
                     read_delay = 0.1
@@ -144,17 +159,26 @@ class Consumer:
                     if len(self._batch) >= cfg.max_rows or self._batch.nbytes >= cfg.max_bytes:
                         await self._flush()  # a backlog read in one go still makes bounded batches
                 batch = self._batch
-                caught_up = not msgs
+                # Fewer than asked for: the log had nothing more right now.
+                caught_up = len(msgs) < cfg.read_messages
                 if len(batch) and (
-                    caught_up
+                    (caught_up and self._writer_free())
                     or len(batch) >= cfg.max_rows
                     or batch.nbytes >= cfg.max_bytes
                     or batch.age() >= cfg.max_wait_s
                 ):
                     await self._flush()
-                elif caught_up and not len(batch) and batch.messages:
+                elif len(batch) and caught_up:
+                    # The writer is busy: let what arrives meanwhile join this
+                    # batch, and hand it over as soon as the writer is done.
+                    self._written.clear()
+                    if not self._writer_free():
+                        with contextlib.suppress(asyncio.TimeoutError):
+                            await asyncio.wait_for(self._written.wait(), cfg.idle_wait_s)
+                elif not msgs and not len(batch) and batch.messages:
                     await self._flush()  # only dead letters: still move the position
-                self._idle.set() if caught_up and self._queue.empty() else self._idle.clear()
+                idle = not msgs and not len(self._batch) and self._queue.empty()
+                self._idle.set() if idle else self._idle.clear()
         finally:
             if len(self._batch) or self._batch.ranges:
                 await self._flush()
@@ -194,7 +218,7 @@ class Consumer:
     async def drain(self, timeout_s: float = 30.0) -> None:
         """Wait until every flushed batch has been stored."""
         deadline = time.monotonic() + timeout_s
-        while not self._queue.empty() or getattr(self, "_writing", False):
+        while not self._queue.empty() or self._writing:
             if time.monotonic() > deadline:
                 raise TimeoutError("consumer did not drain in time")
             await asyncio.sleep(0.01)
@@ -218,7 +242,6 @@ class Consumer:
             log.warning("offset commit failed (%s); will retry", e)
 
     async def _write_loop(self) -> None:
-        self._writing = False
         while True:
             try:
                 batch = await asyncio.wait_for(self._queue.get(), self.config.commit_interval_s)
@@ -237,6 +260,7 @@ class Consumer:
                 await self._commit()
             finally:
                 self._writing = False
+                self._written.set()
 
     async def _store(self, batch: Batch) -> None:
         t0 = time.perf_counter()
