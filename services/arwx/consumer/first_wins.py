@@ -34,6 +34,7 @@ from arwx.consumer.batching import Batch
 from arwx.store.base import Store
 
 WriterKey = tuple[str, str, str]  # (org, run_id, writer_id)
+_LOAD_CHUNK = 1000  # writers per ledger query when many are new at once
 
 
 @dataclass
@@ -157,25 +158,30 @@ class FirstWins:
         return True
 
     async def _load(self, writers: list[WriterKey]) -> None:
-        """Seq ranges of writers first seen since start (or since forget), from the ledger."""
-        by_run: dict[tuple[str, str], list[str]] = {}
-        for org, run, writer in writers:
-            by_run.setdefault((org, run), []).append(writer)
-        for (org, run), ws in by_run.items():
-            found = {
-                w: (int(lo), int(hi))
-                for w, lo, hi in await self.store.rows(
-                    "SELECT writer_id, min(seq_min), max(seq_max) FROM ledger"
-                    " WHERE org = {org:String} AND run_id = {run:String} AND writer_id IN {ws:Array(String)}"
-                    " GROUP BY writer_id",
-                    {"org": org, "run": run, "ws": ws},
-                )
-            }
-            for w in ws:
+        """Seq ranges of writers first seen since start (or since forget), from
+        the ledger: one query for all of them (a batch of many new runs would
+        otherwise pay a store round trip per run)."""
+        for i in range(0, len(writers), _LOAD_CHUNK):
+            chunk = writers[i : i + _LOAD_CHUNK]
+            wanted = set(chunk)
+            found: dict[WriterKey, tuple[int, int]] = {}
+            for org, run, w, lo, hi in await self.store.rows(
+                "SELECT org, run_id, writer_id, min(seq_min), max(seq_max) FROM ledger"
+                " WHERE org IN {orgs:Array(String)} AND run_id IN {runs:Array(String)}"
+                " AND writer_id IN {ws:Array(String)} GROUP BY org, run_id, writer_id",
+                {
+                    "orgs": sorted({k[0] for k in chunk}),
+                    "runs": sorted({k[1] for k in chunk}),
+                    "ws": sorted({k[2] for k in chunk}),
+                },
+            ):
+                if (org, run, w) in wanted:  # the IN lists also match other combinations
+                    found[(org, run, w)] = (int(lo), int(hi))
+            for k in chunk:
                 r = _Ranges()
-                if w in found:
-                    r.add(*found[w], self.max_ranges)
-                self._known[(org, run, w)] = r
+                if k in found:
+                    r.add(*found[k], self.max_ranges)
+                self._known[k] = r
 
     async def _exact(
         self, batch: Batch, w: WriterKey, rows: list[int], drop: list[int], out: Screened, now_ms: int
