@@ -116,7 +116,7 @@ async def test_an_intact_receipt_never_counts_fewer_committed_than_stored_points
         await consume_all()
         await log.append(f"{org}/r", [_message(org, "r", range(10, 25))])
         # The second batch is stored and committed right before the receipt counts points.
-        racing = _StoreAt(store, "FROM points FINAL", consume_all)
+        racing = _StoreAt(store, "FROM points WHERE", consume_all)
         r = await receipt(racing, log, run)
         assert racing._hook is None, "the hook never ran: the receipt's queries changed"
         assert not r["intact"] or r["points_committed"] >= r["points_stored"], r

@@ -1,7 +1,9 @@
 """The integrity receipt: the durability ledger checked against the store.
 
 - ``points_committed``: points in log messages the consumer wrote (ledger).
-- ``points_stored``: distinct points stored (FINAL: replays collapsed).
+- ``points_stored``: distinct points stored (replays collapsed, as FINAL
+  counts them; computed part by part and cached per immutable part, see
+  ``stored_counts``, so a receipt reads only the parts new since the last one).
 - ``conflicts``: re-sent seqs that carried another key, step or value than
   the first one stored; the first value was kept (``seq_conflicts``).
 - ``duplicates_collapsed``: committed minus stored minus conflicts (identical
@@ -20,6 +22,7 @@
 from __future__ import annotations
 
 from arwx.log.base import EventLog
+from arwx.query.stored_counts import stored_by_writer
 from arwx.runs import Run
 from arwx.store.base import Store
 
@@ -43,13 +46,9 @@ async def receipt(store: Store, log: EventLog, run: Run) -> dict:
         )
     }
     stored, skipped_by_writer = {}, {}
-    for w, n, lo, hi, s1, s2, nan in await store.rows(
-        "SELECT writer_id, count(), min(seq), max(seq), sum(toUInt128(seq)), sum(toUInt128(seq) * seq),"
-        f" countIf(isNaN(value)) FROM points FINAL WHERE {_RUN} GROUP BY writer_id",
-        p,
-    ):
-        stored[w] = (int(n), int(lo), int(hi), int(s1), int(s2))
-        skipped_by_writer[w] = int(nan)
+    for w, (n, lo, hi, s1, s2, nan) in (await stored_by_writer(store, run.org, run.run_id)).items():
+        stored[w] = (n, lo, hi, s1, s2)
+        skipped_by_writer[w] = nan
     # Distinct seqs per writer: when count, range and the first two moments
     # of seq all match lo..hi exactly, the seqs are that range (a repeated
     # seq under another key would have to cancel a hole in both sums); only
