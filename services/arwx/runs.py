@@ -22,7 +22,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import msgspec
 from sqlalchemy import case, delete, select, update
@@ -34,6 +34,8 @@ from arwx.catalog.mirror import RunMirror
 from arwx.catalog.tables import run_writers, runs
 from arwx.control.projects import ensure as ensure_project
 from arwx.errors import BadRequest, Conflict, NotFound
+from arwx.segments import Segment, branch, storage_id
+from arwx.segments import public as public_segments
 from arwx.wire import check_config
 
 RUN_STATUSES = ("running", "finished", "failed", "crashed", "killed")
@@ -58,6 +60,55 @@ class Run:
     notes: str = ""
     heartbeat_at_ms: int | None = None
     deleted_at_ms: int | None = None
+    # Rewind and fork (``arwx/segments.py``): empty/None on a run never rewound nor forked.
+    attempt_rows: list[dict] = field(default_factory=list)
+    segment_rows: list[Segment] | None = None
+    forked_from: str | None = None
+    fork_step: int | None = None
+    totals_by_storage: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def attempts(self) -> list[dict]:
+        """``[{"attempt", "storage_id", "start_step", "created_at", "writers"}]``, oldest first."""
+        return self.attempt_rows or [
+            {"attempt": 0, "storage_id": self.run_id, "start_step": self.fork_step or 0,
+             "created_at": self.created_at_ms, "writers": []}
+        ]
+
+    @property
+    def attempt(self) -> int:
+        """The current attempt: the one new points go to."""
+        return int(self.attempts[-1]["attempt"])
+
+    @property
+    def storage_id(self) -> str:
+        """Where the current attempt stores its points."""
+        return self.attempts[-1]["storage_id"]
+
+    @property
+    def segments(self) -> list[Segment]:
+        """The visible history: ``[(storage id, step_lo, step_hi or None)]`` by step."""
+        if self.segment_rows is None:
+            return [(self.run_id, 0, None)]
+        return [(sid, int(lo), None if hi is None else int(hi)) for sid, lo, hi in self.segment_rows]
+
+    def storage_of(self, attempt: int) -> str | None:
+        """The storage id of one of the run's attempts (None: no such attempt)."""
+        return next((a["storage_id"] for a in self.attempts if int(a["attempt"]) == attempt), None)
+
+    def storage_ids(self) -> list[str]:
+        """Every storage id of the run's own attempts (not a fork's parent)."""
+        return [a["storage_id"] for a in self.attempts]
+
+    def at_attempt(self, attempt: int) -> Run | None:
+        """A copy of the run that reads (and receipts) one attempt's storage only."""
+        sid = self.storage_of(attempt)
+        if sid is None:
+            return None
+        return replace(
+            self, run_id=sid, writer_totals=self.totals_by_storage.get(sid, {}), attempt_rows=[], segment_rows=None,
+            forked_from=None, fork_step=None,
+        )
 
     def public(self) -> dict:
         return {
@@ -76,6 +127,13 @@ class Run:
             "heartbeat_at": _s(self.heartbeat_at_ms),
             "deleted": self.deleted_at_ms is not None,
             "deleted_at": _s(self.deleted_at_ms),
+            "attempt": self.attempt,
+            "attempts": [
+                {"attempt": a["attempt"], "start_step": a["start_step"], "created_at": a["created_at"] / 1000}
+                for a in self.attempts
+            ],
+            "segments": public_segments(self.segments),
+            "forked_from": None if self.forked_from is None else {"run_id": self.forked_from, "step": self.fork_step},
         }
 
 
@@ -87,6 +145,7 @@ _COLUMNS = (
     runs.c.org, runs.c.run_id, runs.c.project, runs.c.name, runs.c.status, runs.c.config, runs.c.writer_ids,
     runs.c.created_at, runs.c.finished_at, runs.c.fingerprint, runs.c.version,
     runs.c.tags, runs.c.notes, runs.c.heartbeat_at, runs.c.deleted_at,
+    runs.c.attempts, runs.c.segments, runs.c.forked_from, runs.c.fork_step,
 )
 
 
@@ -94,6 +153,8 @@ def _run(row: tuple) -> Run:
     return Run(
         *row[:10], version=row[10], config_bytes=len(msgspec.json.encode(row[5])),
         tags=list(row[11] or []), notes=row[12] or "", heartbeat_at_ms=row[13], deleted_at_ms=row[14],
+        attempt_rows=list(row[15] or []), segment_rows=None if row[16] is None else [tuple(s) for s in row[16]],
+        forked_from=row[17], fork_step=row[18],
     )
 
 
@@ -136,12 +197,15 @@ class Runs:
             if row is None:
                 return None
             run = _run(tuple(row))
+            # Totals are per attempt: a writer of each attempt reports its own (run_id: the storage id).
             totals = await conn.execute(
-                select(run_writers.c.writer_id, run_writers.c.sent).where(
-                    (run_writers.c.org == org) & (run_writers.c.run_id == run_id)
+                select(run_writers.c.run_id, run_writers.c.writer_id, run_writers.c.sent).where(
+                    (run_writers.c.org == org) & run_writers.c.run_id.in_(run.storage_ids())
                 )
             )
-            run.writer_totals = {w: int(n) for w, n in totals}
+            for sid, w, n in totals:
+                run.totals_by_storage.setdefault(sid, {})[w] = int(n)
+            run.writer_totals = run.totals_by_storage.get(run.storage_id, {})
         self._cache.put((org, run_id), run)
         return run
 
@@ -208,21 +272,33 @@ class Runs:
         self._cache.put((org, run_id), run)
         return run, True
 
-    async def finish(self, org: str, run_id: str, status: str, writer_totals: dict[str, int]) -> Run | None:
+    async def finish(
+        self, org: str, run_id: str, status: str, writer_totals: dict[str, int], attempt: int | None = None
+    ) -> Run | None:
         """Finish a run (or report more writers' totals); None if there is no such run.
 
         The first finish sets the status; a finished run's later finishes keep
         it. A total already reported may be reported again (a retry) but not
-        changed: ``Conflict``, and nothing of the call is recorded."""
+        changed: ``Conflict``, and nothing of the call is recorded. Totals are
+        per attempt (``attempt``, default the current one); the writers of an
+        attempt a rewind superseded report theirs, and leave the status alone."""
         now = int(time.time() * 1000)
         where = (runs.c.org == org) & (runs.c.run_id == run_id)
         async with self.catalog.begin() as conn:
             # FOR UPDATE (PostgreSQL; SQLite's write transaction locks the whole file):
             # finishes of one run from any process run one after the other.
-            row = (await conn.execute(select(runs.c.status, runs.c.finished_at).where(where).with_for_update())).first()
+            row = (await conn.execute(
+                select(runs.c.status, runs.c.finished_at, runs.c.attempts).where(where).with_for_update()
+            )).first()
             if row is None:
                 return None
-            w_where = (run_writers.c.org == org) & (run_writers.c.run_id == run_id)
+            attempts = row[2] or [{"attempt": 0, "storage_id": run_id}]
+            if attempt is None:
+                attempt = int(attempts[-1]["attempt"])
+            sid = next((a["storage_id"] for a in attempts if int(a["attempt"]) == attempt), None)
+            if sid is None:
+                raise NotFound(f"run {run_id!r} has no attempt {attempt}")
+            w_where = (run_writers.c.org == org) & (run_writers.c.run_id == sid)
             have = {w: int(n) for w, n in await conn.execute(
                 select(run_writers.c.writer_id, run_writers.c.sent).where(w_where)
             )}
@@ -234,13 +310,14 @@ class Runs:
                     f"a writer's total is final (got {writer_totals[w]})"
                 )
             new = [
-                {"org": org, "run_id": run_id, "writer_id": w, "sent": n, "reported_at": now}
+                {"org": org, "run_id": sid, "writer_id": w, "sent": n, "reported_at": now}
                 for w, n in writer_totals.items() if w not in have
             ]
             if new:
                 await conn.execute(run_writers.insert(), new)
             # A crash the server detected (no finished_at) ends when a writer finishes after all.
-            finished_now = row[0] == "running" or (row[0] == "crashed" and row[1] is None)
+            current = attempt == int(attempts[-1]["attempt"])
+            finished_now = current and (row[0] == "running" or (row[0] == "crashed" and row[1] is None))
             if finished_now:
                 await conn.execute(
                     update(runs).where(where).values(
@@ -260,13 +337,14 @@ class Runs:
         counts the withdrawn total. ``NotFound`` if the run is gone."""
         where = (runs.c.org == org) & (runs.c.run_id == run_id)
         async with self.catalog.begin() as conn:
-            row = (await conn.execute(select(runs.c.status).where(where).with_for_update())).first()
+            row = (await conn.execute(select(runs.c.status, runs.c.attempts).where(where).with_for_update())).first()
             if row is None:
                 raise NotFound(f"unknown run {run_id!r}")
+            sid = (row[1] or [{"storage_id": run_id}])[-1]["storage_id"]  # the current attempt resumes
             if writer_ids:
                 await conn.execute(
                     delete(run_writers).where(
-                        (run_writers.c.org == org) & (run_writers.c.run_id == run_id)
+                        (run_writers.c.org == org) & (run_writers.c.run_id == sid)
                         & run_writers.c.writer_id.in_(writer_ids)
                     )
                 )
@@ -282,6 +360,117 @@ class Runs:
             raise NotFound(f"unknown run {run_id!r}")
         await self._mirror(run)
         return run
+
+    async def rewind(self, org: str, run_id: str, step: int, writer_ids: list[str]) -> tuple[Run, bool]:
+        """Open a new attempt of the run from ``step`` (``arwx/segments.py``): its history
+        shows the earlier attempts below ``step`` and the new one from ``step`` on. Returns
+        the run and whether an attempt was opened now (False: joined).
+
+        Every rank of a restarted job asks: the first opens attempt k+1 for its
+        ``writer_ids``; a rank whose writers are not in the current attempt, which
+        starts at the same step, joins it. A writer already in it restarts again:
+        a new attempt. ``NotFound``/``Conflict`` (deleted)."""
+        where = (runs.c.org == org) & (runs.c.run_id == run_id)
+        now = int(time.time() * 1000)
+        async with self.catalog.begin() as conn:
+            row = (await conn.execute(
+                select(*_COLUMNS).where(where).with_for_update()
+            )).first()
+            if row is None:
+                raise NotFound(f"unknown run {run_id!r}")
+            run = _run(tuple(row))
+            if run.deleted_at_ms is not None:
+                raise Conflict(f"run {run_id!r} is deleted; restore it first (POST /v1/runs/{run_id}/restore)")
+            if run.fork_step is not None and step < run.fork_step:
+                raise BadRequest(
+                    f"run {run_id!r} was forked at step {run.fork_step}; rewind to a step >= that, or fork its "
+                    "parent instead"
+                )
+            attempts = [dict(a) for a in run.attempts]
+            cur = attempts[-1]
+            joined = (
+                cur["attempt"] > 0 and cur["start_step"] == step and bool(writer_ids)
+                and not set(writer_ids) & set(cur["writers"])
+            )
+            if joined:
+                cur["writers"] = [*cur["writers"], *writer_ids]
+                segments = run.segments
+            else:
+                k = cur["attempt"] + 1
+                sid = storage_id(run_id, k)
+                attempts.append(
+                    {"attempt": k, "storage_id": sid, "start_step": step, "created_at": now, "writers": list(writer_ids)}
+                )
+                segments = branch(run.segments, sid, step)
+            await conn.execute(
+                update(runs).where(where).values(
+                    attempts=attempts, segments=[list(s) for s in segments], status="running", finished_at=None,
+                    version=next_version(time.time_ns()),
+                )
+            )
+        got = await self._changed(org, run_id)
+        if got is None:
+            raise NotFound(f"unknown run {run_id!r}")
+        return got, not joined
+
+    async def fork(
+        self, org: str, parent_id: str, step: int, run_id: str | None, project: str | None, name: str | None,
+        config: dict | None, writer_ids: list[str] | None,
+    ) -> tuple[Run, bool]:
+        """A new run whose history below ``step`` is the parent's as it is visible now (its
+        segments, clipped; nothing copied) and its own from ``step`` on. Idempotent on
+        ``run_id`` for the same parent and step (every rank forks); another run of that id is a
+        ``Conflict``. Returns the run and whether it was created now."""
+        check_config(config)
+        parent = await self.get(org, parent_id, fresh=True)
+        if parent is None:
+            raise NotFound(f"unknown run {parent_id!r}")
+        if parent.deleted_at_ms is not None:
+            raise Conflict(f"run {parent_id!r} is deleted; restore it to fork it")
+        run_id = run_id or secrets.token_hex(6)
+        if run_id == parent_id:
+            raise BadRequest("a fork needs an id of its own; to restart a run from a step, rewind it")
+        existing = await self.get(org, run_id, fresh=True)
+        if existing is not None:
+            if existing.forked_from == parent_id and existing.fork_step == step:
+                return existing, False
+            raise Conflict(f"run {run_id!r} exists and is not a fork of {parent_id!r} at step {step}")
+        segments = branch(parent.segments, run_id, step)
+        now = int(time.time() * 1000)
+        run = Run(
+            org, run_id, project or parent.project, name or run_id, "running",
+            config if config is not None else dict(parent.config), writer_ids or [], now, None, {},
+            version=time.time_ns(), segment_rows=segments, forked_from=parent_id, fork_step=step,
+        )
+        try:
+            async with self.catalog.begin() as conn:
+                await ensure_project(conn, org, run.project, now)
+                await conn.execute(
+                    runs.insert().values(
+                        org=org, run_id=run_id, project=run.project, name=run.name, status=run.status,
+                        config=run.config, writer_ids=run.writer_ids, fingerprint={}, created_at=now,
+                        finished_at=None, version=run.version, segments=[list(s) for s in segments],
+                        forked_from=parent_id, fork_step=step,
+                    )
+                )
+        except IntegrityError:
+            existing = await self.get(org, run_id, fresh=True)
+            if existing is not None and existing.forked_from == parent_id and existing.fork_step == step:
+                return existing, False
+            raise Conflict(f"run {run_id!r} exists and is not a fork of {parent_id!r} at step {step}") from None
+        got = await self._changed(org, run_id)
+        assert got is not None
+        return got, True
+
+    async def referencing(self, org: str, run: Run) -> list[str]:
+        """Ids of the org's other runs whose visible history reads any of ``run``'s attempts
+        (its forks, and forks of those): what purging its points would break."""
+        own = set(run.storage_ids())
+        async with self.catalog.connect() as conn:
+            rows = await conn.execute(
+                select(runs.c.run_id, runs.c.segments).where((runs.c.org == org) & runs.c.segments.is_not(None))
+            )
+            return sorted(r for r, segs in rows if r != run.run_id and any(seg[0] in own for seg in segs or []))
 
     async def list(self, org: str, project: str | None = None, statuses: tuple[str, ...] = (),
                    limit: int = 100) -> list[Run]:
@@ -414,8 +603,10 @@ class Runs:
 
     async def forget(self, org: str, run_id: str) -> None:
         """Remove the run's catalog rows (after its data was purged from ClickHouse)."""
+        run = await self.get(org, run_id, fresh=True)
+        sids = run.storage_ids() if run is not None else [run_id]
         async with self.catalog.begin() as conn:
-            await conn.execute(delete(run_writers).where((run_writers.c.org == org) & (run_writers.c.run_id == run_id)))
+            await conn.execute(delete(run_writers).where((run_writers.c.org == org) & run_writers.c.run_id.in_(sids)))
             await conn.execute(delete(runs).where((runs.c.org == org) & (runs.c.run_id == run_id)))
         self._cache.pop((org, run_id))
 

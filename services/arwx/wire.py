@@ -457,6 +457,27 @@ class RunFinish(msgspec.Struct, forbid_unknown_fields=True):
     writer_totals: dict[WriterId, Annotated[int, msgspec.Meta(ge=0, le=MAX_SEQ)]] = {}
 
 
+class RunRewind(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of ``POST /v1/runs/:id/rewind``: open a new attempt of the run from ``step``
+    (earlier attempts' points at steps >= ``step`` stop being shown; nothing is deleted).
+    Every rank sends it with its ``writer_ids``; ranks of one restart share one attempt."""
+
+    step: Step
+    writer_ids: list[WriterId] = []
+
+
+class RunFork(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of ``POST /v1/runs/:id/fork``: a new run ``id`` whose history below ``step`` is
+    the parent's (read in place, not copied). Idempotent on ``id`` for the same parent and step."""
+
+    step: Step
+    id: RunId | None = None
+    project: ProjectName | None = None
+    name: Annotated[str, msgspec.Meta(max_length=256)] | None = None
+    config: dict[str, Any] | None = None
+    writer_ids: list[WriterId] | None = None
+
+
 class KeyCreate(msgspec.Struct, forbid_unknown_fields=True):
     """Body of ``POST /v1/keys``."""
 

@@ -100,6 +100,14 @@ runs = Table(
     Column("notes", Text, nullable=True),
     Column("heartbeat_at", BigInteger, nullable=True),
     Column("deleted_at", BigInteger, nullable=True),
+    # Rewind and fork (migration 0014; ``arwx/segments.py``). NULL on a run never
+    # rewound nor forked: one attempt, stored under its own id from step 0.
+    # ``attempts``: [{"attempt", "storage_id", "start_step", "created_at", "writers"}];
+    # ``segments``: [[storage_id, step_lo, step_hi or null], ...], the visible history.
+    Column("attempts", JSON, nullable=True),
+    Column("segments", JSON, nullable=True),
+    Column("forked_from", String(256), nullable=True),
+    Column("fork_step", BigInteger, nullable=True),
     Index(None, "org", "project", "created_at"),
     Index(None, "status", "heartbeat_at"),
 )

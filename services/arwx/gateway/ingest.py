@@ -20,6 +20,18 @@ from arwx.gateway.body import body_chunks, read_body
 from arwx.ingest.ndjson import split_lines
 from arwx.wire import COLUMNS_CONTENT_TYPE, BadInput, decode_batch_fast, decode_columns
 
+ATTEMPT_HEADER = "Arwx-Attempt"
+
+
+def attempt_of(request: web.Request) -> int | None:
+    """The run attempt the writer opened (``Arwx-Attempt``), fencing writers a rewind superseded."""
+    v = request.headers.get(ATTEMPT_HEADER)
+    if v is None:
+        return None
+    if not v.isdigit() or len(v) > 9:
+        raise BadRequest(f"{ATTEMPT_HEADER} must be an attempt number (0, 1, ...), not {v[:20]!r}")
+    return int(v)
+
 
 @run_bound
 @budgeted("body")
@@ -39,7 +51,8 @@ async def ingest_batch(request: web.Request) -> web.Response:
         raise
     key = request[API_KEY]
     result = await request.app[INGEST].ingest(
-        key.org, batch.points, batch.run_id, batch.writer_id, validated=True, only_run=key.run_id
+        key.org, batch.points, batch.run_id, batch.writer_id, validated=True, only_run=key.run_id,
+        attempt=attempt_of(request),
     )
     return web.json_response(result.body())
 
@@ -52,7 +65,7 @@ async def _ingest_columns(request: web.Request, body: bytes) -> web.Response:
         metrics.POINTS_REJECTED.labels(reason="bad_request").inc()
         raise
     key = request[API_KEY]
-    result = await request.app[INGEST].ingest_columns(key.org, cols, only_run=key.run_id)
+    result = await request.app[INGEST].ingest_columns(key.org, cols, only_run=key.run_id, attempt=attempt_of(request))
     return web.json_response(result.body())
 
 
@@ -63,7 +76,9 @@ async def ingest_stream(request: web.Request) -> web.Response:
     cfg = request.app[CONFIG]
     lines = split_lines(body_chunks(request, whole=False), cfg.max_line_bytes)
     key = request[API_KEY]
-    result = await request.app[INGEST].ingest_lines(key.org, lines, cfg.max_line_bytes, only_run=key.run_id)
+    result = await request.app[INGEST].ingest_lines(
+        key.org, lines, cfg.max_line_bytes, only_run=key.run_id, attempt=attempt_of(request)
+    )
     if result.rejected:
         raise BadRequest(f"{result.rejected} line(s) rejected; every other line was accepted", extra=result.body())
     return web.json_response(result.body())

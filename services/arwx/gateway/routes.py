@@ -12,10 +12,10 @@ from arwx.appkeys import API_KEY, CATALOG, LOG, RUNS, STORE, TENANCY
 from arwx.errors import BadRequest, Forbidden, NotFound
 from arwx.gateway.auth import requires, run_bound
 from arwx.gateway.body import read_body
-from arwx.gateway.ingest import ingest_batch, ingest_stream
+from arwx.gateway.ingest import attempt_of, ingest_batch, ingest_stream
 from arwx.purge import purge_run
 from arwx.tenancy import DEFAULT_SCOPES, SCOPES, BadScopes, parse_scopes
-from arwx.wire import MAX_ID_LEN, KeyCreate, RunCreate, RunFinish, RunUpdate, decode_body
+from arwx.wire import MAX_ID_LEN, KeyCreate, RunCreate, RunFinish, RunFork, RunRewind, RunUpdate, decode_body
 
 MAX_SMALL_BODY = 1 << 20
 
@@ -41,10 +41,32 @@ async def create_run(request: web.Request) -> web.Response:
 async def finish_run(request: web.Request) -> web.Response:
     run_id = request.match_info["run_id"]
     req = decode_body(await read_body(request, MAX_SMALL_BODY), RunFinish)
-    run = await request.app[RUNS].finish(request[API_KEY].org, run_id, req.status, dict(req.writer_totals))
+    run = await request.app[RUNS].finish(
+        request[API_KEY].org, run_id, req.status, dict(req.writer_totals), attempt=attempt_of(request)
+    )
     if run is None:
         raise NotFound(f"unknown run {run_id!r}")
     return web.json_response(run.public())
+
+
+@run_bound
+async def rewind_run(request: web.Request) -> web.Response:
+    """``POST /v1/runs/:id/rewind``: a new attempt from ``step`` (201 when opened now, 200 when
+    this rank joined the attempt another rank of the same restart opened)."""
+    run_id = request.match_info["run_id"]
+    req = decode_body(await read_body(request, MAX_SMALL_BODY), RunRewind)
+    run, opened = await request.app[RUNS].rewind(request[API_KEY].org, run_id, req.step, req.writer_ids)
+    return web.json_response(run.public(), status=201 if opened else 200)
+
+
+async def fork_run(request: web.Request) -> web.Response:
+    """``POST /v1/runs/:id/fork``: a new run sharing the parent's history below ``step``."""
+    req = decode_body(await read_body(request, MAX_SMALL_BODY), RunFork)
+    run, created = await request.app[RUNS].fork(
+        request[API_KEY].org, request.match_info["run_id"], req.step, req.id, req.project, req.name, req.config,
+        req.writer_ids,
+    )
+    return web.json_response(run.public(), status=201 if created else 200)
 
 
 async def update_run(request: web.Request) -> web.Response:
@@ -146,6 +168,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/runs/{run_id}/restore", restore_run)
     app.router.add_post("/v1/runs/{run_id}/purge", purge_run_route)
     app.router.add_post("/v1/runs/{run_id}/heartbeat", heartbeat)
+    app.router.add_post("/v1/runs/{run_id}/rewind", rewind_run)
+    app.router.add_post("/v1/runs/{run_id}/fork", fork_run)
     app.router.add_post("/v1/ingest", ingest_batch)
     app.router.add_post("/v1/ingest/stream", ingest_stream)
     app.router.add_post("/v1/keys", create_key)

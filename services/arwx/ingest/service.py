@@ -11,6 +11,10 @@ Invariants:
   every good line is written.
 - Only running runs take points; a finished run takes what each writer had
   sent before finishing (late delivery from a spool): seq below its total.
+- Points go to the storage id of the run's attempt (``arwx/segments.py``):
+  the one the writer says it opened (``attempt``), else the current one. A
+  writer of an attempt a rewind superseded is refused (409), so it can never
+  write into the new attempt; what it had acknowledged stays in its own.
 - Any error raised mid-way (the log full, the client too slow) carries what
   was already written (``extra``), so the client can tell.
 
@@ -92,8 +96,13 @@ class IngestResult:
 class Chunker:
     """Points of one request → per-run columnar chunks → durable log messages."""
 
-    def __init__(self, org: str, log: EventLog, runs: Runs, result: IngestResult, only_run: str | None = None) -> None:
+    def __init__(
+        self, org: str, log: EventLog, runs: Runs, result: IngestResult, only_run: str | None = None,
+        attempt: int | None = None,
+    ) -> None:
         self.org = org
+        self.attempt = attempt  # the attempt the writer opened (None: the current one)
+        self.storage: dict[str, str] = {}  # run id -> the storage id its points go to
         self.only_run = only_run  # set: a key bound to one run; every other run is unknown to it
         self.log = log
         self.runs = runs
@@ -111,13 +120,24 @@ class Chunker:
         run = await self.runs.get(self.org, run_id)
         if run is None:
             raise NotFound(f"unknown run {run_id!r}")
-        if run.deleted_at_ms is not None or (run.status != "running" and run.writer_totals.get(writer_id, seq + 1) <= seq):
+        if run.deleted_at_ms is not None or (self.attempt is not None and self.attempt != run.attempt) or (
+            run.status != "running" and run.writer_totals.get(writer_id, seq + 1) <= seq
+        ):
             # Resumed or restored through another process since it was cached? Refuse on the truth only.
             run = await self.runs.get(self.org, run_id, fresh=True)
             if run is None:
                 raise NotFound(f"unknown run {run_id!r}")
         if run.deleted_at_ms is not None:
             raise Conflict(f"run {run_id!r} is deleted; restore it (POST /v1/runs/{run_id}/restore) to log to it")
+        if self.attempt is not None and self.attempt != run.attempt:
+            if self.attempt < run.attempt:
+                start = run.attempts[-1]["start_step"]
+                raise Conflict(
+                    f"attempt {self.attempt} of run {run_id!r} is stale: the run was rewound to step {start} "
+                    f"(attempt {run.attempt}); this writer's points are refused"
+                )
+            raise Conflict(f"run {run_id!r} has no attempt {self.attempt} (its current attempt is {run.attempt})")
+        self.storage[run_id] = run.storage_id
         if run.status != "running":
             # Ranks finish one by one: a writer that has not reported its
             # total yet is still running and keeps writing.
@@ -173,7 +193,8 @@ class Chunker:
             ts = [self.received_at if t is None else t for t in ts]
         chunk = self.chunks.get(run_id)
         if chunk is None:
-            chunk = self.chunks[run_id] = RunChunk(run_id)
+            # Keyed by the run id the client named (its receipt says that), stored under the attempt's id.
+            chunk = self.chunks[run_id] = RunChunk(self.storage.get(run_id, run_id))
         chunk.extend(writer_id, len(values), seq, step, ts, key, values)
         self.pending += len(values)
 
@@ -182,7 +203,7 @@ class Chunker:
         for run_id, chunk in self.chunks.items():
             t0 = time.perf_counter()
             try:
-                appended = await self.log.append(f"{self.org}/{run_id}", [chunk.encode(self.org, self.received_at)])
+                appended = await self.log.append(f"{self.org}/{chunk.run_id}", [chunk.encode(self.org, self.received_at)])
             except LogUnavailable:
                 metrics.LOG_UNAVAILABLE.inc()
                 raise
@@ -213,21 +234,21 @@ class IngestService:
         self.log = log
         self.runs = runs
 
-    def _chunker(self, org: str, only_run: str | None) -> Chunker:
-        return Chunker(org, self.log, self.runs, IngestResult(), only_run)
+    def _chunker(self, org: str, only_run: str | None, attempt: int | None = None) -> Chunker:
+        return Chunker(org, self.log, self.runs, IngestResult(), only_run, attempt)
 
     async def ingest(
         self, org: str, points: list[Point], run_id: str | None = None, writer_id: str | None = None,
-        validated: bool = False, only_run: str | None = None,
+        validated: bool = False, only_run: str | None = None, attempt: int | None = None,
     ) -> IngestResult:
         """Write ``points`` (ids on each point or given once here) all or nothing.
 
         Points are held to the wire contract (``wire.check_points``) unless
         ``validated`` says a ``wire`` decoder made them. Raises ``BadInput`` (a
         bad point, one without ids), ``NotFound``/``Conflict`` (a run that does
-        not take it, or is not ``only_run`` when that is set) before writing anything, and ``LogUnavailable`` (with
-        what was written) if the log fails mid-way."""
-        chunker = self._chunker(org, only_run)
+        not take it, or is not ``only_run`` when that is set, or ``attempt`` is stale) before writing anything,
+        and ``LogUnavailable`` (with what was written) if the log fails mid-way."""
+        chunker = self._chunker(org, only_run, attempt)
         try:
             if not validated:
                 check_points(points, run_id, writer_id)
@@ -255,11 +276,13 @@ class IngestService:
             raise
         return chunker.result
 
-    async def ingest_columns(self, org: str, cols: IngestColumns, only_run: str | None = None) -> IngestResult:
+    async def ingest_columns(
+        self, org: str, cols: IngestColumns, only_run: str | None = None, attempt: int | None = None
+    ) -> IngestResult:
         """Write a columnar body (``wire.decode_columns`` made it) all or nothing: one run
         check (with the highest seq, which a finished run must still be owed), columns in C
         loops. Raises as ``ingest`` does."""
-        chunker = self._chunker(org, only_run)
+        chunker = self._chunker(org, only_run, attempt)
         try:
             if cols.seq:
                 await self._checked(chunker, cols.run_id, cols.writer_id, max(cols.seq))
@@ -279,14 +302,15 @@ class IngestService:
             raise
 
     async def ingest_lines(
-        self, org: str, groups: AsyncIterable[list[Line]], max_line_bytes: int, only_run: str | None = None
+        self, org: str, groups: AsyncIterable[list[Line]], max_line_bytes: int, only_run: str | None = None,
+        attempt: int | None = None,
     ) -> IngestResult:
         """Write NDJSON points line by line (``ndjson.split_lines`` groups):
         bad lines are listed in ``rejected``/``errors``, good ones written.
 
         Any ``ApiError`` raised mid-way (the log full, the body too slow)
         carries what was already written in ``extra``."""
-        chunker = self._chunker(org, only_run)
+        chunker = self._chunker(org, only_run, attempt)
         try:
             async for lines in groups:
                 await self._take(chunker, [(n, ln) for n, ln in lines if ln is None or ln.strip()], max_line_bytes)

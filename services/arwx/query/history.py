@@ -2,10 +2,16 @@
 
 Reads use FINAL, so a point stored twice (a replay not merged yet) shows once.
 Skipped values (stored as NaN placeholders) never show.
+
+A rewound or forked run's history is its segments read one after the other
+(``arwx/segments.py``): each from its storage id over its step range. They are
+disjoint and ordered by step, so the rows stay in (step, writer) order and the
+cursor ``"<step>:<writer>"`` needs no segment: no step shows twice.
 """
 
 from __future__ import annotations
 
+from arwx.segments import Segment, within
 from arwx.store.base import Store
 
 MAX_LIMIT = 100_000
@@ -47,9 +53,30 @@ async def read_rows(
     max_step: int,
     want: int,
     after: tuple[int, str] | None = None,
+    segments: list[Segment] | None = None,
 ):  # noqa: ANN201 - an async generator of row batches
     """Yield batches of raw history rows in (step, writer) order, ``want``
-    rows at a time, until the range is read.
+    rows at a time, until the range is read: of ``run_id``'s storage, or of
+    ``segments`` (a rewound or forked run's) when given.
+    """
+    for sid, lo, hi in within(segments or [(run_id, 0, None)], min_step, max_step):
+        if after is not None and hi < after[0]:
+            continue
+        async for batch in _read_source(store, org, sid, keys, lo, hi, want, after):
+            yield batch
+
+
+async def _read_source(
+    store: Store,
+    org: str,
+    run_id: str,
+    keys: list[str],
+    min_step: int,
+    max_step: int,
+    want: int,
+    after: tuple[int, str] | None = None,
+):  # noqa: ANN201 - an async generator of row batches
+    """``read_rows`` of one storage id.
 
     Reads go by step windows sized from the run's density, so each query
     touches about ``want`` rows (the ``step`` minmax index prunes the rest)
@@ -103,10 +130,11 @@ async def history(
     max_step: int,
     limit: int,
     after: tuple[int, str] | None = None,
+    segments: list[Segment] | None = None,
 ) -> dict:
     """One page of history; ``next`` is the cursor for the following page (or None)."""
     raw: list[tuple] = []
-    async for batch in read_rows(store, org, run_id, keys, min_step, max_step, limit + 1 - len(raw), after):
+    async for batch in read_rows(store, org, run_id, keys, min_step, max_step, limit + 1 - len(raw), after, segments):
         raw.extend(batch)
         if len(raw) > limit:
             break

@@ -16,10 +16,11 @@ from arwx.query import charts as charts_mod
 from arwx.query import projects as projects_mod
 from arwx.query import series
 from arwx.query.history import MAX_LIMIT, history, parse_cursor
-from arwx.query.integrity import receipt
+from arwx.query.receipts import attempt_receipt, run_receipt
 from arwx.query.stream import stream_arrow, stream_history
 from arwx.query.writers import writer_position
 from arwx.runs import RUN_STATUSES, Run
+from arwx.segments import Segment, source_of
 from arwx.wire import ID_PATTERN, MAX_ID_LEN, MAX_SEQ
 
 
@@ -35,15 +36,28 @@ async def get_run(request: web.Request) -> web.Response:
     return web.json_response(run.public())
 
 
-async def _history_args(request: web.Request) -> tuple[Run, list[str], int, int]:
-    """The run and the history filters both history routes take; ``NotFound``/``BadRequest``."""
+def _attempt(request: web.Request, run: Run) -> Run:
+    """The run itself, or (``attempt=k``) a view of one attempt's own points, all its steps."""
+    if not request.query.get("attempt"):
+        return run
+    k = query_int(request, "attempt", 0, 0, 1 << 30)
+    one = run.at_attempt(k)
+    if one is None:
+        raise NotFound(f"run {run.run_id!r} has no attempt {k} (attempts: 0..{run.attempt})")
+    return one
+
+
+async def _history_args(request: web.Request) -> tuple[Run, list[str], int, int, list[Segment]]:
+    """The run, the history filters both history routes take, and the segments to read
+    (the run's visible history, or one attempt's points with ``attempt=``); ``NotFound``/``BadRequest``."""
     run = await _run(request)
     if run is None:
         raise NotFound(f"unknown run {request.match_info['run_id']!r}")
     keys = [k for k in request.query.get("keys", "").split(",") if k]
     min_step = query_int(request, "min_step", 0, 0, MAX_SEQ)
     max_step = query_int(request, "max_step", MAX_SEQ, 0, MAX_SEQ)
-    return run, keys, min_step, max_step
+    one = _attempt(request, run)
+    return run, keys, min_step, max_step, one.segments
 
 
 _ID_RE = re.compile(ID_PATTERN)
@@ -62,21 +76,21 @@ def _history_format(request: web.Request) -> str | None:
 
 
 async def get_metrics(request: web.Request) -> web.StreamResponse:
-    run, keys, min_step, max_step = await _history_args(request)
+    run, keys, min_step, max_step, segments = await _history_args(request)
     fmt = _history_format(request)
     if fmt is None:
         raise BadRequest(f"format must be one of {', '.join(HISTORY_FORMATS)}")
     store = request.app[STORE]
     if fmt == "ndjson":
-        return await stream_history(request, store, run.org, run.run_id, keys, min_step, max_step)
+        return await stream_history(request, store, run.org, run.run_id, keys, min_step, max_step, segments=segments)
     limit = query_int(request, "limit", 10_000, 1, MAX_LIMIT)
     cursor = request.query.get("cursor")
     if fmt in ("columns", "arrow"):
         try:
-            after = series.decode_cursor(cursor) if cursor else None
+            after = series.decode_history_cursor(cursor) if cursor else None
         except series.BadCursor as e:
             raise BadRequest(str(e)) from None
-        rng = series.Range(run.org, run.run_id, keys, min_step, max_step)
+        rng = series.Range(run.org, run.run_id, keys, min_step, max_step, segments)
         if fmt == "columns":
             body = await series.columns_page(store, rng, limit, after)
             return web.Response(body=body, content_type="application/json")
@@ -88,21 +102,23 @@ async def get_metrics(request: web.Request) -> web.StreamResponse:
             after_row = parse_cursor(cursor)
         except ValueError:
             raise BadRequest("cursor is not one this service gave out") from None
-    page = await history(store, run.org, run.run_id, keys, min_step, max_step, limit, after_row)
+    page = await history(store, run.org, run.run_id, keys, min_step, max_step, limit, after_row, segments)
     # msgspec, not json.dumps: a 100k-row page encodes ~10x faster (profiled).
     return web.Response(body=_JSON.encode(page), content_type="application/json")
 
 
 async def get_metrics_stream(request: web.Request) -> web.StreamResponse:
     """The whole history (or a step range) as NDJSON or one Arrow IPC stream, with bounded memory."""
-    run, keys, min_step, max_step = await _history_args(request)
+    run, keys, min_step, max_step, segments = await _history_args(request)
     fmt = _history_format(request)
     if fmt not in ("json", "ndjson", "arrow"):
         raise BadRequest("format must be ndjson or arrow")
     if fmt == "arrow":
-        rng = series.Range(run.org, run.run_id, keys, min_step, max_step)
+        rng = series.Range(run.org, run.run_id, keys, min_step, max_step, segments)
         return await stream_arrow(request, request.app[STORE], rng)
-    return await stream_history(request, request.app[STORE], run.org, run.run_id, keys, min_step, max_step)
+    return await stream_history(
+        request, request.app[STORE], run.org, run.run_id, keys, min_step, max_step, segments=segments
+    )
 
 
 async def get_integrity(request: web.Request) -> web.Response:
@@ -111,7 +127,10 @@ async def get_integrity(request: web.Request) -> web.Response:
     run = await _run(request, fresh=True)
     if run is None:
         raise NotFound(f"unknown run {request.match_info['run_id']!r}")
-    return web.json_response(await receipt(request.app[STORE], request.app[LOG], run))
+    if request.query.get("attempt"):
+        one = _attempt(request, run)
+        return web.json_response(await attempt_receipt(request.app[STORE], request.app[LOG], run, one))
+    return web.json_response(await run_receipt(request.app[STORE], request.app[LOG], run))
 
 
 RECEIPT_SUMS = ("points_committed", "points_stored", "duplicates_collapsed", "conflicts", "skipped", "lost",
@@ -133,7 +152,7 @@ async def get_project_integrity(request: web.Request) -> web.Response:
     if unknown:
         raise NotFound(f"unknown run(s) in project {name!r}: {', '.join(unknown)}")
     store, log = request.app[STORE], request.app[LOG]
-    receipts = [await receipt(store, log, run) for run in runs]  # one store: no gain from gather
+    receipts = [await run_receipt(store, log, run) for run in runs]  # one store: no gain from gather
     body = {"project": name, "runs": len(receipts), "intact": all(r["intact"] for r in receipts)}
     body.update({f: sum(r[f] for r in receipts) for f in RECEIPT_SUMS})
     body["receipts"] = receipts
@@ -148,7 +167,11 @@ async def get_writer(request: web.Request) -> web.Response:
     writer_id = request.match_info["writer_id"]
     if len(writer_id) > MAX_ID_LEN or not _ID_RE.search(writer_id):
         raise BadRequest(f"bad writer id {writer_id[:MAX_ID_LEN]!r}")
-    return web.json_response(await writer_position(request.app[STORE], request.app[LOG], run, writer_id))
+    # A resumed writer continues its current attempt (or, ``attempt=``, an earlier one).
+    one = _attempt(request, run) if request.query.get("attempt") else run.at_attempt(run.attempt)
+    assert one is not None
+    pos = await writer_position(request.app[STORE], request.app[LOG], one, writer_id)
+    return web.json_response({**pos, "run_id": run.run_id, "attempt": source_of(one.run_id)[1]})
 
 
 def _opt_int(request: web.Request, name: str, lo: int, hi: int) -> int | None:

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from arwx.query.history import read_rows, to_rows
 from arwx.query.series import ARROW_STREAM, Range, arrow_pages
+from arwx.segments import Segment
 from arwx.store.base import Store
 
 PAGE_ROWS = 20_000
@@ -31,13 +32,15 @@ async def stream_history(
     min_step: int,
     max_step: int,
     page_rows: int | None = None,
+    segments: list[Segment] | None = None,
 ) -> web.StreamResponse:
-    """Write one JSON row per line (the history row shape), then end."""
+    """Write one JSON row per line (the history row shape), then end (a rewound or forked
+    run: its ``segments``, see ``history.read_rows``)."""
     resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     resp.enable_chunked_encoding()
     await resp.prepare(request)
     seen: set[str] = set()
-    async for raw in read_rows(store, org, run_id, keys, min_step, max_step, page_rows or PAGE_ROWS):
+    async for raw in read_rows(store, org, run_id, keys, min_step, max_step, page_rows or PAGE_ROWS, None, segments):
         await resp.write(b"\n".join(_enc.encode(r) for r in to_rows(raw, seen)) + b"\n")
     await resp.write_eof()
     return resp
