@@ -15,7 +15,7 @@ from typing import Any
 
 from arwandb import _sync
 from arwandb._run import Run
-from arwandb.config import DEFAULT_FLUSH_INTERVAL, Settings, resolve
+from arwandb.config import DEFAULT_FLUSH_INTERVAL, Settings, resolve, split_step_ref
 from arwandb.resume import ResumeError
 
 __version__ = "1.3.1"
@@ -43,6 +43,10 @@ def init(
     base_url: str | None = None,
     api_key: str | None = None,
     resume: bool | str | None = None,
+    resume_from: int | str | None = None,
+    rewind_to: int | str | None = None,
+    fork_from: str | None = None,
+    at_step: int | None = None,
     **kwargs: Any,
 ) -> Run:
     """Start (or resume) a run and return it. Touches the network on the caller's thread only to resume.
@@ -70,6 +74,16 @@ def init(
             ended (plus what its local spool still holds), so a restart after ``kill -9`` of every
             rank, on any machine, neither collides with nor loses acknowledged points. Waits up to
             ``ARWANDB_RESUME_TIMEOUT`` (60 s) for the server.
+        resume_from: rewind the run ``id`` to this step (alias ``rewind_to``; W&B's
+            ``"<id>?_step=<N>"`` also works): a new *attempt* of the run starts at step N. Its
+            history shows the earlier attempts below N and this one from N on; nothing is
+            deleted (read an earlier attempt with ``attempt=`` on the history API). Every rank of
+            the restarted job passes the same step and joins the same attempt; a writer of an
+            older attempt still running is refused from then on. Needs the server (online).
+        fork_from: a run id (with ``at_step=N``) or ``"<run id>?_step=<N>"``: create the run
+            ``id`` (default random) as a fork whose history below step N is that run's, read in
+            place, not copied; this run logs from step N. Needs the server (online).
+        at_step: the step of ``fork_from``.
         **kwargs: other W&B arguments (entity, group, tags, reinit, settings ...) are accepted and ignored.
     """
     global run
@@ -89,6 +103,7 @@ def init(
         finish_timeout=finish_timeout,
         resume=resume,
     )
+    _branch(settings, id, resume_from if resume_from is not None else rewind_to, fork_from, at_step)
     settings.extra = kwargs
     with _lock:
         previous = run
@@ -102,6 +117,26 @@ def init(
         with contextlib.suppress(Exception):  # never let the backlog stop a run from starting
             _sync.deliver_research_in_background(settings.root, settings.base_url, settings.api_key)
     return r
+
+
+def _branch(settings: Settings, id: str | None, rewind: Any, fork_from: str | None, at_step: int | None) -> None:
+    """Put rewind (``resume_from``/``rewind_to``) and fork arguments into ``settings``; ``ValueError``."""
+    if rewind is not None and fork_from is not None:
+        raise ValueError("arwandb: resume_from/rewind_to and fork_from exclude each other")
+    if rewind is not None:
+        run_id, step = split_step_ref(rewind, "resume_from")
+        if run_id is not None:
+            if id is not None and id != run_id:
+                raise ValueError(f"arwandb: resume_from names run {run_id!r} but id is {id!r}")
+            settings.run_id = run_id
+        settings.rewind_step = step
+    if fork_from is not None:
+        parent, step = split_step_ref(fork_from, "fork_from") if "?_step=" in fork_from else (fork_from, at_step)
+        if step is None or parent is None:
+            raise ValueError("arwandb: fork_from needs a step: fork_from='run?_step=N' or at_step=N")
+        if parent == settings.run_id:
+            raise ValueError("arwandb: a fork needs an id of its own (to restart a run from a step, use resume_from)")
+        settings.fork_from, settings.fork_step = parent, int(step)
 
 
 def log(data: Mapping[str, Any], step: int | None = None, commit: bool | None = None) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 from arwandb.columns import RecentColumns
 from arwandb.config import Settings
 from arwandb.encode import PointEncoder
-from arwandb.resume import resume_run
+from arwandb.resume import ATTEMPT_HEADER, ResumeError, current_attempt, fork_run, resume_run, rewind_run
 from arwandb.spool import SpoolBusy, WriterSpool, write_json_atomic
 from arwandb.system_metrics import SystemMetricsThread
 from arwandb.uploader import HttpTransport, Transport, Uploader
@@ -64,6 +64,7 @@ class Run:
         self.name = settings.name or settings.run_id
         self.config: dict[str, Any] = settings.config
         self.mode = settings.mode
+        self.attempt: int | None = None
         self.dir = settings.run_dir
         self._finished = False
         self._pid = os.getpid()
@@ -81,17 +82,32 @@ class Run:
             self.writer_id = settings.writer_id
             self._q = collections.deque(maxlen=0)  # log() stays valid and keeps nothing
             return
+        branched = settings.rewind_step is not None or settings.fork_from is not None
+        if self.mode == "online":
+            transport = transport or HttpTransport(settings.base_url, settings.api_key, settings.request_timeout)
+            try:
+                self._open_attempt(transport)
+            except BaseException:
+                transport.close()
+                raise
+        elif branched:
+            raise ResumeError("arwandb: resume_from/rewind_to/fork_from need the server; they are not available offline")
+        self.dir = settings.run_dir  # the attempt's own spool (seqs count from 0 in each attempt)
         os.makedirs(self.dir, exist_ok=True)
         main = self._open_writer(settings.writer_id)
         self.writer_id = main.writer_id
         self._main = main
         self._q = main.queue  # bound once: the hot path is one attribute load and one append
-        self._step = main.step
         self._writers.append(main)
         if settings.system_metrics:
             with contextlib.suppress(Exception):
                 self._sys = self._open_writer(self.writer_id + ".sys")
                 self._writers.append(self._sys)
+        start = settings.rewind_step if settings.rewind_step is not None else settings.fork_step
+        if start is not None:
+            for w in self._writers:  # the new attempt's step axis continues at the step it starts from
+                w.step = max(w.step, start)
+        self._step = main.step
         meta = {
             "id": self.id,
             "project": self.project,
@@ -99,11 +115,11 @@ class Run:
             "config": self.config,
             "writer_ids": [w.writer_id for w in self._writers],
         }
-        write_json_atomic(os.path.join(self.dir, "run.json"), {**meta, "base_url": settings.base_url})
-        if self.mode == "online":
-            transport = transport or HttpTransport(settings.base_url, settings.api_key, settings.request_timeout)
-        resumed = False
-        if settings.resume is not None:
+        write_json_atomic(
+            os.path.join(self.dir, "run.json"), {**meta, "base_url": settings.base_url, "attempt": self.attempt}
+        )
+        resumed = branched and self.mode == "online"  # the server made or re-opened the run already
+        if settings.resume is not None and not resumed:
             if self.mode != "online":
                 logger.warning("arwandb: resume=%r needs the server; offline, the local spool is continued", settings.resume)
             else:
@@ -136,6 +152,30 @@ class Run:
         if self._sys is not None:
             self._sys_thread = SystemMetricsThread(self._log_system, settings.system_interval, self.dir)
             self._sys_thread.start()
+
+    def _planned_writers(self) -> list[str]:
+        ids = [self.settings.writer_id]
+        return ids + [ids[0] + ".sys"] if self.settings.system_metrics else ids
+
+    def _open_attempt(self, transport: Transport) -> None:
+        """Before any spool is opened, learn (or make) the attempt this process writes:
+        fork (a new run), rewind (a new attempt, or the one another rank of this restart
+        opened), or resume (the current one). Every later request names it."""
+        st = self.settings
+        if st.fork_from is not None:
+            meta = {"id": st.run_id, "project": st.project, "name": st.name, "config": self.config,
+                    "writer_ids": self._planned_writers()}
+            got = fork_run(transport, st.fork_from, int(st.fork_step or 0), meta, st.resume_timeout)
+            self.project = got.get("project", self.project)
+            st.attempt = int(got.get("attempt") or 0)
+        elif st.rewind_step is not None:
+            st.attempt = rewind_run(transport, st.run_id, st.rewind_step, self._planned_writers(), st.resume_timeout)
+        elif st.resume is not None:
+            st.attempt = current_attempt(transport, st.run_id, st.resume_timeout)
+        self.attempt = st.attempt
+        headers = getattr(transport, "headers", None)
+        if st.attempt is not None and isinstance(headers, dict):
+            headers[ATTEMPT_HEADER] = str(st.attempt)
 
     def _resume(self, transport: Transport, meta: dict[str, Any]) -> None:
         """Continue each writer's seq range and step axis from where the server says it ended

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from arwandb.config import DEFAULT_BASE_URL, env, spool_root
+from arwandb.resume import ATTEMPT_HEADER
 from arwandb.spool import SpoolBusy, WriterSpool, read_json
 from arwandb.uploader import HttpTransport, Transport, Uploader
 
@@ -66,7 +67,10 @@ def sync_run(
         body = {k: meta.get(k) for k in ("project", "name", "config")}
         body["id"] = run_id
         body["writer_ids"] = [sp.writer_id for sp in spools]
-        up = Uploader(transport or HttpTransport(url, api_key or env("API_KEY")), body, todo)
+        tr = transport or HttpTransport(url, api_key or env("API_KEY"))
+        if meta.get("attempt") is not None and isinstance(getattr(tr, "headers", None), dict):
+            tr.headers[ATTEMPT_HEADER] = str(meta["attempt"])  # the spool of one attempt goes to it, or is refused
+        up = Uploader(tr, body, todo)
         before = {sp.writer_id: sp.acked for sp in todo}
         up.drain(time.monotonic() + timeout)
         # finish what was finished locally (offline runs, or a finish() that could not reach the server)

@@ -112,11 +112,30 @@ class Settings:
     resume: str | None = None  # allow | must | never: see normalize_resume
     resume_timeout: float = 60.0  # how long init() waits to learn where the writers ended
     heartbeat_interval: float = 30.0  # seconds between heartbeats (the server's crash bound is longer)
+    rewind_step: int | None = None  # resume_from / rewind_to: open a new attempt from this step
+    fork_from: str | None = None  # a new run whose history below fork_step is this run's
+    fork_step: int | None = None
+    attempt: int | None = None  # the run's attempt this process writes (None: not asked; the server's current)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def run_dir(self) -> str:
-        return os.path.join(self.root, self.run_id)
+        """The spool of this run's attempt: each attempt counts seqs from 0, so each has its own."""
+        name = self.run_id if not self.attempt else f"{self.run_id}~{self.attempt}"
+        return os.path.join(self.root, name)
+
+
+def split_step_ref(ref: Any, what: str) -> tuple[str | None, int]:
+    """W&B's ``"<run id>?_step=<N>"`` as (run id, N); a plain step number as (None, N)."""
+    if isinstance(ref, str) and "?_step=" in ref:
+        run_id, _, step = ref.partition("?_step=")
+        if run_id and step.isdigit():
+            return check_id("run id", run_id), int(step)
+    elif type(ref) is int and ref >= 0:
+        return None, ref
+    elif isinstance(ref, str) and ref.isdigit():
+        return None, int(ref)
+    raise ValueError(f"arwandb: {what} must be a step (an int >= 0) or 'run_id?_step=N', not {ref!r}")
 
 
 def spool_root(dir: str | None) -> str:

@@ -10,7 +10,11 @@ continues after whichever is further (``WriterSpool.resume_at``).
 
 This is the one place ``init`` talks to the server on the caller's thread:
 ``resume="must"`` on an unknown run and ``"never"`` on an existing one fail
-there, as in W&B.
+there, as in W&B. So do rewind (``resume_from``: a new attempt of the run from
+a step, whose writers count seqs from 0 in a spool of their own) and fork
+(``fork_from``: a new run over the parent's history below a step). Every
+request of a process that knows its attempt carries it (``Arwx-Attempt``), so
+the server refuses the writers of an attempt a later rewind superseded.
 """
 
 from __future__ import annotations
@@ -90,3 +94,43 @@ def resume_run(
     if resp.status >= 300:
         raise ResumeError(f"arwandb: resuming run {run_id!r} refused (HTTP {resp.status}: {resp.error()})")
     return positions
+
+
+ATTEMPT_HEADER = "Arwx-Attempt"
+
+
+def current_attempt(transport: Transport, run_id: str, timeout: float) -> int | None:
+    """The run's current attempt (None: no such run yet). Raises ``ResumeError``."""
+    ask = _Asker(transport, time.monotonic() + timeout)
+    resp = ask("GET", f"/v1/runs/{_quote(run_id)}")
+    if resp.status == 404:
+        return None
+    body = resp.json()
+    if resp.status != 200 or not isinstance(body, dict):
+        raise ResumeError(f"arwandb: reading run {run_id!r}: HTTP {resp.status}: {resp.error()}")
+    return int(body.get("attempt") or 0)
+
+
+def rewind_run(transport: Transport, run_id: str, step: int, writer_ids: list[str], timeout: float) -> int:
+    """Open (or, for a rank of the same restart, join) a new attempt of ``run_id`` from
+    ``step``; returns its number. Raises ``ResumeError`` (no such run, refused)."""
+    ask = _Asker(transport, time.monotonic() + timeout)
+    body = json.dumps({"step": step, "writer_ids": writer_ids}).encode()
+    resp = ask("POST", f"/v1/runs/{_quote(run_id)}/rewind", body)
+    got = resp.json()
+    if resp.status >= 300 or not isinstance(got, dict):
+        raise ResumeError(f"arwandb: rewinding run {run_id!r} to step {step} refused (HTTP {resp.status}: {resp.error()})")
+    return int(got["attempt"])
+
+
+def fork_run(transport: Transport, parent: str, step: int, meta: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """Create the run ``meta["id"]`` as a fork of ``parent`` at ``step`` (idempotent: every
+    rank asks). Returns the run. Raises ``ResumeError``."""
+    ask = _Asker(transport, time.monotonic() + timeout)
+    body = {k: meta.get(k) for k in ("id", "project", "name", "config", "writer_ids") if meta.get(k) is not None}
+    body["step"] = step
+    resp = ask("POST", f"/v1/runs/{_quote(parent)}/fork", json.dumps(body, default=str).encode())
+    got = resp.json()
+    if resp.status >= 300 or not isinstance(got, dict):
+        raise ResumeError(f"arwandb: forking run {parent!r} at step {step} refused (HTTP {resp.status}: {resp.error()})")
+    return got

@@ -86,6 +86,8 @@ class HttpTransport:
         self.api_key = api_key
         self.timeout = timeout
         self._conn: http.client.HTTPConnection | None = None
+        # Sent on every request: ``Arwx-Attempt`` once the run's attempt is known (resume.py).
+        self.headers: dict[str, str] = {}
 
     def close(self) -> None:
         if self._conn is not None:
@@ -104,7 +106,7 @@ class HttpTransport:
         """Raises OSError / http.client.HTTPException on transport failure (the caller retries).
 
         ``extra_headers``: more request headers (an ``Idempotency-Key``, say)."""
-        headers = {"Content-Type": content_type, "Accept": "application/json", **(extra_headers or {})}
+        headers = {"Content-Type": content_type, "Accept": "application/json", **self.headers, **(extra_headers or {})}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         t = self.timeout if timeout is None else max(0.5, timeout)

@@ -280,8 +280,9 @@ class Runs:
         The first finish sets the status; a finished run's later finishes keep
         it. A total already reported may be reported again (a retry) but not
         changed: ``Conflict``, and nothing of the call is recorded. Totals are
-        per attempt (``attempt``, default the current one); the writers of an
-        attempt a rewind superseded report theirs, and leave the status alone."""
+        per attempt: those of the current one (``attempt``, when given, must be
+        it: the writers of an attempt a rewind superseded are refused, ``Conflict``,
+        as their points are, so their refused points never count as lost)."""
         now = int(time.time() * 1000)
         where = (runs.c.org == org) & (runs.c.run_id == run_id)
         async with self.catalog.begin() as conn:
@@ -292,12 +293,15 @@ class Runs:
             )).first()
             if row is None:
                 return None
-            attempts = row[2] or [{"attempt": 0, "storage_id": run_id}]
-            if attempt is None:
-                attempt = int(attempts[-1]["attempt"])
-            sid = next((a["storage_id"] for a in attempts if int(a["attempt"]) == attempt), None)
-            if sid is None:
-                raise NotFound(f"run {run_id!r} has no attempt {attempt}")
+            attempts = row[2] or [{"attempt": 0, "storage_id": run_id, "start_step": 0}]
+            current = attempts[-1]
+            if attempt is not None and attempt != int(current["attempt"]):
+                raise Conflict(
+                    f"attempt {attempt} of run {run_id!r} is stale: the run was rewound to step "
+                    f"{current['start_step']} (attempt {current['attempt']}); this writer's finish is refused"
+                    if attempt < int(current["attempt"]) else f"run {run_id!r} has no attempt {attempt}"
+                )
+            sid = current["storage_id"]
             w_where = (run_writers.c.org == org) & (run_writers.c.run_id == sid)
             have = {w: int(n) for w, n in await conn.execute(
                 select(run_writers.c.writer_id, run_writers.c.sent).where(w_where)
@@ -316,8 +320,7 @@ class Runs:
             if new:
                 await conn.execute(run_writers.insert(), new)
             # A crash the server detected (no finished_at) ends when a writer finishes after all.
-            current = attempt == int(attempts[-1]["attempt"])
-            finished_now = current and (row[0] == "running" or (row[0] == "crashed" and row[1] is None))
+            finished_now = row[0] == "running" or (row[0] == "crashed" and row[1] is None)
             if finished_now:
                 await conn.execute(
                     update(runs).where(where).values(
