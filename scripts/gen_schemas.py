@@ -33,11 +33,13 @@ from arwx.wire import (  # noqa: E402
     Point,
     RunCreate,
     RunFinish,
+    RunFork,
+    RunRewind,
     RunUpdate,
 )
 
 STRUCTS = (
-    Point, IngestBatch, IngestColumns, RunCreate, RunFinish, RunUpdate, KeyCreate, BlobsMissing, FileRegister, ArtifactLog, RefMove,
+    Point, IngestBatch, IngestColumns, RunCreate, RunFinish, RunUpdate, RunRewind, RunFork, KeyCreate, BlobsMissing, FileRegister, ArtifactLog, RefMove,
     *CONTROL_STRUCTS, *ACCOUNT_STRUCTS, *WORKBENCH_STRUCTS, *WILD_STRUCTS,
 )
 
@@ -634,6 +636,17 @@ def control_paths() -> dict:
     }
 
 
+_ATTEMPT_PARAM = {
+    "name": "attempt", "in": "query", "schema": {"type": "integer", "minimum": 0},
+    "description": "read one attempt of a rewound run: its own points, all its steps (404 if the run has no such attempt)",
+}
+_ATTEMPT_HEADER = {
+    "name": "Arwx-Attempt", "in": "header", "schema": {"type": "integer", "minimum": 0},
+    "description": "the run attempt this writer opened; a superseded attempt's writer is refused (409). "
+    "Absent: the run's current attempt",
+}
+
+
 def _dashboard_page(summary: str) -> dict:
     return {"get": {"summary": summary, "security": [],
                     "responses": {"200": {"description": "HTML page", "content": {"text/html": {}}}, "304": _NOT_MODIFIED}}}
@@ -704,7 +717,7 @@ def openapi() -> dict:
                 "summary": "Where a writer's seq range ends on the server: what a resumed writer continues from "
                 "(answered once what the log held when asked is stored; else 503 + Retry-After)",
                 "parameters": _RUN_PARAM
-                + [{"name": "writer_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                + [{"name": "writer_id", "in": "path", "required": True, "schema": {"type": "string"}}, _ATTEMPT_PARAM],
                 "responses": {
                     "200": _obj(
                         "The writer's position",
@@ -770,6 +783,25 @@ def openapi() -> dict:
                 },
             }
         },
+        "/v1/runs/{run_id}/rewind": {
+            "post": {
+                "summary": "Open a new attempt of the run from step (docs/api.md#rewind-and-fork): history and charts show "
+                "earlier attempts below it and the new one from it; nothing is deleted. 201: opened; 200: this rank "
+                "joined the attempt another rank of the same restart opened",
+                "parameters": _RUN_PARAM,
+                "requestBody": _body("RunRewind"),
+                "responses": {"201": _RUN, "200": _RUN, "400": _ERR, "404": _ERR, "409": _ERR, **_AUTH},
+            }
+        },
+        "/v1/runs/{run_id}/fork": {
+            "post": {
+                "summary": "Create a run whose history below step is this run's (read in place, not copied); "
+                "idempotent on id for the same parent and step",
+                "parameters": _RUN_PARAM,
+                "requestBody": _body("RunFork"),
+                "responses": {"201": _RUN, "200": _RUN, "400": _ERR, "404": _ERR, "409": _ERR, **_AUTH},
+            }
+        },
         "/v1/runs/{run_id}/heartbeat": {
             "post": {
                 "summary": "A writer of the run is alive (no body); a run judged crashed is running again",
@@ -783,8 +815,8 @@ def openapi() -> dict:
         },
         "/v1/runs/{run_id}/finish": {
             "post": {
-                "summary": "Finish a run; writers report how many points they sent",
-                "parameters": _RUN_PARAM,
+                "summary": "Finish a run; writers report how many points they sent (a writer of a superseded attempt: 409)",
+                "parameters": _RUN_PARAM + [_ATTEMPT_HEADER],
                 "requestBody": _body("RunFinish"),
                 "responses": {"200": _RUN, "400": _ERR, "404": _ERR, **_AUTH},
             }
@@ -799,6 +831,7 @@ def openapi() -> dict:
                     {"name": "max_step", "in": "query", "schema": {"type": "integer", "minimum": 0}},
                     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100000}},
                     {"name": "cursor", "in": "query", "schema": {"type": "string"}, "description": "`next` of the previous page"},
+                    _ATTEMPT_PARAM,
                     {"name": "format", "in": "query", "schema": {"enum": ["json", "ndjson", "columns", "arrow"]},
                      "description": "json: rows (default); ndjson: the whole range streamed, one row a line; columns: per-series"
                      " arrays; arrow: an Arrow IPC stream (also chosen by Accept: application/vnd.apache.arrow.stream)"},
@@ -829,6 +862,7 @@ def openapi() -> dict:
                     {"name": "max_step", "in": "query", "schema": {"type": "integer", "minimum": 0}},
                     {"name": "format", "in": "query", "schema": {"enum": ["ndjson", "arrow"]},
                      "description": "arrow (or Accept: application/vnd.apache.arrow.stream): one Arrow IPC stream"},
+                    _ATTEMPT_PARAM,
                 ],
                 "responses": {
                     "200": {"description": "NDJSON rows or an Arrow IPC stream",
@@ -911,8 +945,8 @@ def openapi() -> dict:
         },
         "/v1/runs/{run_id}/integrity": {
             "get": {
-                "summary": "Integrity receipt: the ledger checked against the store",
-                "parameters": _RUN_PARAM,
+                "summary": "Integrity receipt: the ledger checked against the store, per attempt (attempts) and summed",
+                "parameters": _RUN_PARAM + [_ATTEMPT_PARAM],
                 "responses": {
                     "200": _obj(
                         "Receipt",
@@ -954,6 +988,7 @@ def openapi() -> dict:
         "/v1/ingest": {
             "post": {
                 "summary": "Append a JSON batch of points, or the same in columns (all or nothing)",
+                "parameters": [_ATTEMPT_HEADER],
                 "requestBody": {"required": True, "content": {
                     **_body("IngestBatch")["content"], **_body("IngestColumns", COLUMNS_CONTENT_TYPE)["content"]}},
                 "responses": {"200": _INGEST_OK, "400": _ERR, "404": _ERR, "409": _ERR, "413": _ERR, "503": _UNAVAILABLE, **_AUTH},
@@ -962,6 +997,7 @@ def openapi() -> dict:
         "/v1/ingest/stream": {
             "post": {
                 "summary": "Stream points as NDJSON (one Point per line; no body limit)",
+                "parameters": [_ATTEMPT_HEADER],
                 "requestBody": _body("Point", "application/x-ndjson"),
                 "responses": {"200": _INGEST_OK, "400": _INGEST_OK, "503": _UNAVAILABLE, **_AUTH},
             }

@@ -77,7 +77,10 @@ def _wait_receipt(api: Api, run: str, stored: int) -> dict:
         r = api.receipt(run)
         return r if r["intact"] and r["points_stored"] >= stored and r["pending"] == 0 else None
 
-    return wait_for(done, 90, 0.1, f"an intact receipt with {stored} points for {run}")
+    try:
+        return wait_for(done, 90, 0.1, f"an intact receipt with {stored} points for {run}")
+    except AssertionError as e:
+        raise AssertionError(f"{e}; last receipt: {api.receipt(run)}") from None
 
 
 def _value(base: float, step: int, rank: int) -> float:
@@ -98,7 +101,7 @@ def restarted(embedded: ServerThread, tmp_path_factory: pytest.TempPathFactory) 
                       key="aux", init={"resume": "allow"})
     for p in [*first, straggler]:
         assert p.stdout is not None
-        assert p.stdout.readline().split() == ["ATTEMPT", "0"] or True
+        assert p.stdout.readline().split() == ["ATTEMPT", "0"]
         line = p.stdout.readline().strip()
         assert line == "LOGGED", p.stderr.read() if p.stderr else line
     _wait_receipt(api, "ckpt", 2 * 7500 + 10)
@@ -222,3 +225,90 @@ def test_fork_reads_the_parent_in_place_and_a_fork_of_a_rewound_run_follows_its_
     assert status == 409 and "not a fork" in body["error"], body
     assert api.request("POST", "/v1/runs/nope/fork", {"step": 1})[0] == 404
     assert api.request("POST", "/v1/runs/ckpt/fork", {"id": "ckpt", "step": 1})[0] == 400
+
+
+def _chart(api: Api, run: str, **params) -> dict:
+    return api.ok("GET", "/v1/projects/ckpts/charts", params={"runs": run, "keys": "loss", **params})
+
+
+def test_charts_agree_with_history_point_for_point_and_read_rollups_per_segment(restarted: dict) -> None:
+    api: Api = restarted["api"]
+    hist = _by_writer(_history(api, "ckpt", keys="loss", limit=20_000))
+    raw = _chart(api, "ckpt", samples=10_000)
+    assert raw["tier"] == 0 and sorted(s["writer_id"] for s in raw["series"]) == ["rank0", "rank1"]
+    for s in raw["series"]:
+        assert list(zip(s["x"], s["value"])) == hist[s["writer_id"]]
+    # 100 buckets: rollup cells of 64 steps, cut at the rewind (step 5000 is inside a cell) and read
+    # raw there: each bucket's min, max, first and last are those of the history's points in it.
+    coarse = _chart(api, "ckpt", samples=100)
+    assert coarse["tier"] == 6
+    for s in coarse["series"]:
+        buckets: dict[int, list[tuple[int, float]]] = {}
+        for step, v in hist[s["writer_id"]]:
+            buckets.setdefault((step >> 6 << 6) * 100 // 10_000, []).append((step, v))
+        want = {-(-b * 10_000 // 100): pts for b, pts in buckets.items()}
+        assert s["x"] == sorted(want)
+        for x, mn, mx, first, last in zip(s["x"], s["min"], s["max"], s["first"], s["last"]):
+            pts = want[x]
+            assert (mn, mx, first, last) == pytest.approx(
+                (min(v for _, v in pts), max(v for _, v in pts), min(pts)[1], max(pts)[1])
+            ), (s["writer_id"], x)
+    # On a time axis too, nothing hidden by the rewind shows.
+    shown = {v for series in hist.values() for _, v in series}
+    timed = _chart(api, "ckpt", x="time", samples=50)
+    values = [v for s in timed["series"] for k in ("min", "max") for v in s[k]]
+    assert values and all(any(abs(v - h) < 1e-9 for h in (v,)) and v in shown for v in values)
+    assert min(values) == min(shown) and max(values) == max(shown)
+    # A fork's chart is its history too.
+    late = _by_writer(_history(api, "late", keys="loss", limit=20_000))
+    forked = api.ok("GET", "/v1/projects/ckpts/charts", params={"runs": "late", "keys": "loss", "samples": 8000})
+    assert forked["tier"] == 0
+    assert {s["writer_id"]: list(zip(s["x"], s["value"])) for s in forked["series"]} == late
+    # Latest values in the project's run list and in charts: what the segments show.
+    listed = {r["id"]: r["latest"]["loss"] for r in api.ok("GET", "/v1/projects/ckpts/runs")["runs"]}
+    assert listed["ckpt"]["step"] == 9999
+    assert listed["ckpt"]["value"] == pytest.approx(_value(100.0, 9999, 1)) or listed["ckpt"]["value"] == pytest.approx(
+        _value(100.0, 9999, 0)
+    )
+    assert listed["early"]["step"] == 3999 and listed["early"]["value"] == pytest.approx(_value(500.0, 3999, 0))
+    assert raw["latest"]["ckpt"]["loss"]["step"] == 9999
+
+
+def test_purge_removes_every_attempt_and_refuses_a_parent_its_forks_read(restarted: dict) -> None:
+    api: Api = restarted["api"]
+    embedded: ServerThread = restarted["embedded"]
+    org = embedded.call(embedded.server.tenancy.authenticate(api.key)).org
+    status, body = api.request("POST", "/v1/runs/ckpt/purge", params={"confirm": "ckpt"})
+    assert status == 409 and "early, late" in body["error"], body
+    assert _count(embedded, org, "ckpt") == 15_010  # a refusal removes nothing
+    for child in ("late", "early"):
+        api.ok("POST", f"/v1/runs/{child}/purge", params={"confirm": child})
+        assert _count(embedded, org, child) == 0
+    assert _count(embedded, org, "ckpt~1") == 10_000
+    out = api.ok("POST", "/v1/runs/ckpt/purge", params={"confirm": "ckpt"})
+    assert out["removed"]["points"] == 25_010
+    assert _count(embedded, org, "ckpt") == 0 and _count(embedded, org, "ckpt~1") == 0
+    assert api.request("GET", "/v1/runs/ckpt")[0] == 404
+
+
+def test_another_org_never_rewinds_forks_or_reads_an_attempt(embedded: ServerThread) -> None:
+    a, b = Api(embedded.url, embedded.new_org_key("a")), Api(embedded.url, embedded.new_org_key("b"))
+    a.ok("POST", "/v1/runs", {"id": "mine", "project": "p"})
+    assert a.request("POST", "/v1/runs/mine/rewind", {"step": 0})[0] == 201
+    for method, path, body in (
+        ("POST", "/v1/runs/mine/rewind", {"step": 0}), ("POST", "/v1/runs/mine/fork", {"step": 0, "id": "theirs"}),
+        ("GET", "/v1/runs/mine/metrics?attempt=0", None), ("GET", "/v1/runs/mine/integrity?attempt=1", None),
+        ("GET", "/v1/runs/mine/metrics/stream?attempt=1", None), ("GET", "/v1/runs/mine/writers/w?attempt=0", None),
+    ):
+        status, out = b.request(method, path, body)
+        assert status == 404 and "unknown run" in out["error"], (path, status, out)
+    assert b.request("GET", "/v1/runs/theirs")[0] == 404
+    assert a.ok("GET", "/v1/runs/mine")["attempt"] == 1
+    # Bad bodies are a 400 naming what is wrong.
+    for bad, says in (({}, "step"), ({"step": -1}, "step"), ({"step": 1, "writer_ids": ["a b"]}, "writer_ids")):
+        status, out = a.request("POST", "/v1/runs/mine/rewind", bad)
+        assert status == 400 and says in out["error"], (bad, out)
+    status, out = a.request("POST", "/v1/runs/mine/fork", {"step": 1, "id": "bad id"})
+    assert status == 400 and "id" in out["error"], out
+    status, out = a.request("GET", "/v1/runs/mine/metrics", params={"attempt": "x"})
+    assert status == 400 and "attempt" in out["error"], out

@@ -171,7 +171,8 @@ class Run:
         elif st.rewind_step is not None:
             st.attempt = rewind_run(transport, st.run_id, st.rewind_step, self._planned_writers(), st.resume_timeout)
         elif st.resume is not None:
-            st.attempt = current_attempt(transport, st.run_id, st.resume_timeout)
+            # No run yet: whoever creates it makes attempt 0, and no rewind can come before that.
+            st.attempt = current_attempt(transport, st.run_id, st.resume_timeout) or 0
         self.attempt = st.attempt
         headers = getattr(transport, "headers", None)
         if st.attempt is not None and isinstance(headers, dict):

@@ -306,6 +306,7 @@ class Uploader:
         resp = self._req("POST", "/v1/runs", json.dumps(body, default=str).encode())
         if resp is not None and resp.status < 300:
             self.run_created = True
+            self._learn_attempt(resp)
             self.backoff.reset()
             self._auth_warned = False
             return None
@@ -322,6 +323,13 @@ class Uploader:
                 self.run_created = True
                 return None
         return self._transient(resp)
+
+    def _learn_attempt(self, resp: Response) -> None:
+        """From now on name the run's attempt this writer started in (``Arwx-Attempt``), unless
+        ``init`` did: after a rewind the server refuses this writer instead of mixing it in."""
+        headers, got = getattr(self.t, "headers", None), resp.json()
+        if isinstance(headers, dict) and "Arwx-Attempt" not in headers and isinstance(got, dict):
+            headers["Arwx-Attempt"] = str(int(got.get("attempt") or 0))
 
     def finish_run(self, status: str, totals: dict[str, int]) -> bool:
         """POST /v1/runs/{id}/finish with the writers' totals; retries transient errors until the deadline."""

@@ -19,7 +19,10 @@ mutations of a Distributed table.
 
 A run stores its rows under its id and, once rewound, under one storage id
 per attempt (``<run_id>~<k>``; ``~`` is not allowed in a client's run id):
-``storage_ids`` lists them all, and everything here purges every one.
+``storage_ids`` lists them all, and everything here purges every one. A run
+whose points other runs show (its forks, ``arwx/segments.py``) is not purged:
+``Conflict`` naming them, since purging would silently cut their history;
+purge the forks first (or soft-delete the parent: forks keep reading it).
 
 Blobs are not touched: they are content-addressed and may be shared, so they
 go to garbage collection (``arwx.blobs.gc``) when nothing references them.
@@ -33,6 +36,7 @@ import time
 from dataclasses import dataclass
 
 from arwx.catalog import Catalog
+from arwx.errors import Conflict
 from arwx.log.base import EventLog
 from arwx.purge_catalog import check_purgeable, purge_catalog
 from arwx.query.integrity import pending_messages
@@ -129,14 +133,18 @@ async def purge_run(
     soft-deleted either way, and the purge may be asked again."""
     org, run_id = run.org, run.run_id
     await check_purgeable(catalog, org, run_id)
+    forks = await runs.referencing(org, run)
+    if forks:
+        raise Conflict(f"run {run_id!r} is the parent of forks that show its points ({', '.join(forks)}); purge those first")
     await runs.set_deleted(org, run_id, True)
     await asyncio.sleep(runs.ttl_s)  # every process's cached copy of the run now says deleted
-    cut = await log.end_offsets(f"{org}/{run_id}")
     deadline = time.monotonic() + wait_s
-    while (pending := await pending_messages(store, log, org, run_id, cut)) > 0:
-        if time.monotonic() >= deadline:
-            raise StillStoring(f"{pending} log message(s) of run {run_id!r} are not stored yet; purge again later")
-        await asyncio.sleep(0.05)
+    for sid in run.storage_ids():  # each attempt's messages travel under its own log key
+        cut = await log.end_offsets(f"{org}/{sid}")
+        while (pending := await pending_messages(store, log, org, sid, cut)) > 0:
+            if time.monotonic() >= deadline:
+                raise StillStoring(f"{pending} log message(s) of run {run_id!r} are not stored yet; purge again later")
+            await asyncio.sleep(0.05)
     ids = await storage_ids(store, org, run_id)
     targets = await run_targets(store)
     removed = await count_rows(store, targets, org, ids)

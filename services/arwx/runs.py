@@ -465,6 +465,19 @@ class Runs:
         assert got is not None
         return got, True
 
+    async def segments_of(self, org: str, run_ids: list[str]) -> dict[str, list[Segment]]:
+        """The segments of those of ``run_ids`` that were rewound or forked (one query; the
+        others read under their own id)."""
+        if not run_ids:
+            return {}
+        async with self.catalog.connect() as conn:
+            rows = await conn.execute(
+                select(runs.c.run_id, runs.c.segments).where(
+                    (runs.c.org == org) & runs.c.run_id.in_(run_ids) & runs.c.segments.is_not(None)
+                )
+            )
+            return {r: [(sid, int(lo), None if hi is None else int(hi)) for sid, lo, hi in segs] for r, segs in rows}
+
     async def referencing(self, org: str, run: Run) -> list[str]:
         """Ids of the org's other runs whose visible history reads any of ``run``'s attempts
         (its forks, and forks of those): what purging its points would break."""

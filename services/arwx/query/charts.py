@@ -12,8 +12,9 @@ a multiple of the tier's cell, so each cell falls in exactly one bucket.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from arwx.query import segmented
 from arwx.query.rollups import (
     RAW_CELLS,
     ext_step,
@@ -26,6 +27,7 @@ from arwx.query.rollups import (
     step_cells,
     time_cells,
 )
+from arwx.segments import Segment
 from arwx.store.base import Store
 
 AGGS = ("minmax", "lttb", "avg", "last")
@@ -50,6 +52,13 @@ class ChartRequest:
     to_ms: int | None = None
     interval: int | None = None  # bucket width: steps on the step axis, ms on time axes
     smoothing: float = 0.0
+    # Rewound or forked runs' segments (``query/segmented.py``); the other runs read as they are.
+    segments: dict[str, list[Segment]] = field(default_factory=dict)
+
+    @property
+    def plain(self) -> list[str]:
+        """The runs read under their own id (no segments)."""
+        return [r for r in self.runs if r not in self.segments]
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -73,8 +82,14 @@ async def chart(store: Store, req: ChartRequest) -> dict:
     each series' skip count) and the series, which ClickHouse returns as one
     row of arrays per series (no Python work per bucket)."""
     ext, skipped = await _extents(store, req)
+    src_hi: dict[str, int] = {}
+    if req.segments:
+        seg_ext, src_hi = await segmented.extents(store, req.org, req.segments, req.keys)
+        ext.update(seg_ext)
     if not req.keys:
         req.keys = sorted({k for _, k in ext})[:50]
+    if req.segments and req.keys:
+        skipped.update(await segmented.skipped(store, req.org, req.segments, req.keys))
     latest: dict[str, dict] = {}
     for (run, key), (_, _, _, _, val, step) in ext.items():
         latest.setdefault(run, {})[key] = {"step": step, "value": val}
@@ -85,7 +100,7 @@ async def chart(store: Store, req: ChartRequest) -> dict:
     ext = {k: v for k, v in ext.items() if k[1] in req.keys}
     if not ext:
         return out
-    params: dict = {"org": req.org, "runs": req.runs, "keys": req.keys}
+    params: dict = {"org": req.org, "runs": req.plain, "keys": req.keys}
     if req.x == "step":
         lo = req.since_step if req.since_step is not None else min(e[0] for e in ext.values())
         hi = req.max_step if req.max_step is not None else max(e[1] for e in ext.values())
@@ -113,6 +128,8 @@ async def chart(store: Store, req: ChartRequest) -> dict:
             params.update(n=req.samples, span=span)
         cells, p = step_cells(tier, lo, hi, edges=req.since_step is not None or req.max_step is not None)
         p.setdefault("tier", tier)
+        if req.segments:
+            cells, p = segmented.add_cells(cells, p, req.segments, tier, lo, hi, src_hi)
         xexpr = "cell"
         out["range"] = [lo, hi]
     else:
@@ -135,6 +152,8 @@ async def chart(store: Store, req: ChartRequest) -> dict:
         o_lo = min(origins.values()) if origins else 0
         o_hi = max(origins.values()) if origins else 0
         cells, p = time_cells(tier, f + o_lo, t + o_hi)
+        if req.segments:  # each segment's cells (a cell as a whole), whatever their time: the axis filter picks
+            cells, p = segmented.add_cells(cells, p, req.segments, tier, 0, 2**63 - 1, src_hi, whole=tier > 0)
         xexpr = "(toUnixTimestamp64Milli(ts_min) - transform(run_id, {o_runs:Array(String)}, {o_ms:Array(Int64)}, toInt64(0)))"
         p.update(o_runs=list(origins), o_ms=list(origins.values()), x_lo=f, x_hi=t)
         cells = f"SELECT * FROM ({cells}) WHERE {xexpr} BETWEEN {{x_lo:Int64}} AND {{x_hi:Int64}}"
@@ -237,7 +256,7 @@ async def _extents(store: Store, req: ChartRequest) -> tuple[dict[tuple[str, str
     """(run, key) -> (step_lo, step_hi, ts_lo, ts_hi, latest value, latest step), and
     non-finite points per (run, key, writer) from the idempotent skip bitmaps (whole
     run), in one query."""
-    params: dict = {"org": req.org, "runs": req.runs}
+    params: dict = {"org": req.org, "runs": req.plain}
     if req.keys:
         params["keys"] = req.keys
     keys = " AND key IN {keys:Array(String)}" if req.keys else ""

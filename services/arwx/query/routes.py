@@ -14,7 +14,7 @@ from arwx.errors import BadRequest, NotFound
 from arwx.params import query_int
 from arwx.query import charts as charts_mod
 from arwx.query import projects as projects_mod
-from arwx.query import series
+from arwx.query import segmented, series
 from arwx.query.history import MAX_LIMIT, history, parse_cursor
 from arwx.query.receipts import attempt_receipt, run_receipt
 from arwx.query.stream import stream_arrow, stream_history
@@ -207,6 +207,13 @@ async def get_project_runs(request: web.Request) -> web.Response:
     )
     if not page["runs"] and after is None and not await request.app[CONTROL].projects.exists(request[API_KEY].org, name):
         raise NotFound(f"unknown project {name!r}")
+    # Rewound and forked runs: their latest values are those their segments show.
+    segs = await request.app[RUNS].segments_of(request[API_KEY].org, [r["id"] for r in page["runs"]])
+    if segs:
+        shown = await segmented.latest(request.app[STORE], request[API_KEY].org, segs, latest_keys)
+        for r in page["runs"]:
+            if r["id"] in shown:
+                r["latest"] = shown[r["id"]]
     resp = web.Response(body=_JSON.encode(page), content_type="application/json")
     resp.enable_compression()  # configs and key names: a page of runs compresses several times
     return resp
@@ -266,6 +273,7 @@ async def get_project_charts(request: web.Request) -> web.Response:
             raise NotFound(f"unknown run(s) in project {name!r}: {', '.join(unknown)}")
     else:
         req.runs = project_runs
+    req.segments = await request.app[RUNS].segments_of(org, req.runs)
     result = await charts_mod.chart(store, req)
     if fmt == "grafana":
         return web.json_response(charts_mod.grafana_frames(result))
