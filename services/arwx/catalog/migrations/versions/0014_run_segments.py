@@ -4,7 +4,7 @@ All columns are nullable, so existing runs need no backfill: NULL means one
 attempt (attempt 0, stored under the run's own id) shown from step 0.
 
 Revision ID: 0014
-Revises: 0009
+Revises: 0016
 Create Date: 2026-11-25
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0014"
-down_revision = "0009"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
