@@ -77,7 +77,8 @@ def test_the_writer_position_endpoint(server: ArwxServer) -> None:
     urllib.request.urlopen(req, timeout=10).close()
     # No waiting here: the endpoint itself waits until what was acknowledged is stored.
     pos = server.get("/v1/runs/pos1/writers/rank3")
-    assert pos == {"run_id": "pos1", "writer_id": "rank3", "next_seq": 7, "last_step": 16, "committed": 7, "sent": None}
+    assert pos == {"run_id": "pos1", "writer_id": "rank3", "next_seq": 7, "last_step": 16, "committed": 7, "sent": None,
+                   "attempt": 0}
     fresh = server.get("/v1/runs/pos1/writers/rank9")
     assert (fresh["next_seq"], fresh["last_step"], fresh["committed"]) == (0, None, 0)
     # The server checks resume itself too (two processes may race the SDK's own check).
