@@ -69,6 +69,18 @@ def metric_value(key: Any, value: Any, what: str) -> tuple[str, float]:
     return key, f
 
 
+def arwx_statuses(status: str | None, status_of: dict[str, str]) -> tuple[str, ...]:
+    """The arwx run statuses that read as an adapter's ``status`` (``status_of``: arwx's → the
+    adapter's); () for no filter; a status the adapter does not have is a 400 naming its statuses."""
+    if not status:
+        return ()
+    out = tuple(s for s, c in status_of.items() if c == status)
+    if not out:
+        names = ", ".join(dict.fromkeys(status_of.values()))
+        raise BadRequest(f"status must be one of {names}, not {status[:40]!r}")
+    return out
+
+
 def section_of(config: dict, name: str) -> dict:
     """A dict-valued key of a config (a copy), or {}."""
     v = config.get(name)

@@ -32,7 +32,7 @@ import msgspec
 from sqlalchemy import select
 
 from arwx.catalog.tables import projects
-from arwx.compat.common import AdapterRuns, fresh_digest, metric_value, section, section_of
+from arwx.compat.common import AdapterRuns, arwx_statuses, fresh_digest, metric_value, section, section_of
 from arwx.compat.runfiles import RunFile
 from arwx.errors import BadRequest, Conflict, NotFound
 from arwx.runs import Run
@@ -241,12 +241,7 @@ class ChachamlService(AdapterRuns):
 
     async def list_runs(self, org: str, experiment: str | None, status: str | None, limit: int) -> list[Run]:
         """Runs newest first, of one experiment and in one chachaml status if given."""
-        statuses: tuple[str, ...] = ()
-        if status:
-            statuses = tuple(s for s, c in STATUS_OF.items() if c == status)
-            if not statuses:
-                raise BadRequest(f"status must be one of running, completed, failed, not {status!r}")
-        return await self.runs.list(org, experiment_filter(experiment), statuses, limit)
+        return await self.runs.list(org, experiment_filter(experiment), arwx_statuses(status, STATUS_OF), limit)
 
     async def experiments(self, org: str) -> list[str]:
         """Experiment names (the org's arwx projects), sorted."""

@@ -25,7 +25,7 @@ from collections.abc import AsyncIterable
 from dataclasses import dataclass
 from typing import Any
 
-from arwx.compat.common import AdapterRuns, fresh_digest, metric_value, section
+from arwx.compat.common import AdapterRuns, arwx_statuses, fresh_digest, metric_value, section
 from arwx.compat.runfiles import RunFile
 from arwx.errors import BadRequest, NotFound
 from arwx.runs import Run
@@ -177,11 +177,7 @@ class MlServiceRuns(AdapterRuns):
         return out
 
     async def list(self, org: str, project: str | None, status: str | None, limit: int, offset: int) -> list[Run]:
-        statuses: tuple[str, ...] = ()
-        if status:
-            statuses = tuple(s for s, c in STATUS_OF.items() if c == status)
-            if not statuses:
-                raise BadRequest(f"status must be running, completed, failed or killed, not {status[:40]!r}")
+        statuses = arwx_statuses(status, STATUS_OF)
         # Runs of the project made through other adapters are not ml-service runs: filtered here,
         # from a bounded window of the newest.
         runs = await self.runs.list(org, project, statuses, MAX_LISTED)
