@@ -129,15 +129,19 @@ class AdapterRuns:
         """Name the bytes ``name`` on the run (the caller checked the run is the org's)."""
         return await self.files.put(org, run_id, name, chunks, content_type)
 
-    async def settled(self, org: str, run_id: str) -> None:
-        """Wait (at most ``READ_WAIT_S``) until the store holds every point acknowledged to this writer."""
-        want = await self.seqs.total(org, run_id, self.writer)
+    async def settled(self, org: str, run_ids: list[str]) -> None:
+        """Wait (at most ``READ_WAIT_S``) until the store holds every point acknowledged to this
+        writer in each of the runs (one catalog and one store query a round, however many runs)."""
+        want = {r: n for r, n in (await self.seqs.totals_of(org, run_ids, self.writer)).items() if n}
         deadline, delay = time.monotonic() + READ_WAIT_S, 0.01
         while want:
-            ((n,),) = await self.store.rows(
-                "SELECT count() FROM points FINAL WHERE org = {org:String} AND run_id = {run:String}"
-                " AND writer_id = {w:String}", {"org": org, "run": run_id, "w": self.writer})
-            if int(n) >= want or time.monotonic() > deadline:
+            rows = await self.store.rows(
+                "SELECT run_id, count() FROM points FINAL WHERE org = {org:String} AND writer_id = {w:String}"
+                " AND run_id IN {runs:Array(String)} GROUP BY run_id",
+                {"org": org, "w": self.writer, "runs": list(want)})
+            stored = {r: int(n) for r, n in rows}
+            want = {r: n for r, n in want.items() if stored.get(r, 0) < n}
+            if not want or time.monotonic() > deadline:
                 return
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.2)
@@ -146,8 +150,8 @@ class AdapterRuns:
         """Each run's metrics at their latest point (highest step, then time, then seq), with
         ``wait`` once the runs' acknowledged points are stored; runs with no points are absent."""
         ids = list(dict.fromkeys(run_ids))
-        for run_id in ids if wait else ():
-            await self.settled(org, run_id)
+        if wait:
+            await self.settled(org, ids)
         rows = await self.store.rows(
             "SELECT run_id, key, argMax(value, (step, ts, seq)) FROM points FINAL WHERE org = {org:String}"
             " AND run_id IN {runs:Array(String)} AND isFinite(value) GROUP BY run_id, key ORDER BY run_id, key",

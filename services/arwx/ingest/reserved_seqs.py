@@ -143,6 +143,16 @@ class ReservedSeqs:
         """How many seqs the writer has reserved (its ``writer_totals`` entry at finish)."""
         return (await self.totals(org, run_id)).get(writer_id, 0)
 
+    async def totals_of(self, org: str, run_ids: list[str], writer_id: str) -> dict[str, int]:
+        """The writer's reserved seqs in each of ``run_ids`` that it reserved in (one query per 500 runs)."""
+        out: dict[str, int] = {}
+        async with self.catalog.connect() as conn:
+            for i in range(0, len(run_ids), 500):
+                rows = await conn.execute(select(W.c.run_id, W.c.next_seq).where(
+                    (W.c.org == org) & (W.c.writer_id == writer_id) & W.c.run_id.in_(run_ids[i:i + 500])))
+                out.update({r.run_id: int(r.next_seq) for r in rows})
+        return out
+
     async def totals(self, org: str, run_id: str) -> dict[str, int]:
         """Every reserving writer of the run and its next seq."""
         async with self.catalog.connect() as conn:

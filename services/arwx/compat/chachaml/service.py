@@ -213,7 +213,7 @@ class ChachamlService(AdapterRuns):
     async def run_detail(self, org: str, run_id: str) -> dict:
         """The run with params, metrics (every point, by key, step, time) and artifacts."""
         run = await self.run(org, run_id)
-        await self.settled(org, run.run_id)
+        await self.settled(org, [run.run_id])
         rows = await self.store.rows(
             "SELECT key, value, step, toUnixTimestamp64Milli(ts) FROM points FINAL"
             " WHERE org = {org:String} AND run_id = {run:String} AND isFinite(value)"
