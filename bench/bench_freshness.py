@@ -53,19 +53,22 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=2000)
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--every", type=float, default=0.05, help="seconds between probe log() calls")
-    ap.add_argument("--flush-interval", type=float, default=0.1, help="the SDK's flush_interval")
+    ap.add_argument("--flush-interval", type=float, default=None, help="the SDK's flush_interval (default: the SDK's)")
     ap.add_argument("--receipt", type=int, default=0, help="probes of ack -> intact receipt (idle server) instead")
-    ap.add_argument("--baseline", help="with --receipt: a tree whose services/ is the 'before' server")
+    ap.add_argument("--baseline", help="with --receipt: a tree whose services/ is the 'before' server; "
+                    "without: measure that tree's sdk/ and services/ instead of this one's")
     a = ap.parse_args()
     if a.receipt:
         receipt_freshness(a)
         return
+    source = Path(a.baseline).resolve() if a.baseline else ROOT
+    sys.path.insert(0, str(source / "sdk"))
     import arwandb
 
     la = os.getloadavg()
     print(f"<!-- load avg {la[0]:.2f} {la[1]:.2f} {la[2]:.2f}; {time.strftime('%Y-%m-%d %H:%M:%S %Z')} -->")
     with tempfile.TemporaryDirectory() as d:
-        srv = ServerProcess(Path(d) / "data").start()
+        srv = ServerProcess(Path(d) / "data", source=source).start()
         try:
             api = srv.api()
             procs = []
@@ -84,9 +87,10 @@ def main() -> None:
                 time.sleep(2)
                 go.set()
                 time.sleep(3)  # let the load settle
+            flush = {} if a.flush_interval is None else {"flush_interval": a.flush_interval}
             run = arwandb.init(
                 project="bench", id="probe", writer_id="probe", mode="online", dir=d, system_metrics=False,
-                flush_interval=a.flush_interval, base_url=srv.url, api_key=srv.key,
+                base_url=srv.url, api_key=srv.key, **flush,
             )
             logged: dict[int, float] = {}
             seen: dict[int, float] = {}
@@ -137,7 +141,7 @@ def main() -> None:
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     print(
         f"| {a.rate:,.0f} pts/s | {len(logged)} | {len(lat)} | {pct(0.5):.0f} | {pct(0.9):.0f} | {pct(0.99):.0f} | "
-        f"{lat[-1]:.0f} | {statistics.median(polls) * 1000:.1f} | {a.flush_interval} s |"
+        f"{lat[-1]:.0f} | {statistics.median(polls) * 1000:.1f} | {a.flush_interval or 'default'} |"
     )
 
 
