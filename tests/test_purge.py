@@ -21,11 +21,13 @@ from pathlib import Path
 
 import pytest
 import requests
+from prometheus_client import REGISTRY
 from sqlalchemy import JSON, BigInteger, Boolean, Float, Integer, LargeBinary, select
 
 from arwx.catalog import Catalog, tables
+from arwx.errors import Conflict
 from arwx.purge import Target, count_rows, plan_targets, run_targets
-from arwx.purge_catalog import PLAN, purge_catalog
+from arwx.purge_catalog import PLAN, check_purgeable, purge_catalog
 from arwx.store.clickhouse_store import ClickHouseStore
 from tests.helpers import ROOT, Api, ServerProcess, catalog_url_for, free_port, points
 from tests.topology import Proc
@@ -246,6 +248,27 @@ async def test_purge_catalog_removes_detaches_and_revokes_only_the_runs_rows(cat
         await catalog.stop()
 
 
+async def test_a_wild_run_still_executing_cannot_be_purged(tmp_path: Path) -> None:
+    catalog = Catalog.open("", tmp_path)
+    await catalog.start()
+    try:
+        async with catalog.begin() as conn:
+            await conn.execute(tables.orgs.insert().values(org="o1", name="o1", created_at=0))
+            await conn.execute(tables.wild_sweeps.insert().values(
+                org="o1", id="sweep", name="s", goal="", project="p", chat_session_id="", created_by="k", created_at=0))
+            for i, status in enumerate(("created", "queued", "running", "finished", "failed", "stopped", "lost")):
+                await _insert_naming(conn, tables.wild_runs.c.id, "o1", status, i)
+                await conn.execute(tables.wild_runs.update().where(tables.wild_runs.c.id == status).values(status=status))
+        for status in ("queued", "running"):
+            with pytest.raises(Conflict, match=f"is {status}: stop it first"):
+                await check_purgeable(catalog, "o1", status)
+        for status in ("created", "finished", "failed", "stopped", "lost", "not-a-wild-run"):
+            await check_purgeable(catalog, "o1", status)
+        await check_purgeable(catalog, "o2", "running")  # another org's run of that id is not this one
+    finally:
+        await catalog.stop()
+
+
 def test_every_catalog_column_naming_a_run_has_a_purge_action() -> None:
     planned = {(col.table.name, col.name) for _, col in PLAN}
     naming = {
@@ -311,6 +334,7 @@ async def test_the_periodic_collection_runs_and_keeps_what_is_young(tmp_path: Pa
                 break
             await asyncio.sleep(0.05)
         assert gc.last is not None and gc.last.refs_kept == 1 and gc.last.blobs_deleted == 0
+        assert REGISTRY.get_sample_value("arwx_blob_gc_runs_total", {"result": "ok"}) >= 1
         assert await blobs.size("o1", info.sha) == len(b"unnamed but young")
     finally:
         await gc.stop()

@@ -68,6 +68,11 @@ EMBEDDED_LOG_BACKLOG = Gauge(
     "arwx_embedded_log_backlog_messages",
     "Messages in the embedded log not yet committed by the consumer (sampled at scrape)",
 )
+BLOB_GC_DELETED = Counter(
+    "arwx_blob_gc_deleted_total", "What blob garbage collection deleted: refs, blobs, temporaries", ["what"]
+)
+BLOB_GC_DELETED_BYTES = Counter("arwx_blob_gc_deleted_bytes_total", "Bytes of the blobs garbage collection deleted")
+BLOB_GC_RUNS = Counter("arwx_blob_gc_runs_total", "Blob garbage collections by result (ok, failed)", ["result"])
 READY = Gauge("arwx_ready", "1 when this process's log and store answer (what /ready says), else 0")
 STORE_SECONDS = Histogram(
     "arwx_store_operation_duration_seconds",

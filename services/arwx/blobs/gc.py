@@ -36,6 +36,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from arwx import metrics
 from arwx.blobs.base import REFRESH_S, BlobStore
 from arwx.blobs.live import LiveSet
 from arwx.catalog import Catalog
@@ -99,6 +100,11 @@ async def collect(
             live.close()
     report.seconds = round(time.monotonic() - started, 3)
     log.info("blob garbage collection", extra={"report": report.as_dict()})
+    if not dry_run:
+        metrics.BLOB_GC_DELETED.labels("refs").inc(report.refs_deleted)
+        metrics.BLOB_GC_DELETED.labels("blobs").inc(report.blobs_deleted)
+        metrics.BLOB_GC_DELETED.labels("temporaries").inc(report.temporaries_deleted)
+        metrics.BLOB_GC_DELETED_BYTES.inc(report.bytes_deleted)
     return report
 
 
@@ -217,7 +223,9 @@ class PeriodicGc:
             await asyncio.sleep(self.interval_s)
             try:
                 self.last = await collect(self.blobs, self.catalog, self.grace_s)
+                metrics.BLOB_GC_RUNS.labels("ok").inc()
             except Exception:  # noqa: BLE001 - an outage delays collection, never stops the process
+                metrics.BLOB_GC_RUNS.labels("failed").inc()
                 log.warning("blob garbage collection failed; trying again in %.0f s", self.interval_s, exc_info=True)
 
     async def stop(self) -> None:
