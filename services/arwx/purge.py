@@ -145,7 +145,8 @@ async def purge_run(
             if time.monotonic() >= deadline:
                 raise StillStoring(f"{pending} log message(s) of run {run_id!r} are not stored yet; purge again later")
             await asyncio.sleep(0.05)
-    ids = await storage_ids(store, org, run_id)
+    # The attempts the catalog knows, and any the ledger holds (one opened and left meanwhile).
+    ids = [run_id, *sorted((set(run.storage_ids()) | set(await storage_ids(store, org, run_id))) - {run_id})]
     targets = await run_targets(store)
     removed = await count_rows(store, targets, org, ids)
     p = {"org": org, "ids": ids}

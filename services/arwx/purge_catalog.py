@@ -79,23 +79,13 @@ def _now_ms() -> int:
 
 
 async def check_purgeable(catalog: Catalog, org: str, run_id: str) -> None:
-    """``Conflict`` when purging would break something else: a runner still executing the run
-    (a queued or running Wild run: stop it first), or forks that read their history from the
-    run's rows (purge them first)."""
+    """``Conflict`` while a runner still executes the run (a queued or running Wild run): it
+    would write to a run that no longer exists. Stop it first. (Forks that show the run's
+    points are checked by ``Runs.referencing``, in ``arwx.purge``.)"""
     async with catalog.connect() as conn:
         status = await conn.scalar(select(wild_runs.c.status).where(wild_runs.c.org == org, wild_runs.c.id == run_id))
-        forks = []
-        if "forked_from" in runs.c:  # rewind and fork (issue 20): a fork's segments name its parent's storage ids
-            forks = list(await conn.scalars(
-                select(runs.c.run_id).where(runs.c.org == org, runs.c.forked_from == run_id).limit(10)
-            ))
     if status is not None and status not in FINAL_STATUSES and status != "created":
         raise Conflict(f"run {run_id!r} is a Wild run that is {status}: stop it first, then purge it")
-    if forks:
-        raise Conflict(
-            f"run {run_id!r} has forks that read their history from it ({', '.join(map(repr, forks))}): "
-            "purge them first"
-        )
 
 
 async def purge_catalog(catalog: Catalog, org: str, ids: Sequence[str]) -> dict[str, int]:
