@@ -333,6 +333,13 @@ def test_a_full_project_screen_draws_every_chart(page, account: Account, tmp_pat
         assert 64 <= samples < 2000
         assert got == {"series": 5, "points": [samples] * 5}, key
     page.wait_for_selector("#integrity[data-intact='true']")
+    # The table's metric columns: the goal's metric first, then the first keys; every value shown
+    # (asked for by name: latest_keys), however the first answer chose the columns.
+    cols = page.locator("#runs th[data-col^='m:']").evaluate_all("els => els.map(e => e.dataset.col)")
+    assert cols == ["m:val_bpb", "m:acc", "m:loss", "m:lr"], cols
+    wait_for(lambda: page.locator("#runs td.metric").evaluate_all("els => els.map(e => e.textContent)").count("") == 0,
+             20, 0.1, "every latest value in the table")
+    assert page.locator("#runs td.metric").count() == 4 * 4
     page.evaluate("window.scrollTo(0, 0)")
     shoot(page, "project", tmp_path)
     page.goto(f"{account.url}/#/")

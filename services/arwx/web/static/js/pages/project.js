@@ -216,7 +216,9 @@ export async function render(view, name) {
   async function poll() {
     try {
       if (document.hidden) return; // a background tab asks for nothing
-      const state = () => JSON.stringify([st.keys.size, st.pageKeys, st.shown, st.rows.map((r) => [r.id, r.status])]);
+      // What the table and the charts show: runs, statuses, columns and their latest values.
+      const state = () => JSON.stringify([st.keys.size, st.pageKeys, st.shown,
+        st.rows.map((r) => [r.id, r.status, st.shown.map((k) => ((r.latest || {})[k] || {}).value)])]);
       const before = state();
       if (!(await loadPage())) return;
       const after = state();
@@ -324,7 +326,7 @@ function runsTable(st, onPick) {
     h("td", { class: "run-name", title: r.id }, r.name || r.id),
     h("td", { class: "num" }, String((r.writer_ids || []).length)),
     cfg.map((k) => h("td", { class: "cfg" }, cell((r.config || {})[k]))),
-    shown.map((k) => h("td", { class: "num" }, cell(((r.latest || {})[k] || {}).value))),
+    shown.map((k) => h("td", { class: "num metric", "data-key": k }, cell(((r.latest || {})[k] || {}).value))),
     h("td", { title: fmtTime(r.created_at) }, fmtAgo(r.created_at)))));
   table.append(h("thead", {}, head), body);
   if (!rows.length) return h("p", { class: "muted", id: "no-runs" }, "No runs match.");
