@@ -22,6 +22,9 @@ Scenarios (``--scenario``):
 
     python bench/bench_dashboard.py --scenario charts --runs 50 --metrics 10 --points 100000 --reps 5 --all-runs
     python bench/bench_dashboard.py --scenario wide --runs 1000 --metrics 500 --points 20 --reps 5
+
+``--mlflow /tmp/benchvenv/bin/mlflow`` (charts) also times the MLflow UI's chart requests for the
+default view on the same points (bench/mlflow_charts.py).
 """
 
 from __future__ import annotations
