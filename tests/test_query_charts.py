@@ -146,6 +146,12 @@ def test_avg_last_lttb_and_smoothing(run_loss) -> None:
         acc, wsum = acc * 0.6 + 0.4 * v, wsum * 0.6 + 0.4
         sm.append(acc / wsum)
     assert np.allclose(s["smoothed"], sm)
+    # Asked for a few arrays, a rollup chart computes those (the smoothing's line too) and the same numbers.
+    full = api.ok("GET", "/v1/projects/p/charts", params={"keys": "loss", "samples": 40, "smoothing": 0.6})["series"][0]
+    some = api.ok("GET", "/v1/projects/p/charts", params={"keys": "loss", "samples": 40, "smoothing": 0.6,
+                                                          "fields": "max_x,smoothed"})["series"][0]
+    assert set(some) == {"run_id", "key", "writer_id", "x", "skipped", "max_x", "smoothed"}
+    assert (some["x"], some["max_x"], some["smoothed"]) == (full["x"], full["max_x"], full["smoothed"])
     c = api.ok("GET", "/v1/projects/p/charts", params={"keys": "loss", "samples": 100, "agg": "lttb"})
     s = c["series"][0]
     raw = {int(x): v for x, v in zip(steps, vals) if math.isfinite(v)}
@@ -191,6 +197,9 @@ def test_writers_per_and_combined(api: Api) -> None:
     assert np.allclose(s["value"], lasts.mean(axis=0))
     assert s["min"] == list(lasts.min(axis=0)) and s["max"] == list(lasts.max(axis=0))
     assert set(s["writers"]) == {3}
+    band = api.ok("GET", "/v1/projects/p/charts", params={"keys": "loss", "samples": 25, "writers": "combined",
+                                                          "fields": "min"})["series"][0]
+    assert (band["x"], band["min"]) == (s["x"], s["min"]) and "value" not in band and "writers" not in band
 
 
 def test_many_runs_default_and_latest(api: Api) -> None:

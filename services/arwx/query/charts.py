@@ -59,6 +59,12 @@ class ChartRequest:
     def plain(self) -> list[str]:
         """The runs read under their own id (no segments)."""
         return [r for r in self.runs if r not in self.segments]
+    # Per-series arrays to compute (empty: all of the aggregate's); ``x`` always comes.
+    fields: tuple[str, ...] = ()
+
+    def wants(self, name: str) -> bool:
+        """Whether the series array ``name`` is asked for (``value`` also when smoothing)."""
+        return not self.fields or name in self.fields or (name == "value" and self.smoothing > 0)
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -216,10 +222,15 @@ async def _series(store: Store, req: ChartRequest, cells: str, xexpr: str, bucke
         ]
     # Rows of cells straight into buckets: every column is a min or a max, so
     # the rows of a cell need no folding of their own first.
-    value = f"avg({pos_value('first')})" if req.agg == "avg" else "max(last)"
+    # Only the aggregates some asked-for array needs (each is a column read and folded).
+    aggs = {"v": f"avg({pos_value('first')})" if req.agg == "avg" else "max(last)"}
+    if req.agg == "minmax" and req.writers == "per":
+        needs = {"f": ("first",), "l": ("last",), "lo": ("min", "min_x"), "hi": ("max", "max_x")}
+        src = {"f": "min(first)", "l": "max(last)", "lo": "min(low)", "hi": "max(high)"}
+        aggs.update((a, src[a]) for a, names in needs.items() if any(req.wants(n) for n in names))
     per_writer = (
-        f"SELECT run_id, key, writer_id, {buckets.sql} AS b, {value} AS v, min(first) AS f, max(last) AS l,"
-        f" min(low) AS lo, max(high) AS hi FROM ({cells}) GROUP BY run_id, key, writer_id, b"
+        f"SELECT run_id, key, writer_id, {buckets.sql} AS b, {', '.join(f'{e} AS {a}' for a, e in aggs.items())}"
+        f" FROM ({cells}) GROUP BY run_id, key, writer_id, b"
     )
     line = "v" if req.agg == "avg" else pos_value("v")
     if req.writers == "combined":
@@ -230,16 +241,19 @@ async def _series(store: Store, req: ChartRequest, cells: str, xexpr: str, bucke
             ") GROUP BY run_id, key, b"
         )
         cols = {"x": buckets.x, "value": "mean", "min": "vmin", "max": "vmax", "writers": "n"}
-        sql = _per_series("run_id, key", cols, inner)
+        cols = {k: v for k, v in cols.items() if k == "x" or req.wants(k)}
+        names = list(cols)
         return [
-            {"run_id": r, "key": k, "writer_id": None, "x": x, "value": v, "min": mn, "max": mx, "writers": n}
-            for r, k, x, v, mn, mx, n in await store.rows(sql, params)
+            {"run_id": r, "key": k, "writer_id": None, **dict(zip(names, arrays))}
+            for r, k, *arrays in await store.rows(_per_series("run_id, key", cols, inner), params)
         ]
     cols = {"x": buckets.x, "value": line}
     if req.agg == "minmax":
         cols.update(first=pos_value("f"), last=pos_value("l"), min=ext_value("lo"), max=ext_value("hi"))
         if req.x == "step":
             cols.update(min_x=ext_step("lo"), max_x=ext_step("hi"))
+    # Only the arrays asked for: formatting and decoding the numbers is most of a big chart's cost.
+    cols = {k: v for k, v in cols.items() if k == "x" or req.wants(k)}
     sql = _per_series("run_id, key, writer_id", cols, per_writer)
     names = list(cols)
     return [

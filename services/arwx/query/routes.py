@@ -264,6 +264,7 @@ async def get_project_charts(request: web.Request) -> web.Response:
     unknown_fields = [f for f in fields if f not in SERIES_FIELDS]
     if unknown_fields:
         raise BadRequest(f"fields: unknown {', '.join(unknown_fields)}; one of {', '.join(SERIES_FIELDS)}")
+    req.fields = tuple(fields)  # the chart computes only these arrays
     project_runs = await projects_mod.project_run_ids(store, org, name, 10_000 if runs else MAX_CHART_RUNS)
     if not project_runs:
         raise NotFound(f"unknown project {name!r}")
