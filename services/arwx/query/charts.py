@@ -59,6 +59,7 @@ class ChartRequest:
     def plain(self) -> list[str]:
         """The runs read under their own id (no segments)."""
         return [r for r in self.runs if r not in self.segments]
+
     # Per-series arrays to compute (empty: all of the aggregate's); ``x`` always comes.
     fields: tuple[str, ...] = ()
 
