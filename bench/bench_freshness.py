@@ -18,7 +18,9 @@ a burst of 5 batches of 1000 points, then the time from the last batch's
 acknowledgement to the first ``intact`` receipt counting them (polled every
 5 ms; ``bench_history.freshness``), with the receipt's own duration (p50 of
 its polls). ``--baseline DIR`` measures another tree's ``services/`` in the
-same invocation, interleaved run by run.
+same invocation, interleaved run by run. ``--receipt-points N`` also loads a
+run of N points, restarts the server and times its receipts: the first one
+after the restart, then the median of 10.
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ def main() -> None:
     ap.add_argument("--every", type=float, default=0.05, help="seconds between probe log() calls")
     ap.add_argument("--flush-interval", type=float, default=None, help="the SDK's flush_interval (default: the SDK's)")
     ap.add_argument("--receipt", type=int, default=0, help="probes of ack -> intact receipt (idle server) instead")
+    ap.add_argument("--receipt-points", type=int, default=0,
+                    help="with --receipt: also time receipts of a run of this many points (after a restart, then warm)")
     ap.add_argument("--baseline", help="with --receipt: a tree whose services/ is the 'before' server; "
                     "without: measure that tree's sdk/ and services/ instead of this one's")
     a = ap.parse_args()
@@ -169,6 +173,31 @@ def receipt_freshness(a: argparse.Namespace) -> None:
                         receipt_ms[name].append((time.perf_counter() - t0) * 1000)
                 finally:
                     srv.terminate()
+    big: dict[str, tuple[float, float]] = {}
+    if a.receipt_points:
+        from bench_history import load
+
+        for name, tree in trees:
+            with tempfile.TemporaryDirectory() as d:
+                srv = ServerProcess(Path(d) / "data", source=tree).start()
+                key = srv.key
+                try:
+                    load(Client(srv.port, key), "big", a.receipt_points)
+                finally:
+                    srv.terminate()
+                srv = ServerProcess(Path(d) / "data", source=tree).start()
+                srv.key = key
+                try:
+                    c = Client(srv.port, srv.key)
+                    times = []
+                    for _ in range(11):
+                        t0 = time.perf_counter()
+                        r = c.json("GET", "/v1/runs/big/integrity")
+                        times.append((time.perf_counter() - t0) * 1000)
+                        assert r["intact"] and r["points_stored"] == a.receipt_points, r
+                    big[name] = (times[0], statistics.median(times[1:]))
+                finally:
+                    srv.terminate()
     la = os.getloadavg()
     print(f"<!-- done; load avg {la[0]:.2f} {la[1]:.2f} {la[2]:.2f}; {time.strftime('%Y-%m-%d %H:%M:%S %Z')} -->")
     names = [n for n, _ in trees]
@@ -182,6 +211,11 @@ def receipt_freshness(a: argparse.Namespace) -> None:
     for label, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0)):
         print(f"| {label} | " + " | ".join(f"{pct(got[n], q) * 1000:,.0f}" for n in names) + " |")
     print("| one receipt of the idle run, p50 ms | " + " | ".join(f"{statistics.median(receipt_ms[n]):.1f}" for n in names) + " |")
+    if big:
+        print(f"| receipt of a {a.receipt_points:,}-point run, first after a restart, ms | "
+              + " | ".join(f"{big[n][0]:,.0f}" for n in names) + " |")
+        print(f"| receipt of a {a.receipt_points:,}-point run, then (median of 10), ms | "
+              + " | ".join(f"{big[n][1]:,.1f}" for n in names) + " |")
 
 
 if __name__ == "__main__":
