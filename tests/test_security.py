@@ -51,7 +51,7 @@ def test_every_route_every_method_odd_paths_need_a_key(embedded, api: Api) -> No
     values = {"run_id": "r", "key_id": "key_x", "name": "p", "sha": "0" * 64, "filename": WHEEL, "ref": "winner",
               "path": "1/r/artifacts/f.txt", "file": "js/app.js", "session_id": "ses_x", "experiment_id": "exp_x",
               "other_id": "exp_y", "user_id": "usr_x", "writer_id": "w", "id": "exp_x", "model_id": "m-x",
-              "tag_key": "t", "sweep_id": "sw-x"}
+              "tag_key": "t", "sweep_id": "sw-x", "v1": "1", "v2": "2"}
     paths = [_fill(t, **values) for t in _route_templates(embedded)]
     paths += [
         "/v1", "/v1/", "/v2/runs", "/nope", "/v1/runs/r/../../keys", "/v1/runs/%2e%2e/%2e%2e/v1/keys",
@@ -158,7 +158,7 @@ def test_cross_org_every_resource_is_404_and_lists_leak_nothing(embedded, two_or
     templates = _route_templates(embedded)
     values = {"run_id": run, "key_id": a_key["id"], "name": project, "sha": blob, "ref": "winner",
               "session_id": session, "experiment_id": exp, "other_id": exp, "user_id": member["id"], "writer_id": "w",
-              "id": wb, "sweep_id": sweep}
+              "id": wb, "sweep_id": sweep, "v1": "1", "v2": "2"}
     routes = [(r.method, r.resource.canonical) for r in embedded.server.runner.app.router.routes() if r.method != "HEAD"]
     covered = 0
     # The MLflow adapter's routes take MLflow's arguments: tests/test_mlflow.py checks them across orgs.
@@ -169,8 +169,9 @@ def test_cross_org_every_resource_is_404_and_lists_leak_nothing(embedded, two_or
             continue
         path = _fill(template, **values)
         body = {}
-        if template in ("/v1/agent/context", "/api/v1/experiments/compare"):  # name a's things in the query
-            params = {"project": project} if template == "/v1/agent/context" else {"ids": f"{wb},{wb}"}
+        if template in ("/v1/agent/context", "/api/v1/experiments/compare", "/api/compare"):  # a's things in the query
+            params = ({"project": project} if template == "/v1/agent/context"
+                      else {"ids": f"{wb},{wb}"} if template == "/api/v1/experiments/compare" else {"ids": f"{run},{run}"})
             status, out = b.request(method, path, params=params)
             assert status == 404 and out.get("error"), (method, path, status, out)
             covered += 1

@@ -244,6 +244,7 @@ class NoteBody(msgspec.Struct):
 
 @idempotent(MAX_JSON)
 async def add_tag(request: web.Request) -> web.Response:
+    await _svc(request).run(org_of(request), request.match_info["id"])  # another org's run: 404 whatever the body
     b = decode_body(msgspec.json.encode(await _json(request)), TagBody)
     await _svc(request).set_tag(org_of(request), request.match_info["id"], b.key, b.value)
     return _ok()
@@ -252,6 +253,7 @@ async def add_tag(request: web.Request) -> web.Response:
 @idempotent(MAX_JSON)
 async def set_note(request: web.Request) -> web.Response:
     """chachaml's note is the run's tag ``note``."""
+    await _svc(request).run(org_of(request), request.match_info["id"])
     b = decode_body(msgspec.json.encode(await _json(request)), NoteBody)
     await _svc(request).set_tag(org_of(request), request.match_info["id"], "note", b.note)
     return _ok()
