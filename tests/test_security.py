@@ -18,9 +18,13 @@ from tests.helpers import Api, ServerThread, ndjson, points, wait_for
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD")
 WHEEL = served_wheel().filename
 # Public with GET and HEAD, and what they answer: liveness, the SDK and the dashboard's static files.
-PUBLIC = {"/health": 200, "/sdk": 301, "/sdk/": 200, f"/sdk/{WHEEL}": 200, "/": 200, "/setup": 200, "/static/js/app.js": 200}
+# A versioned static path serves the file whatever the digest (only the current one is cached for good).
+STATIC_VERSION = "0" * 16
+PUBLIC = {"/health": 200, "/sdk": 301, "/sdk/": 200, f"/sdk/{WHEEL}": 200, "/": 200, "/setup": 200, "/static/js/app.js": 200,
+          f"/static/v-{STATIC_VERSION}/js/app.js": 200}
 PUBLIC_TEMPLATES = {
-    "/health", "/sdk", "/sdk/", "/sdk/{filename}", "/", "/setup", "/static/{file}", "/v1/auth/login", "/v1/auth/setup",
+    "/health", "/sdk", "/sdk/", "/sdk/{filename}", "/", "/setup", "/static/{file}", "/static/v-{version}/{file}",
+    "/v1/auth/login", "/v1/auth/setup",
 }
 # Public with POST only: signing in (an empty body names no account: 400).
 PUBLIC_POST = {"/v1/auth/login": 400, "/v1/auth/setup": 400}
@@ -51,7 +55,7 @@ def test_every_route_every_method_odd_paths_need_a_key(embedded, api: Api) -> No
     values = {"run_id": "r", "key_id": "key_x", "name": "p", "sha": "0" * 64, "filename": WHEEL, "ref": "winner",
               "path": "1/r/artifacts/f.txt", "file": "js/app.js", "session_id": "ses_x", "experiment_id": "exp_x",
               "other_id": "exp_y", "user_id": "usr_x", "writer_id": "w", "id": "exp_x", "model_id": "m-x",
-              "tag_key": "t", "sweep_id": "sw-x", "v1": "1", "v2": "2"}
+              "tag_key": "t", "sweep_id": "sw-x", "v1": "1", "v2": "2", "version": STATIC_VERSION}
     paths = [_fill(t, **values) for t in _route_templates(embedded)]
     paths += [
         "/v1", "/v1/", "/v2/runs", "/nope", "/v1/runs/r/../../keys", "/v1/runs/%2e%2e/%2e%2e/v1/keys",
@@ -169,9 +173,10 @@ def test_cross_org_every_resource_is_404_and_lists_leak_nothing(embedded, two_or
             continue
         path = _fill(template, **values)
         body = {}
-        if template in ("/v1/agent/context", "/api/v1/experiments/compare", "/api/compare"):  # a's things in the query
-            params = ({"project": project} if template == "/v1/agent/context"
-                      else {"ids": f"{wb},{wb}"} if template == "/api/v1/experiments/compare" else {"ids": f"{run},{run}"})
+        query_params = {"/v1/agent/context": {"project": project}, "/api/v1/experiments/compare": {"ids": f"{wb},{wb}"},
+                        "/api/compare": {"ids": f"{run},{run}"}, "/v1/projects/{name}/integrity": {"runs": run}}
+        if template in query_params:  # a's things in the query
+            params = query_params[template]
             status, out = b.request(method, path, params=params)
             assert status == 404 and out.get("error"), (method, path, status, out)
             covered += 1
@@ -187,6 +192,8 @@ def test_cross_org_every_resource_is_404_and_lists_leak_nothing(embedded, two_or
         elif template.startswith("/api/v1/experiments/{id}/"):  # ml-workbench: valid bodies, a's experiment
             body = {"tags": {"tags": []}, "metrics": {"metrics": []}, "params": {"params": {}},
                     "artifacts": {"name": "a", "s3_key": "k"}}.get(template.rsplit("/", 1)[1], {})
+        elif template in ("/v1/runs/{run_id}/rewind", "/v1/runs/{run_id}/fork"):
+            body = {"step": 1}  # valid: only the run's org is wrong
         elif template == "/wild/v2/runner/runs/{run_id}/report":
             body = {"runner_id": "b-runner", "status": "finished"}
         raw = ndjson(points(run, "w", range(30, 31))) if template == "/v1/ingest/stream" else None
