@@ -12,8 +12,9 @@ Invariants:
   the consumer, which retries the same batch (same dedup token) until the
   store takes it; the pause shows in ``/ready`` and ``arwx_consumer_paused``.
 - An offset is committed only after its message is stored or dead-lettered.
-- ``stop()`` is bounded: what cannot be stored within the grace period is
-  left uncommitted in the log (replayed at the next start, collapsed by the
+- ``stop()`` first reads what the log already holds (the gateway has
+  stopped accepting), stores and commits it. It is bounded: what cannot be
+  stored within the grace period is left uncommitted in the log (replayed at the next start, collapsed by the
   store), never dropped.
 - A task that dies calls ``on_fatal``: the process goes down loudly instead
   of acknowledging ingest that nothing consumes.
@@ -109,7 +110,7 @@ class Consumer:
             self._on_fatal(err)
 
     async def stop(self) -> None:
-        """Flush what was read, store it, commit, stop: within ``stop_grace_s``.
+        """Read what the log holds, store it, commit, stop: within ``stop_grace_s``.
 
         Past the grace period (the store is down) the tasks are cancelled; what
         they held is not committed, so the log replays it at the next start.
@@ -179,10 +180,32 @@ class Consumer:
                     await self._flush()  # only dead letters: still move the position
                 idle = not msgs and not len(self._batch) and self._queue.empty()
                 self._idle.set() if idle else self._idle.clear()
+            await self._read_rest()
         finally:
             if len(self._batch) or self._batch.ranges:
                 await self._flush()
             await self._queue.put(None)
+
+    async def _read_rest(self) -> None:
+        """Stopping: read what the log already holds, so that what the gateway
+        acknowledged before it stopped accepting is stored and committed now,
+        not at the next start. Bounded by half the stop grace (a gateway in
+        another process may still be appending): what is left stays in the
+        log, uncommitted, and is replayed at the next start."""
+        cfg = self.config
+        deadline = time.monotonic() + cfg.stop_grace_s / 2
+        while time.monotonic() < deadline:
+            try:
+                msgs = await self.reader.read(cfg.read_messages, 0.0)
+            except Exception as e:  # the log is down: the rest waits for the next start
+                log.warning("log read failed while stopping (%s); the rest stays in the log", e)
+                return
+            for m in msgs:
+                await self._add(m)
+                if len(self._batch) >= cfg.max_rows or self._batch.nbytes >= cfg.max_bytes:
+                    await self._flush()
+            if len(msgs) < cfg.read_messages:
+                return
 
     async def _add(self, m: LogMessage) -> None:
         try:
