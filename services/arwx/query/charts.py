@@ -91,12 +91,11 @@ async def chart(store: Store, req: ChartRequest) -> dict:
     ext, skipped = await _extents(store, req)
     src_hi: dict[str, int] = {}
     if req.segments:
-        seg_ext, src_hi = await segmented.extents(store, req.org, req.segments, req.keys)
+        seg_ext, src_hi, seg_skipped = await segmented.extents(store, req.org, req.segments, req.keys)
         ext.update(seg_ext)
+        skipped.update(seg_skipped)
     if not req.keys:
         req.keys = sorted({k for _, k in ext})[:50]
-    if req.segments and req.keys:
-        skipped.update(await segmented.skipped(store, req.org, req.segments, req.keys))
     latest: dict[str, dict] = {}
     for (run, key), (_, _, _, _, val, step) in ext.items():
         latest.setdefault(run, {})[key] = {"step": step, "value": val}
@@ -271,6 +270,8 @@ async def _extents(store: Store, req: ChartRequest) -> tuple[dict[tuple[str, str
     """(run, key) -> (step_lo, step_hi, ts_lo, ts_hi, latest value, latest step), and
     non-finite points per (run, key, writer) from the idempotent skip bitmaps (whole
     run), in one query."""
+    if not req.plain:
+        return {}, {}  # only rewound or forked runs: ``segmented.extents`` has them all
     params: dict = {"org": req.org, "runs": req.plain}
     if req.keys:
         params["keys"] = req.keys

@@ -68,22 +68,45 @@ def add_cells(
     return " UNION ALL ".join(sqls), params
 
 
-async def source_extents(store: Store, org: str, segments: dict[str, list[Segment]], keys: list[str]) -> dict:
-    """(storage id, key) -> the coarsest tier's extents of every source of the segments."""
-    sources = sorted({sid for segs in segments.values() for sid, _, _ in segs})
-    params: dict = {"org": org, "runs": sources}
+async def source_extents(
+    store: Store, org: str, segments: dict[str, list[Segment]], keys: list[str]
+) -> tuple[dict, dict]:
+    """(storage id, key) -> the coarsest tier's extents of every source of the segments, and
+    (run id, key, writer) -> skipped points of every attempt a run shows a part of (skips are
+    kept by seq, not step: an attempt shown in part counts whole); one query."""
+    label: dict[str, list[str]] = {}
+    for run_id, segs in segments.items():
+        for sid, _, _ in segs:
+            label.setdefault(sid, []).append(run_id)
+    params: dict = {"org": org, "runs": sorted(label)}
     if keys:
         params["keys"] = keys
-    rows = await store.rows(extents_sql(bool(keys)), params)
-    return {(r[0], r[1]): tuple(r[2:]) for r in rows}
+    key_filter = " AND key IN {keys:Array(String)}" if keys else ""
+    sql = (
+        "SELECT 0 AS kind, run_id, key, '' AS writer_id, step_lo, step_hi, ts_lo, ts_hi, latest, latest_step, 0 AS n"
+        f" FROM ({extents_sql(bool(keys))})"
+        " UNION ALL SELECT 1, run_id, key, toString(writer_id), 0, 0, 0, 0, nan, 0,"
+        " bitmapCardinality(groupBitmapMergeState(seqs)) FROM point_skips"
+        f" WHERE org = {{org:String}} AND run_id IN {{runs:Array(String)}}{key_filter} GROUP BY run_id, key, writer_id"
+    )
+    ext: dict[tuple[str, str], tuple] = {}
+    skipped: dict[tuple[str, str, str], int] = {}
+    for kind, sid, key, writer, *cols in await store.rows(sql, params):
+        if kind:
+            for run_id in label[sid]:
+                skipped[(run_id, key, writer)] = skipped.get((run_id, key, writer), 0) + int(cols[-1])
+        else:
+            ext[(sid, key)] = tuple(cols[:6])
+    return ext, skipped
 
 
 async def extents(
     store: Store, org: str, segments: dict[str, list[Segment]], keys: list[str]
-) -> tuple[dict[tuple[str, str], tuple], dict[str, int]]:
+) -> tuple[dict[tuple[str, str], tuple], dict[str, int], dict[tuple[str, str, str], int]]:
     """(run id, key) -> (step_lo, step_hi, ts_lo, ts_hi, latest value, latest step) over each
-    run's segments, and each source's last step (for ``add_cells``)."""
-    by_source = await source_extents(store, org, segments, keys)
+    run's segments, each source's last step (for ``add_cells``), and the skip counts of
+    ``source_extents``: two queries at most."""
+    by_source, skipped = await source_extents(store, org, segments, keys)
     src_hi: dict[str, int] = {}
     for (sid, _), e in by_source.items():
         src_hi[sid] = max(src_hi.get(sid, -1), int(e[1]))
@@ -120,29 +143,7 @@ async def extents(
             continue
         later = (val, at) if at >= prev[5] else (prev[4], prev[5])
         out[(run_id, key)] = (min(prev[0], s_lo), max(prev[1], s_hi), min(prev[2], t_lo), max(prev[3], t_hi), *later)
-    return out, src_hi
-
-
-async def skipped(store: Store, org: str, segments: dict[str, list[Segment]], keys: list[str]) -> dict:
-    """(run id, key, writer) -> skipped points of every attempt the run shows a part of
-    (skips are kept by seq, not step: an attempt shown in part counts whole)."""
-    label: dict[str, list[str]] = {}
-    for run_id, segs in segments.items():
-        for sid, _, _ in segs:
-            label.setdefault(sid, []).append(run_id)
-    if not label:
-        return {}
-    rows = await store.rows(
-        "SELECT run_id, key, writer_id, bitmapCardinality(groupBitmapMergeState(seqs)) FROM point_skips"
-        " WHERE org = {org:String} AND run_id IN {runs:Array(String)} AND key IN {keys:Array(String)}"
-        " GROUP BY run_id, key, writer_id",
-        {"org": org, "runs": sorted(label), "keys": keys},
-    )
-    out: dict[tuple[str, str, str], int] = {}
-    for sid, k, w, n in rows:
-        for run_id in label[sid]:
-            out[(run_id, k, w)] = out.get((run_id, k, w), 0) + int(n)
-    return out
+    return out, src_hi, skipped
 
 
 async def latest(
@@ -152,7 +153,7 @@ async def latest(
     ``keys`` only, when given)."""
     if keys == []:
         return {run_id: {} for run_id in segments}
-    ext, _ = await extents(store, org, segments, keys or [])
+    ext, _, _ = await extents(store, org, segments, keys or [])
     out: dict[str, dict[str, dict]] = {run_id: {} for run_id in segments}
     for (run_id, key), e in ext.items():
         out[run_id][key] = {"step": e[5], "value": e[4]}
