@@ -51,9 +51,24 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to ``sys.stderr`` as it is at each record, not as it was when made:
+    a host that swaps stderr (pytest's capture, an embedding application) and
+    closes the old one must not turn later records into "I/O operation on
+    closed file" errors."""
+
+    @property  # type: ignore[override]
+    def stream(self):  # noqa: ANN201 - the file object StreamHandler writes to
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
+
+
 def setup_logging(level: str, fmt: str = "text") -> None:
     """Configure the root logger once, on stderr (stdout carries the CLI's own lines)."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     for h in list(root.handlers):
